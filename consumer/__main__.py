@@ -1,0 +1,113 @@
+"""Command line: ``python -m consumer <command>``.
+
+- ``run``: run the service (configuration from the environment; see the README).
+- ``check``: validate the configuration and reach Kafka; exit non-zero with the reason.
+- ``schema``: write the JSON Schemas of every request and of the reply to ``schemas/``.
+- ``docs``: rewrite the README's operation table from the request Structs.
+- ``send``: publish one request (JSON) and print its reply.
+- ``demo``: publish one request per operation, as Conductor would, and print a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from consumer.settings import SettingsError, load_settings
+
+
+def _run() -> int:
+    from consumer.app import redactor_for, run_service
+    from consumer.logs import configure_logging
+
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format, redactor_for(settings))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_service(settings, stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def _check() -> int:
+    from consumer.app import kafka_connection
+    from consumer.kafka_io import broker_reachable
+    from consumer.operations import check_complete
+
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    check_complete()
+    if not asyncio.run(broker_reachable(kafka_connection(settings))):
+        print(f"Kafka not reachable at {settings.kafka_bootstrap_servers}", file=sys.stderr)
+        return 1
+    print(
+        f"ok: Kafka at {settings.kafka_bootstrap_servers}; integrations: "
+        f"{', '.join(sorted(settings.credentials))}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m consumer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="run the service")
+    commands.add_parser("check", help="validate configuration and reach Kafka")
+    schema = commands.add_parser("schema", help="write JSON Schemas")
+    schema.add_argument("--out", default="schemas")
+    docs = commands.add_parser("docs", help="rewrite the README's operation table")
+    docs.add_argument("--readme", default="README.md")
+    send = commands.add_parser("send", help="publish one request and print its reply")
+    send.add_argument("request", help="the request as JSON")
+    send.add_argument("--key", default=None)
+    send.add_argument("--timeout", type=float, default=30.0)
+    demo = commands.add_parser("demo", help="one request per operation, printed as a table")
+    demo.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+
+    if args.command == "run":
+        return _run()
+    if args.command == "check":
+        return _check()
+    if args.command == "schema":
+        from consumer.schema_files import write_schemas
+
+        write_schemas(args.out)
+        return 0
+    if args.command == "docs":
+        from consumer.schema_files import write_readme_table
+
+        write_readme_table(args.readme)
+        return 0
+    if args.command == "send":
+        from consumer.tools import send_one
+
+        return asyncio.run(send_one(args.request, args.key, args.timeout))
+    if args.command == "demo":
+        from consumer.demo import run_demo
+
+        return asyncio.run(run_demo(args.timeout))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

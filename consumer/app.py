@@ -1,0 +1,185 @@
+"""Start-up and shutdown of the whole service, and its HTTP endpoints.
+
+Start-up order: check the operation table, open the Stripe gateway (HTTP pool), start the
+Kafka producer, serve ``/metrics`` ``/healthz`` ``/readyz``, then join the consumer group.
+Shutdown runs the other way once ``stop`` is set (SIGTERM): the pipeline stops fetching,
+drains within the grace period and commits; then the consumer leaves the group, the producer
+flushes, the HTTP pool and server close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from consumer.engine.pipeline import Pipeline, PipelineLimits
+from consumer.engine.reply_memory import ReplyMemory
+from consumer.engine.retry import RetryPolicy
+from consumer.kafka_io import KafkaConnection, RecordSink, RecordSource, ensure_topics
+from consumer.logs import get_logger
+from consumer.metrics import ServiceMetrics
+from consumer.operations import check_complete
+from consumer.processor import RequestProcessor
+from consumer.redaction import Redactor
+from consumer.settings import Settings
+from consumer.stripe_gateway import open_gateway
+
+_log = get_logger()
+# The consumer loop fetches at least every 0.2 s; silence this long means it is stuck.
+LIVENESS_WINDOW_SECONDS: Final = 60.0
+
+
+def redactor_for(settings: Settings) -> Redactor:
+    secrets = [c.api_key.reveal() for c in settings.credentials.values()]
+    security = settings.kafka_security
+    for secret in (security.sasl_password, security.ssl_key_password):
+        if secret is not None:
+            secrets.append(secret.reveal())
+    return Redactor(secrets)
+
+
+def kafka_connection(settings: Settings) -> KafkaConnection:
+    return KafkaConnection(
+        settings.kafka_bootstrap_servers, settings.kafka_security, settings.kafka_client_id
+    )
+
+
+@dataclass(slots=True)
+class HealthProbe:
+    pipeline: Pipeline
+
+    def alive(self) -> tuple[bool, str]:
+        silent = time.monotonic() - self.pipeline.last_fetch_monotonic
+        if silent > LIVENESS_WINDOW_SECONDS:
+            return False, f"no Kafka fetch for {silent:.0f}s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        alive, why = self.alive()
+        if not alive:
+            return False, why
+        if not self.pipeline.group_joined.is_set():
+            return False, "not yet a member of the consumer group"
+        return True, "ok"
+
+
+def _http_app(registry: CollectorRegistry, probe: HealthProbe) -> web.Application:
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def healthz(_: web.Request) -> web.Response:
+        ok, why = probe.alive()
+        return web.json_response({"status": why}, status=200 if ok else 503)
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok, why = probe.ready()
+        return web.json_response({"status": why}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.add_routes(
+        [web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)]
+    )
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _http_server(
+    settings: Settings, registry: CollectorRegistry, probe: HealthProbe
+) -> AsyncIterator[int]:
+    runner = web.AppRunner(_http_app(registry, probe), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    await site.start()
+    # aiohttp has no public way to learn a port the OS chose (CONSUMER_HTTP_PORT=0, in tests).
+    sockets = getattr(site._server, "sockets", None)
+    port = sockets[0].getsockname()[1] if sockets else settings.http_port
+    try:
+        yield int(port)
+    finally:
+        await runner.cleanup()
+
+
+async def _create_topics(settings: Settings, connection: KafkaConnection) -> None:
+    """Create missing topics when allowed; where the platform manages topics (no permission),
+    say so and carry on: consuming and producing work the same on existing topics."""
+    if not settings.create_topics:
+        return
+    topics = dict.fromkeys(
+        (*settings.consumed_topics, settings.reply_topic, settings.dlq_topic),
+        settings.topic_partitions,
+    )
+    try:
+        created = await ensure_topics(connection, topics, settings.topic_replication_factor)
+    except Exception as exc:  # no admin permission, an old broker: not fatal
+        _log.warning("could not create topics; expecting them to exist", extra={"error": repr(exc)})
+        return
+    if created:
+        _log.info("created topics", extra={"topics": ",".join(created)})
+
+
+async def run_service(
+    settings: Settings, stop: asyncio.Event, registry: CollectorRegistry | None = None
+) -> None:
+    """Run until ``stop`` is set, then shut down cleanly."""
+    check_complete()
+    registry = registry or CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    redact = redactor_for(settings)
+    connection = kafka_connection(settings)
+    await _create_topics(settings, connection)
+    async with open_gateway(settings, redact) as gateway:
+        sink = RecordSink(connection)
+        await sink.start()
+        try:
+            processor = RequestProcessor(
+                settings,
+                gateway,
+                metrics,
+                memory=ReplyMemory(settings.reply_memory_entries, settings.reply_memory_seconds),
+                retry=RetryPolicy(budget_seconds=settings.retry_budget_seconds),
+            )
+            source = RecordSource(
+                connection, topics=settings.consumed_topics, group_id=settings.group_id
+            )
+            pipeline = Pipeline(
+                source,
+                sink,
+                processor,
+                metrics,
+                reply_topic=settings.reply_topic,
+                limits=PipelineLimits(
+                    max_in_flight=settings.max_in_flight,
+                    max_buffered=settings.max_buffered,
+                    commit_interval_seconds=settings.commit_interval_seconds,
+                    revoke_timeout_seconds=settings.revoke_timeout_seconds,
+                    shutdown_grace_seconds=settings.shutdown_grace_seconds,
+                ),
+            )
+            async with _http_server(settings, registry, HealthProbe(pipeline)) as port:
+                await source.start(rebalance=pipeline)
+                _log.info(
+                    "started",
+                    extra={
+                        "topics": ",".join(settings.consumed_topics),
+                        "group_id": settings.group_id,
+                        "reply_topic": settings.reply_topic,
+                        "http_port": port,
+                        "integrations": ",".join(sorted(settings.credentials)),
+                    },
+                )
+                try:
+                    await pipeline.run(stop)
+                finally:
+                    await source.stop()
+        finally:
+            await sink.stop()
+    _log.info("stopped")

@@ -1,0 +1,56 @@
+"""The demo: one request per operation, shaped exactly as a Conductor EVENT task publishes it,
+and a table of the replies. Needs a running service (``make demo`` starts everything)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+from consumer.examples import EXAMPLE_PARAMETERS, conductor_event_payload
+from consumer.messages import OPERATION_NAMES
+from consumer.settings import load_client_settings
+from consumer.tools import publish_and_collect
+
+
+def _summary(reply: dict[str, Any]) -> str:
+    output = reply.get("output") or {}
+    if reply.get("status") == "COMPLETED":
+        if output.get("object") == "list":
+            return f"list of {len(output.get('data', []))}"
+        return str(output.get("id") or output.get("identifier") or output.get("object"))
+    return str(reply.get("reasonForIncompletion"))
+
+
+def report(replies: dict[str, dict[str, Any]], task_ids: dict[str, str]) -> int:
+    """Print the table; return how many operations COMPLETED."""
+    print(f"{'operation':<24} {'status':<28} Stripe object id or error")
+    print(f"{'-' * 24} {'-' * 28} {'-' * 40}")
+    completed = 0
+    for operation in OPERATION_NAMES:
+        reply = replies.get(task_ids[operation], {})
+        status = reply.get("status", "NO REPLY")
+        completed += status == "COMPLETED"
+        print(f"{operation:<24} {status:<28} {_summary(reply) if reply else '-'}")
+    return completed
+
+
+async def run_demo(timeout_s: float) -> int:
+    settings = load_client_settings(os.environ)
+    workflow_id = str(uuid.uuid4())
+    task_ids = {operation: str(uuid.uuid4()) for operation in OPERATION_NAMES}
+    requests = {
+        task_ids[operation]: conductor_event_payload(
+            operation,
+            EXAMPLE_PARAMETERS[operation],
+            workflow_instance_id=workflow_id,
+            task_id=task_ids[operation],
+            sink=f"kafka:{settings.request_topics[0]}",
+        )
+        for operation in OPERATION_NAMES
+    }
+    replies = await publish_and_collect(settings, requests, timeout_s=timeout_s)
+    completed = report(replies, task_ids)
+    print()
+    print(f"{completed}/{len(OPERATION_NAMES)} operations COMPLETED")
+    return 0 if completed == len(OPERATION_NAMES) else 1

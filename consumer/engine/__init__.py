@@ -1,0 +1,1 @@
+"""The concurrency engine: offsets, per-key scheduling, reply memory, retries, the loop."""

@@ -1,0 +1,315 @@
+"""The consumer loop: fetch, dispatch by key, deliver replies, commit what is answered.
+
+::
+
+    fetch (getmany) ─► track offset ─► per-key scheduler ─► processor ─► deliver reply/DLQ
+                                                                          (acks=all)
+                                                             ─► offset done ─► periodic commit
+
+Rules that keep it correct:
+
+- An offset is committed only after the reply (and DLQ record) for it, and for every earlier
+  offset of its partition, is acknowledged by Kafka. A crash at any point means redelivery,
+  never loss; idempotency keys make redelivery safe.
+- The loop never waits on work: it keeps fetching (aiokafka's liveness counts time between
+  fetches) and pauses partitions while too much work is buffered, resuming below half.
+- On revoke: work not yet started for those partitions is dropped (the new owner redoes it);
+  running work gets a bounded time to finish; then what is answered is committed.
+- On stop: fetching stops, running work drains within the grace period, answered offsets are
+  committed; unfinished work is abandoned uncommitted, to be redelivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from consumer.engine.offsets import OffsetTracker
+from consumer.engine.scheduler import KeyedScheduler
+from consumer.kafka_io import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
+from consumer.logs import get_logger
+from consumer.metrics import ServiceMetrics
+from consumer.processor import Handled
+
+_log = get_logger()
+_DLQ_TRUNCATED_BYTES: Final = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineLimits:
+    max_in_flight: int = 256
+    max_buffered: int = 2048
+    fetch_max_records: int = 500
+    commit_interval_seconds: float = 1.0
+    revoke_timeout_seconds: float = 10.0
+    shutdown_grace_seconds: float = 25.0
+    custom_reply_topic_timeout_seconds: float = 30.0
+
+
+class Source(Protocol):
+    async def fetch(self, timeout_s: float, max_records: int) -> list[InboundRecord]: ...
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+    def assignment(self) -> set[TopicPartition]: ...
+    def pause(self, partitions: set[TopicPartition]) -> None: ...
+    def resume(self, partitions: set[TopicPartition]) -> None: ...
+    def highwater(self, tp: TopicPartition) -> int | None: ...
+
+
+class Sink(Protocol):
+    async def send(self, record: OutboundRecord) -> None: ...
+
+
+class Processor(Protocol):
+    async def process(self, record: InboundRecord) -> Handled: ...
+
+
+class Pipeline:
+    def __init__(
+        self,
+        source: Source,
+        sink: Sink,
+        processor: Processor,
+        metrics: ServiceMetrics,
+        *,
+        reply_topic: str,
+        limits: PipelineLimits,
+    ) -> None:
+        self._source = source
+        self._sink = sink
+        self._processor = processor
+        self._metrics = metrics
+        self._reply_topic = reply_topic
+        self._limits = limits
+        self._offsets = OffsetTracker()
+        self._scheduler = KeyedScheduler(limits.max_in_flight)
+        self._assigned: set[TopicPartition] = set()
+        self._paused = False
+        self._stopping = False
+        self._last_commit = time.monotonic()
+        self._commit_lock = asyncio.Lock()
+        self._progress = asyncio.Event()  # set whenever a record is answered
+        self.last_fetch_monotonic = time.monotonic()
+        self.group_joined = asyncio.Event()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                records = await self._source.fetch(0.2, self._limits.fetch_max_records)
+                self.last_fetch_monotonic = time.monotonic()
+                self._metrics.last_poll.set(time.time())
+                for record in records:
+                    self._admit(record)
+                self._apply_backpressure()
+                if time.monotonic() - self._last_commit >= self._limits.commit_interval_seconds:
+                    await self.commit()
+                    self._update_lag()
+        finally:
+            await self._drain()
+
+    def _admit(self, record: InboundRecord) -> None:
+        tp = record.topic_partition
+        self._metrics.records_consumed.labels(record.topic).inc()
+        self._offsets.track(tp, record.offset)
+        key: Hashable = (
+            (record.topic, record.key) if record.key is not None else (tp, record.offset)
+        )
+        self._scheduler.submit(key, lambda: self._handle(record))
+        self._metrics.in_flight.set(self._scheduler.queued)
+
+    async def _handle(self, record: InboundRecord) -> None:
+        tp = record.topic_partition
+        if tp not in self._assigned:
+            return  # revoked before it started: the partition's new owner answers it
+        received = time.perf_counter()
+        handled = await self._processor.process(record)
+        if not await self._deliver(handled):
+            return  # stopping before Kafka took the reply: left uncommitted, redelivered
+        self._offsets.done(tp, record.offset)
+        self._progress.set()
+        self._metrics.in_flight.set(self._scheduler.queued - 1)
+        self._observe(handled, time.perf_counter() - received)
+
+    # -- delivery -------------------------------------------------------------------------
+
+    async def _deliver(self, handled: Handled) -> bool:
+        sends = []
+        if handled.dead_letter is not None:
+            sends.append(self._send_dead_letter(handled.dead_letter))
+        if handled.reply is not None:
+            sends.append(self._send_reply(handled, handled.reply))
+        results = await asyncio.gather(*sends)
+        return all(results)
+
+    async def _send_reply(self, handled: Handled, record: OutboundRecord) -> bool:
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                await self._sink.send(record)
+            except DeliveryFailed as failure:
+                attempt += 1
+                custom_topic = record.topic != self._reply_topic
+                waited_too_long = (
+                    time.monotonic() - started > self._limits.custom_reply_topic_timeout_seconds
+                )
+                if not failure.retriable or (custom_topic and waited_too_long):
+                    _log.error(
+                        "reply undeliverable; sending a failure reply to the default topic",
+                        extra={"topic": record.topic, "error": str(failure)},
+                    )
+                    record = handled.undeliverable(self._reply_topic, str(failure))
+                    continue
+                if not await self._before_retry(attempt, failure):
+                    return False
+            else:
+                return True
+
+    async def _send_dead_letter(self, record: OutboundRecord) -> bool:
+        attempt = 0
+        while True:
+            try:
+                await self._sink.send(record)
+            except DeliveryFailed as failure:
+                attempt += 1
+                if not failure.retriable and len(record.value) > _DLQ_TRUNCATED_BYTES:
+                    record = OutboundRecord(
+                        record.topic,
+                        record.key,
+                        record.value[:_DLQ_TRUNCATED_BYTES],
+                        (*record.headers, ("dlq.truncated", b"true")),
+                    )
+                    continue
+                if not await self._before_retry(attempt, failure):
+                    return False
+            else:
+                return True
+
+    async def _before_retry(self, attempt: int, failure: DeliveryFailed) -> bool:
+        """Back off before sending again; False when stopping (give up, stay uncommitted)."""
+        if self._stopping:
+            return False
+        self._metrics.delivery_retries.inc()
+        if attempt == 1 or attempt % 20 == 0:
+            _log.warning("Kafka refused a record; retrying", extra={"error": str(failure)})
+        await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
+        return True
+
+    # -- offsets and back-pressure --------------------------------------------------------
+
+    async def commit(self, partitions: set[TopicPartition] | None = None) -> None:
+        async with self._commit_lock:
+            self._last_commit = time.monotonic()
+            chosen = self._assigned if partitions is None else partitions
+            offsets = self._offsets.committable(chosen)
+            if not offsets:
+                return
+            try:
+                await self._source.commit(offsets)
+            except Exception as exc:  # a rebalance in progress, a broker restart
+                self._metrics.commits.labels("failed").inc()
+                _log.warning("offset commit failed; will retry", extra={"error": repr(exc)})
+                return
+            self._offsets.mark_committed(offsets)
+            self._metrics.commits.labels("ok").inc()
+
+    def _apply_backpressure(self) -> None:
+        buffered = self._scheduler.queued
+        if not self._paused and buffered >= self._limits.max_buffered:
+            self._source.pause(self._assigned)
+            self._paused = True
+        elif self._paused and buffered <= self._limits.max_buffered // 2:
+            self._source.resume(self._assigned)
+            self._paused = False
+        self._metrics.paused_partitions.set(len(self._assigned) if self._paused else 0)
+
+    def _update_lag(self) -> None:
+        for tp in self._assigned:
+            end = self._source.highwater(tp)
+            point = self._offsets.committable([tp]).get(tp)
+            if end is not None and point is not None:
+                self._metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - point))
+
+    # -- rebalance ------------------------------------------------------------------------
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._assigned -= revoked
+        await self._wait_answered(revoked, self._limits.revoke_timeout_seconds)
+        await self.commit(revoked)
+        self._offsets.forget(revoked)
+        for tp in revoked:
+            with contextlib.suppress(KeyError):  # no lag sample yet for this partition
+                self._metrics.lag.remove(tp.topic, str(tp.partition))
+
+    async def _wait_answered(self, partitions: set[TopicPartition], timeout_s: float) -> None:
+        """Wait until every tracked record of these partitions is answered, or the timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self._offsets.pending(partitions):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), remaining)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._assigned |= assigned
+        self._metrics.rebalances.inc()
+        if self._paused:
+            self._source.pause(assigned)
+        self.group_joined.set()
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        self._stopping = True
+        drained = await self._scheduler.wait_idle(self._limits.shutdown_grace_seconds)
+        if not drained:
+            _log.warning(
+                "shutdown grace period over; abandoning unfinished requests (redelivered later)",
+                extra={"abandoned": self._scheduler.queued},
+            )
+            await self._scheduler.cancel()
+        await self.commit()
+
+    # -- observation ----------------------------------------------------------------------
+
+    def _observe(self, handled: Handled, seconds: float) -> None:
+        operation = handled.operation or "unknown"
+        status = handled.status if handled.reply is not None else "NO_REPLY"
+        self._metrics.requests.labels(operation, status).inc()
+        self._metrics.request_duration.labels(operation).observe(seconds)
+        if handled.dead_letter_reason is not None:
+            self._metrics.dlq.labels(handled.dead_letter_reason).inc()
+        outcome = handled.outcome
+        error = outcome.error
+        _log.info(
+            "request",
+            extra={
+                "operation": handled.operation,
+                "status": handled.status,
+                "taskId": _text(handled.conductor.taskId),
+                "workflowInstanceId": _text(handled.conductor.workflowInstanceId),
+                "taskRefName": _text(handled.conductor.taskRefName),
+                "idempotency_key": handled.idempotency_key,
+                "stripe_request_id": outcome.stripe_request_id,
+                "attempts": outcome.attempts,
+                "deduplicated": outcome.deduplicated,
+                "error_type": error.type if error else None,
+                "error_code": (error.decline_code or error.code) if error else None,
+                "error_param": error.param if error else None,
+                "record": str(handled.coordinates),
+                "reply_topic": handled.reply.topic if handled.reply else None,
+                "dlq_reason": handled.dead_letter_reason,
+                "duration_ms": round(seconds * 1000, 2),
+            },
+        )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,0 +1,68 @@
+"""The service's error tree. Each error knows whether retrying can help.
+
+::
+
+    ServiceError                 base: carries the ReplyError the reply will hold
+    ├── RequestRejected          input the service refused itself (type `validation_error`);
+    │                            never retryable, never reaches Stripe
+    └── StripeFailure            Stripe refused the call or could not be reached; built in one
+                                 place, ``stripe_gateway.map_stripe_errors``
+        ├── retryable            rate limit, 5xx, timeout, connection, lock/key contention,
+        │                        or Stripe said `Stripe-Should-Retry: true`
+        └── terminal             card declined, invalid request, authentication, permission,
+                                 idempotency conflict, or `Stripe-Should-Retry: false`
+
+A retryable failure that outlives the service's own retries becomes a `FAILED` reply
+(Conductor's retry policy may try again); a terminal one becomes `FAILED_WITH_TERMINAL_ERROR`.
+"""
+
+from __future__ import annotations
+
+from consumer.messages import ReplyError, ReplyStatus
+
+VALIDATION_ERROR = "validation_error"
+
+
+class ServiceError(Exception):
+    """A request that cannot complete, with the error its reply carries."""
+
+    def __init__(self, detail: ReplyError) -> None:
+        super().__init__(detail.message)
+        self.detail = detail
+
+    @property
+    def retryable(self) -> bool:
+        return self.detail.retryable
+
+    @property
+    def status(self) -> ReplyStatus:
+        return "FAILED" if self.retryable else "FAILED_WITH_TERMINAL_ERROR"
+
+    @property
+    def reason(self) -> str:
+        """One readable line for Conductor's `reasonForIncompletion`."""
+        label = self.detail.decline_code or self.detail.code or self.detail.type
+        return f"{label}: {self.detail.message}"
+
+
+class RequestRejected(ServiceError):
+    """The request breaks the contract; ``param`` names the field (a JSON path)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(ReplyError(type=VALIDATION_ERROR, message=message, param=param))
+
+
+class StripeFailure(ServiceError):
+    """Stripe answered with an error, or could not be reached.
+
+    ``authentication`` marks a rejected credential (HTTP 401): the engine stops intake for
+    that credential rather than failing every queued request with the same error.
+    ``retry_after`` is Stripe's hint, in seconds, when it gave one.
+    """
+
+    def __init__(
+        self, detail: ReplyError, *, authentication: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.authentication = authentication
+        self.retry_after = retry_after

@@ -1,0 +1,101 @@
+"""Idempotency keys: one per logical request, stable across redelivery and Conductor retries.
+
+The contract's derivation, first that applies:
+
+1. the request's own ``idempotency_key``;
+2. ``{workflowInstanceId}:{taskRefName}:{h}``: a retried Conductor task gets a new taskId but
+   keeps these two, so its retries share the key; a rerun with changed parameters changes
+   ``h`` and gets a new key instead of Stripe's idempotency error;
+3. ``{record key}:{h}``;
+4. ``{topic}:{partition}:{offset}``: the record's coordinates, stable across redelivery.
+
+``h`` is a short hash of the operation, the connected account and the operation's parameters
+as given. Keys hold no personal data (parameters only enter through the hash). Meter-event
+identifiers are derived the same way, shortened to Stripe's 100 characters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from consumer.messages import OperationRequest
+
+MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255
+MAX_METER_IDENTIFIER_LENGTH: Final = 100
+_HASH_CHARS: Final = 16
+
+_canonical = msgspec.json.Encoder(order="sorted")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCoordinates:
+    """Where a record sits in Kafka; unique and stable across redelivery."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+
+def key_text(key: bytes | None) -> str | None:
+    """A record key as text: UTF-8 when it is, hex otherwise (keys are opaque bytes)."""
+    if key is None:
+        return None
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return key.hex()
+
+
+def request_hash(request: OperationRequest) -> str:
+    """A short stable hash of what the request asks Stripe to do."""
+    payload = {
+        "operation": request.operation,
+        "stripe_account": request.stripe_account or None,
+        "parameters": request.parameters(),
+    }
+    return hashlib.sha256(_canonical.encode(payload)).hexdigest()[:_HASH_CHARS]
+
+
+def _fit(key: str, limit: int) -> str:
+    if len(key) <= limit:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[: limit - 7]
+
+
+def derive_key(
+    request: OperationRequest,
+    request_hash: str,
+    record_key: bytes | None,
+    coordinates: RecordCoordinates,
+    *,
+    limit: int = MAX_IDEMPOTENCY_KEY_LENGTH,
+) -> str:
+    """The request's idempotency key, by the contract's derivation (module docstring).
+
+    ``request_hash`` is :func:`request_hash` of the request (the caller computes it once).
+    """
+    return _fit(_unbounded_key(request, request_hash, record_key, coordinates), limit)
+
+
+def _unbounded_key(
+    request: OperationRequest,
+    request_hash: str,
+    record_key: bytes | None,
+    coordinates: RecordCoordinates,
+) -> str:
+    if isinstance(request.idempotency_key, str):
+        return request.idempotency_key
+    workflow, task_ref = request.workflowInstanceId, request.taskRefName
+    if isinstance(workflow, str) and workflow and isinstance(task_ref, str) and task_ref:
+        return f"{workflow}:{task_ref}:{request_hash}"
+    text = key_text(record_key)
+    if text:
+        return f"{text}:{request_hash}"
+    return str(coordinates)

@@ -1,0 +1,329 @@
+"""Kafka I/O: the only module that imports ``aiokafka``.
+
+The rest of the service sees plain records (:class:`InboundRecord`, :class:`OutboundRecord`),
+a :class:`RecordSource` (consumer group member: fetch, pause, resume, commit) and a
+:class:`RecordSink` (idempotent producer with ``acks=all``: ``send`` resolves when the broker
+has the record). Commits are explicit (auto-commit is off), and a new group starts from the
+earliest offset, so records published before the service first ran are answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, NamedTuple, Protocol
+
+import aiokafka
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+from aiokafka.structs import OffsetAndMetadata
+
+from consumer.settings import KafkaSecurity
+
+Headers = tuple[tuple[str, bytes], ...]
+_MAX_REQUEST_BYTES: Final = 4 * 1024 * 1024
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers = field(default=())
+
+
+class DeliveryFailed(Exception):
+    """The broker did not take a record. ``retriable`` says whether sending again may work."""
+
+    def __init__(self, message: str, *, retriable: bool) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+class RebalanceHandler(Protocol):
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None: ...
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConnection:
+    """Where the brokers are and how to authenticate: what every client here needs."""
+
+    bootstrap_servers: str
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    client_id: str = "stripe-consumer"
+
+    def client_options(self) -> dict[str, Any]:
+        security = self.security
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "security_protocol": security.protocol,
+        }
+        if security.protocol in {"SSL", "SASL_SSL"}:
+            options["ssl_context"] = create_ssl_context(
+                cafile=security.ssl_ca_file,
+                certfile=security.ssl_cert_file,
+                keyfile=security.ssl_key_file,
+                password=security.ssl_key_password.reveal() if security.ssl_key_password else None,
+            )
+        if security.protocol.startswith("SASL"):
+            options["sasl_mechanism"] = security.sasl_mechanism
+            options["sasl_plain_username"] = security.sasl_username
+            options["sasl_plain_password"] = (
+                security.sasl_password.reveal() if security.sasl_password else None
+            )
+        return options
+
+
+def _to_inbound(record: Any) -> InboundRecord:
+    return InboundRecord(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=tuple(record.headers or ()),
+        timestamp_ms=record.timestamp,
+    )
+
+
+class _ListenerAdapter(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base
+    def __init__(self, handler: RebalanceHandler) -> None:
+        self._handler = handler
+
+    async def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+        await self._handler.on_partitions_revoked({TopicPartition(*tp) for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        await self._handler.on_partitions_assigned({TopicPartition(*tp) for tp in assigned})
+
+
+class RecordSource:
+    """A consumer-group member. ``fetch`` must be called often (it is the liveness signal)."""
+
+    def __init__(
+        self,
+        connection: KafkaConnection,
+        *,
+        topics: Sequence[str],
+        group_id: str,
+        max_poll_records: int = 500,
+        max_poll_interval_ms: int = 300_000,
+        session_timeout_ms: int = 10_000,
+    ) -> None:
+        self._topics = tuple(topics)
+        self._consumer = aiokafka.AIOKafkaConsumer(
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=max_poll_records,
+            max_poll_interval_ms=max_poll_interval_ms,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(1_000, session_timeout_ms // 3),
+            # Notice new partitions and late-created topics within 30 s, not aiokafka's 5 min.
+            metadata_max_age_ms=30_000,
+            **connection.client_options(),
+        )
+
+    async def start(self, rebalance: RebalanceHandler) -> None:
+        await self._consumer.start()
+        self._consumer.subscribe(self._topics, listener=_ListenerAdapter(rebalance))
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def fetch(self, timeout_s: float, max_records: int) -> list[InboundRecord]:
+        batches = await self._consumer.getmany(
+            timeout_ms=int(timeout_s * 1000), max_records=max_records
+        )
+        return [_to_inbound(r) for records in batches.values() for r in records]
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit the next offset to read, per partition."""
+        if offsets:
+            await self._consumer.commit(
+                {
+                    aiokafka.TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(offset, "")
+                    for tp, offset in offsets.items()
+                }
+            )
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        self._consumer.pause(*(aiokafka.TopicPartition(*tp) for tp in partitions))
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        self._consumer.resume(*(aiokafka.TopicPartition(*tp) for tp in partitions))
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """The partition's end offset as of the last fetch (None before the first)."""
+        result = self._consumer.highwater(aiokafka.TopicPartition(*tp))
+        return int(result) if result is not None else None
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        result = await self._consumer.committed(aiokafka.TopicPartition(*tp))
+        return int(result) if result is not None else None
+
+
+class RecordSink:
+    """An idempotent producer (``acks=all``): ``send`` returns when the broker has the record."""
+
+    def __init__(self, connection: KafkaConnection, *, linger_ms: int = 5) -> None:
+        self._producer = aiokafka.AIOKafkaProducer(
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=linger_ms,
+            max_request_size=_MAX_REQUEST_BYTES,
+            request_timeout_ms=30_000,
+            **connection.client_options(),
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(self, record: OutboundRecord) -> None:
+        """Send and wait for the broker's acknowledgement; raise DeliveryFailed."""
+        try:
+            ack = await self._producer.send(
+                record.topic, record.value, key=record.key, headers=list(record.headers)
+            )
+            await ack
+        except KafkaTimeoutError as exc:
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}", retriable=True) from None
+        except KafkaError as exc:
+            raise DeliveryFailed(
+                f"{type(exc).__name__}: {exc}", retriable=bool(exc.retriable)
+            ) from None
+
+
+async def ensure_topics(
+    connection: KafkaConnection, topics: Mapping[str, int], replication_factor: int = 3
+) -> list[str]:
+    """Create the topics that do not exist yet (name -> partitions); return those created.
+
+    The replication factor is capped at the number of brokers, so the same call works on a
+    one-broker test cluster and a production one.
+    """
+    admin = AIOKafkaAdminClient(**connection.client_options())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        brokers = len((await admin.describe_cluster()).get("brokers", [])) or 1
+        wanted = [
+            NewTopic(name, partitions, min(replication_factor, brokers))
+            for name, partitions in topics.items()
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(wanted)
+        return [topic.name for topic in wanted]
+    finally:
+        await admin.close()
+
+
+async def broker_reachable(connection: KafkaConnection, timeout_s: float = 5.0) -> bool:
+    """True when a broker answers a metadata request."""
+    admin = AIOKafkaAdminClient(
+        request_timeout_ms=int(timeout_s * 1000), **connection.client_options()
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        await asyncio.wait_for(admin.list_topics(), timeout_s)
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    return True
+
+
+@contextlib.asynccontextmanager
+async def topic_reader(
+    connection: KafkaConnection, topic: str, *, from_end: bool = False
+) -> AsyncIterator[TopicReader]:
+    """Read every partition of a topic without a group (tests, the demo, ``send``)."""
+    consumer = aiokafka.AIOKafkaConsumer(
+        enable_auto_commit=False,
+        auto_offset_reset="latest" if from_end else "earliest",
+        **connection.client_options(),
+    )
+    await consumer.start()
+    try:
+        partitions = await _partitions_of(consumer, topic)
+        consumer.assign([aiokafka.TopicPartition(topic, p) for p in partitions])
+        if from_end:
+            await consumer.seek_to_end()
+        else:
+            await consumer.seek_to_beginning()
+        yield TopicReader(consumer)
+    finally:
+        await consumer.stop()
+
+
+async def _partitions_of(consumer: Any, topic: str) -> list[int]:
+    for _ in range(50):
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return sorted(partitions)
+        await consumer._client.force_metadata_update()  # no public way to refresh metadata
+        await asyncio.sleep(0.1)
+    raise DeliveryFailed(f"topic {topic} has no partitions", retriable=True)
+
+
+class TopicReader:
+    """Records of one topic, in arrival order per partition."""
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+
+    async def read(self, timeout_s: float = 0.5) -> list[InboundRecord]:
+        batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000))
+        return [_to_inbound(r) for records in batches.values() for r in records]
+
+    async def collect(
+        self,
+        until: Callable[[list[InboundRecord]], bool],
+        *,
+        timeout_s: float,
+    ) -> list[InboundRecord]:
+        """Read until ``until(all records so far)`` holds; raise TimeoutError otherwise."""
+        collected: list[InboundRecord] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not until(collected):
+            if loop.time() > deadline:
+                raise TimeoutError(f"only {len(collected)} records arrived in {timeout_s}s")
+            collected.extend(await self.read(timeout_s=0.2))
+        return collected

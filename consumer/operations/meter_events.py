@@ -1,0 +1,35 @@
+"""Meter events: usage recorded for a customer on a meter.
+
+The payload keys are Stripe's defaults for a meter (`stripe_customer_id`, `value`); values are
+strings, as Stripe requires. The identifier is always sent: the processor fills in the derived
+one before this mapping runs, so a redelivered event is recognised by Stripe as well.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consumer.messages import CreateMeterEvent
+from consumer.operations.base import Operation, given
+
+
+def meter_event_payload(r: CreateMeterEvent) -> dict[str, str]:
+    return {"stripe_customer_id": r.customer_id, "value": r.decimal_value()}
+
+
+def _create_params(r: CreateMeterEvent) -> dict[str, Any]:
+    return given(
+        event_name=r.event_name,
+        payload=meter_event_payload(r),
+        identifier=r.identifier,
+        timestamp=r.timestamp,
+    )
+
+
+create_meter_event = Operation(
+    CreateMeterEvent,
+    "POST",
+    "/v1/billing/meter_events",
+    "billing.meter_events.create",
+    _create_params,
+)

@@ -1,0 +1,42 @@
+"""Payment methods: attach to a customer, get, detach."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consumer.messages import AttachPaymentMethod, DetachPaymentMethod, GetPaymentMethod
+from consumer.operations.base import Operation, no_params
+
+
+def _attach_params(r: AttachPaymentMethod) -> dict[str, Any]:
+    return {"customer": r.customer_id}
+
+
+def _payment_method_id(r: AttachPaymentMethod | GetPaymentMethod | DetachPaymentMethod) -> str:
+    return r.payment_method_id
+
+
+attach_payment_method = Operation(
+    AttachPaymentMethod,
+    "POST",
+    "/v1/payment_methods/{payment_method_id}/attach",
+    "payment_methods.attach",
+    _attach_params,
+    _payment_method_id,
+)
+get_payment_method = Operation(
+    GetPaymentMethod,
+    "GET",
+    "/v1/payment_methods/{payment_method_id}",
+    "payment_methods.retrieve",
+    no_params,
+    _payment_method_id,
+)
+detach_payment_method = Operation(
+    DetachPaymentMethod,
+    "POST",
+    "/v1/payment_methods/{payment_method_id}/detach",
+    "payment_methods.detach",
+    no_params,
+    _payment_method_id,
+)

@@ -1,0 +1,22 @@
+"""Refunds: create (by charge) and get."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consumer.messages import CreateRefund, GetRefund
+from consumer.operations.base import Operation, given, no_params
+
+
+def _create_params(r: CreateRefund) -> dict[str, Any]:
+    return given(charge=r.charge_id, amount=r.amount, reason=r.reason, metadata=r.metadata)
+
+
+def _refund_id(r: GetRefund) -> str:
+    return r.refund_id
+
+
+create_refund = Operation(CreateRefund, "POST", "/v1/refunds", "refunds.create", _create_params)
+get_refund = Operation(
+    GetRefund, "GET", "/v1/refunds/{refund_id}", "refunds.retrieve", no_params, _refund_id
+)

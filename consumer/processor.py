@@ -1,0 +1,382 @@
+"""One record in; its outcome and the records that answer it out.
+
+The steps, in order: decode (a dead letter, a rejection naming the field, or a request);
+route (meter topic takes meter events only; the reply topic must be allowed; the integration
+must be configured); derive the idempotency key; answer from memory when this request was
+already answered; otherwise call Stripe (retrying transient failures with the same key) and
+remember a terminal outcome.
+
+Nothing here touches Kafka: the pipeline delivers the records and commits the offset.
+``process`` never raises on input; an unexpected error becomes a `FAILED` reply and a DLQ
+record (so the record is kept and the partition moves on).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import msgspec
+
+from consumer.codec import DeadLetter, InvalidRequest, RequestDecoder, ValidRequest
+from consumer.engine.reply_memory import ReplyMemory
+from consumer.engine.retry import Attempts, RetryPolicy, with_retries
+from consumer.errors import RequestRejected, ServiceError, StripeFailure
+from consumer.idempotency import (
+    MAX_METER_IDENTIFIER_LENGTH,
+    RecordCoordinates,
+    derive_key,
+    request_hash,
+)
+from consumer.kafka_io import InboundRecord, OutboundRecord
+from consumer.logs import get_logger
+from consumer.messages import (
+    ConductorFields,
+    CreateMeterEvent,
+    OperationRequest,
+    ReplyError,
+    ReplyStatus,
+)
+from consumer.metrics import ServiceMetrics, stripe_outcome_label
+from consumer.operations import StripeCall, stripe_call
+from consumer.operations.base import StripeResponse
+from consumer.operations.meter_events import meter_event_payload
+from consumer.replies import Outcome, ReplyAddress, dead_letter_record, reply_record
+from consumer.settings import Settings, StripeCredential
+
+_log = get_logger()
+INTERNAL_ERROR: Final = "internal_error"
+
+
+class StripeCaller(Protocol):
+    """What the processor needs of the Stripe gateway (a fake in unit tests)."""
+
+    async def call(
+        self,
+        call: StripeCall,
+        *,
+        credential: StripeCredential,
+        stripe_account: str | None,
+        idempotency_key: str | None,
+    ) -> StripeResponse: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What processing one record produced: its outcome and the records to deliver."""
+
+    coordinates: RecordCoordinates
+    operation: str | None
+    outcome: Outcome
+    conductor: ConductorFields = field(default_factory=ConductorFields)
+    idempotency_key: str | None = None
+    reply: OutboundRecord | None = None  # None when no reply is due (quiet meter events)
+    dead_letter: OutboundRecord | None = None
+    dead_letter_reason: str | None = None
+    address: ReplyAddress | None = None
+
+    @property
+    def status(self) -> ReplyStatus:
+        return self.outcome.status
+
+    def undeliverable(self, default_topic: str, why: str) -> OutboundRecord:
+        """A small terminal reply on the default topic, when the real one cannot be delivered
+        (its topic refuses it, or it is larger than the broker accepts)."""
+        address = self.address or ReplyAddress(default_topic, None, self.conductor, {})
+        failure = ServiceError(
+            ReplyError(
+                type="reply_undeliverable", message=f"The reply could not be delivered: {why}"
+            )
+        )
+        outcome = Outcome.failed(failure, self.outcome.attempts)
+        return reply_record(
+            ReplyAddress(default_topic, address.record_key, address.conductor, {}),
+            self.operation,
+            outcome,
+            self.idempotency_key,
+        )
+
+
+class RequestProcessor:
+    def __init__(
+        self,
+        settings: Settings,
+        caller: StripeCaller,
+        metrics: ServiceMetrics,
+        *,
+        memory: ReplyMemory,
+        retry: RetryPolicy,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._caller = caller
+        self._metrics = metrics
+        self._memory = memory
+        self._retry = retry
+        self._wall_clock = wall_clock
+        self._decoder = RequestDecoder(settings.max_record_bytes)
+
+    async def process(self, record: InboundRecord) -> Handled:
+        coordinates = RecordCoordinates(record.topic, record.partition, record.offset)
+        try:
+            return await self._process(record, coordinates)
+        except Exception as exc:
+            _log.exception(
+                "unexpected error while processing a record", extra={"record": str(coordinates)}
+            )
+            return self._internal_error(record, coordinates, exc)
+
+    async def _process(self, record: InboundRecord, coordinates: RecordCoordinates) -> Handled:
+        decoded = self._decoder.decode(record.value, self._wall_clock())
+        if isinstance(decoded, DeadLetter):
+            return self._dead_letter(record, coordinates, decoded.reason, decoded.detail)
+        if isinstance(decoded, InvalidRequest):
+            topic = self._allowed_reply_topic(decoded.reply_topic)
+            return self._rejected(
+                record,
+                coordinates,
+                decoded.error,
+                operation=decoded.operation,
+                conductor=decoded.conductor,
+                passthrough=decoded.passthrough,
+                topic=topic,
+                reply_due=self._reply_due(record, decoded.conductor, decoded.reply_topic),
+            )
+        return await self._valid(record, coordinates, decoded)
+
+    # -- routing --------------------------------------------------------------------------
+
+    def _allowed_reply_topic(self, requested: str | None) -> str:
+        if requested and self._settings.reply_topic_pattern.match(requested):
+            return requested
+        return self._settings.reply_topic
+
+    def _reply_due(
+        self, record: InboundRecord, conductor: ConductorFields, reply_topic: object
+    ) -> bool:
+        """Every request gets a reply, except meter events on the meter topic that asked for
+        none (no taskId, no reply_topic) when the service is not configured to reply there."""
+        if record.topic != self._settings.meter_topic or self._settings.meter_replies:
+            return True
+        return isinstance(conductor.taskId, str) or isinstance(reply_topic, str)
+
+    def _route(
+        self, record: InboundRecord, request: OperationRequest
+    ) -> tuple[str, StripeCredential]:
+        if record.topic == self._settings.meter_topic and not isinstance(request, CreateMeterEvent):
+            raise RequestRejected(
+                "$.operation",
+                f"Only `create_meter_event` is accepted on {self._settings.meter_topic}; "
+                f"send `{request.operation}` to {', '.join(self._settings.request_topics)}",
+            )
+        topic = self._settings.reply_topic
+        if isinstance(request.reply_topic, str):
+            if not self._settings.reply_topic_pattern.match(request.reply_topic):
+                raise RequestRejected(
+                    "$.reply_topic",
+                    f"Reply topic {request.reply_topic!r} is not allowed; expected "
+                    f"{self._settings.reply_topic} or {self._settings.reply_topic}.<suffix>",
+                )
+            topic = request.reply_topic
+        credential = self._settings.credentials.get(request.integration)
+        if credential is None:
+            known = ", ".join(sorted(self._settings.credentials))
+            raise RequestRejected(
+                "$.integration", f"Unknown integration {request.integration!r}; configured: {known}"
+            )
+        return topic, credential
+
+    # -- the three kinds of record --------------------------------------------------------
+
+    async def _valid(
+        self, record: InboundRecord, coordinates: RecordCoordinates, decoded: ValidRequest
+    ) -> Handled:
+        request = decoded.request
+        reply_due = self._reply_due(record, request, request.reply_topic)
+        try:
+            topic, credential = self._route(record, request)
+        except RequestRejected as rejection:
+            return self._rejected(
+                record,
+                coordinates,
+                rejection,
+                operation=request.operation,
+                conductor=request,
+                passthrough=decoded.passthrough,
+                topic=self._settings.reply_topic,
+                reply_due=reply_due,
+            )
+        digest = request_hash(request)
+        key = derive_key(request, digest, record.key, coordinates)
+        if isinstance(request, CreateMeterEvent) and not isinstance(request.identifier, str):
+            identifier = derive_key(
+                request, digest, record.key, coordinates, limit=MAX_METER_IDENTIFIER_LENGTH
+            )
+            request = msgspec.structs.replace(request, identifier=identifier)
+        memory_key = (request.integration, request.stripe_account or "", key)
+        remembered = self._memory.recall(memory_key, digest)
+        if remembered is not None:
+            self._metrics.deduplicated.labels("reply_memory").inc()
+            outcome = remembered.remembered()
+        else:
+            outcome = await self._execute(request, credential, key)
+            self._memory.remember(memory_key, digest, outcome)
+        address = ReplyAddress(topic, record.key, request, decoded.passthrough)
+        return Handled(
+            coordinates=coordinates,
+            operation=request.operation,
+            outcome=outcome,
+            conductor=request,
+            idempotency_key=key,
+            reply=reply_record(address, request.operation, outcome, key) if reply_due else None,
+            address=address,
+        )
+
+    def _rejected(
+        self,
+        record: InboundRecord,
+        coordinates: RecordCoordinates,
+        rejection: RequestRejected,
+        *,
+        operation: str | None,
+        conductor: ConductorFields,
+        passthrough: dict[str, Any],
+        topic: str,
+        reply_due: bool,
+    ) -> Handled:
+        outcome = Outcome.failed(rejection)
+        address = ReplyAddress(topic, record.key, conductor, passthrough)
+        return Handled(
+            coordinates=coordinates,
+            operation=operation,
+            outcome=outcome,
+            conductor=conductor,
+            reply=reply_record(address, operation, outcome, None) if reply_due else None,
+            address=address,
+        )
+
+    def _dead_letter(
+        self, record: InboundRecord, coordinates: RecordCoordinates, reason: str, detail: str
+    ) -> Handled:
+        rejection = RequestRejected(
+            "$", f"{detail}; the record was sent to {self._settings.dlq_topic}"
+        )
+        outcome = Outcome.failed(rejection)
+        conductor = ConductorFields()
+        address = ReplyAddress(self._settings.reply_topic, record.key, conductor, {})
+        # The reply goes to the record key as taskId: only useful (and only sent) with a key.
+        reply_due = record.key is not None and self._reply_due(record, conductor, None)
+        return Handled(
+            coordinates=coordinates,
+            operation=None,
+            outcome=outcome,
+            reply=reply_record(address, None, outcome, None) if reply_due else None,
+            dead_letter=dead_letter_record(
+                self._settings.dlq_topic, record, coordinates, reason=reason, detail=detail
+            ),
+            dead_letter_reason=reason,
+            address=address,
+        )
+
+    def _internal_error(
+        self, record: InboundRecord, coordinates: RecordCoordinates, exc: Exception
+    ) -> Handled:
+        failure = ServiceError(
+            ReplyError(
+                type=INTERNAL_ERROR,
+                message=f"The service failed to process the request ({type(exc).__name__}); "
+                f"the record was kept in {self._settings.dlq_topic}",
+                retryable=True,
+            )
+        )
+        outcome = Outcome.failed(failure)
+        address = ReplyAddress(self._settings.reply_topic, record.key, ConductorFields(), {})
+        return Handled(
+            coordinates=coordinates,
+            operation=None,
+            outcome=outcome,
+            reply=reply_record(address, None, outcome, None) if record.key is not None else None,
+            dead_letter=dead_letter_record(
+                self._settings.dlq_topic,
+                record,
+                coordinates,
+                reason=INTERNAL_ERROR,
+                detail=type(exc).__name__,
+            ),
+            dead_letter_reason=INTERNAL_ERROR,
+            address=address,
+        )
+
+    # -- Stripe ---------------------------------------------------------------------------
+
+    async def _execute(
+        self, request: OperationRequest, credential: StripeCredential, key: str
+    ) -> Outcome:
+        call = stripe_call(request)
+        operation = request.operation
+        account = request.stripe_account if isinstance(request.stripe_account, str) else None
+        attempts = Attempts()
+
+        async def attempt() -> StripeResponse:
+            started = time.perf_counter()
+            try:
+                response = await self._caller.call(
+                    call, credential=credential, stripe_account=account, idempotency_key=key
+                )
+            except StripeFailure as failure:
+                self._observe_stripe(operation, failure.detail.type, started)
+                raise
+            self._observe_stripe(operation, None, started)
+            return response
+
+        try:
+            response = await with_retries(
+                attempt,
+                self._retry,
+                attempts,
+                on_retry=lambda _: self._metrics.stripe_retries.labels(operation).inc(),
+            )
+        except StripeFailure as failure:
+            if isinstance(request, CreateMeterEvent) and _identifier_exists(failure):
+                self._metrics.deduplicated.labels("stripe_identifier").inc()
+                return Outcome(
+                    "COMPLETED",
+                    output=_delivered_meter_event(request),
+                    stripe_request_id=failure.detail.request_id,
+                    attempts=attempts.count,
+                    deduplicated=True,
+                )
+            return Outcome.failed(failure, attempts.count)
+        if isinstance(request, CreateMeterEvent):
+            self._metrics.meter_events.labels("v1").inc()
+        return Outcome.completed(response.body, response.request_id, attempts.count)
+
+    def _observe_stripe(self, operation: str, error_type: str | None, started: float) -> None:
+        self._metrics.stripe_requests.labels(operation, stripe_outcome_label(error_type)).inc()
+        self._metrics.stripe_request_duration.labels(operation).observe(
+            time.perf_counter() - started
+        )
+
+
+def _identifier_exists(failure: StripeFailure) -> bool:
+    """Stripe's answer to a repeated meter-event identifier: delivered before, not an error."""
+    detail = failure.detail
+    return (
+        detail.type == "invalid_request_error"
+        and "already exists" in detail.message.lower()
+        and "identifier" in detail.message.lower()
+    )
+
+
+def _delivered_meter_event(request: CreateMeterEvent) -> msgspec.Raw:
+    event: dict[str, Any] = {
+        "object": "billing.meter_event",
+        "event_name": request.event_name,
+        "identifier": request.identifier,
+        "payload": meter_event_payload(request),
+    }
+    if isinstance(request.timestamp, int):
+        event["timestamp"] = request.timestamp
+    return msgspec.Raw(msgspec.json.encode(event))

@@ -1,0 +1,180 @@
+"""The Stripe gateway: the only module that imports ``stripe``.
+
+One async :class:`stripe.StripeClient` serves every credential: the key is chosen per call
+(``options={"api_key": …}``), so all calls share one HTTP connection pool, sized by
+``STRIPE_MAX_CONNECTIONS``. The SDK's own retries are off (``max_network_retries=0``): the
+engine retries with the same idempotency key, within its time budget, and counts attempts.
+
+Stripe's errors are translated in exactly one place, :func:`map_stripe_errors`, into
+:class:`~consumer.errors.StripeFailure`, which knows whether retrying can help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Any, Final
+
+import aiohttp
+import msgspec
+import stripe
+
+from consumer.errors import StripeFailure
+from consumer.messages import ReplyError
+from consumer.operations import OPERATIONS, StripeCall
+from consumer.operations.base import StripeResponse
+from consumer.redaction import Redactor
+from consumer.settings import Settings, StripeCredential
+
+API_VERSION: Final = stripe.api_version
+
+# Stripe codes that mean "try again shortly": contention on one object or one key.
+_RETRYABLE_CODES: Final = frozenset({"lock_timeout", "idempotency_key_in_use", "rate_limit"})
+_TYPE_BY_ERROR_CLASS: Final[Mapping[type[stripe.StripeError], str]] = {
+    stripe.APIConnectionError: "api_connection_error",
+    stripe.RateLimitError: "rate_limit_error",
+    stripe.AuthenticationError: "authentication_error",
+    stripe.PermissionError: "permission_error",
+    stripe.IdempotencyError: "idempotency_error",
+    stripe.CardError: "card_error",
+    stripe.InvalidRequestError: "invalid_request_error",
+    stripe.TemporarySessionExpiredError: "temporary_session_expired",
+}
+
+
+def _default_retryable(exc: stripe.StripeError, code: str | None) -> bool:
+    if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
+        return True
+    if isinstance(exc, stripe.TemporarySessionExpiredError):
+        return True
+    if code in _RETRYABLE_CODES:
+        return True
+    status = exc.http_status or 0
+    return isinstance(exc, stripe.APIError) and (status >= 500 or status == 409)
+
+
+def failure_from_stripe_error(exc: stripe.StripeError, redact: Redactor) -> StripeFailure:
+    """Translate one SDK error into the service's terms (the only such translation)."""
+    body = exc.json_body if isinstance(exc.json_body, dict) else {}
+    error: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
+    code = error.get("code") or exc.code
+    headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+    retryable = _default_retryable(exc, code)
+    should_retry = headers.get("stripe-should-retry")
+    if should_retry in {"true", "false"}:
+        retryable = should_retry == "true"
+    error_type = error.get("type") or _TYPE_BY_ERROR_CLASS.get(type(exc), "api_error")
+    message = error.get("message") or exc.user_message or "Stripe returned an error"
+    retry_after = headers.get("retry-after")
+    return StripeFailure(
+        ReplyError(
+            type=str(error_type),
+            code=code,
+            decline_code=error.get("decline_code"),
+            message=redact(str(message)),
+            param=error.get("param"),
+            http_status=exc.http_status,
+            request_id=exc.request_id,
+            retryable=retryable,
+        ),
+        authentication=isinstance(exc, stripe.AuthenticationError),
+        retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+    )
+
+
+def _connection_failure(exc: BaseException) -> StripeFailure:
+    kind = "timed out" if isinstance(exc, TimeoutError) else f"failed ({type(exc).__name__})"
+    return StripeFailure(
+        ReplyError(
+            type="api_connection_error",
+            message=f"The connection to Stripe {kind}",
+            retryable=True,
+        )
+    )
+
+
+@contextlib.contextmanager
+def map_stripe_errors(redact: Redactor) -> Iterator[None]:
+    """Raise StripeFailure for anything the SDK or its transport raises."""
+    try:
+        yield
+    except stripe.StripeError as exc:
+        raise failure_from_stripe_error(exc, redact) from None
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        # The SDK's aiohttp transport reads the body outside its own error wrapping.
+        raise _connection_failure(exc) from None
+
+
+def _resolve(client: stripe.StripeClient, sdk_method: str) -> Callable[..., Awaitable[Any]]:
+    """``"billing.meter_events.create"`` -> ``client.v1.billing.meter_events.create_async``."""
+    target: Any = client.v1
+    *services, action = sdk_method.split(".")
+    for service in services:
+        target = getattr(target, service)
+    method = getattr(target, f"{action}_async", None)
+    if method is None:
+        raise RuntimeError(f"the stripe SDK has no {sdk_method}_async")
+    return method  # type: ignore[no-any-return]
+
+
+class StripeGateway:
+    """Executes StripeCalls with the official async client. Use :func:`open_gateway`."""
+
+    def __init__(self, client: stripe.StripeClient, redact: Redactor) -> None:
+        self._client = client
+        self._redact = redact
+        self._methods = {op.sdk_method: _resolve(client, op.sdk_method) for op in OPERATIONS}
+
+    async def call(
+        self,
+        call: StripeCall,
+        *,
+        credential: StripeCredential,
+        stripe_account: str | None,
+        idempotency_key: str | None,
+    ) -> StripeResponse:
+        options: dict[str, Any] = {"api_key": credential.api_key.reveal()}
+        if stripe_account:
+            options["stripe_account"] = stripe_account
+        if call.writes and idempotency_key:
+            options["idempotency_key"] = idempotency_key
+        method = self._methods[call.sdk_method]
+        args = (call.resource_id,) if call.resource_id is not None else ()
+        with map_stripe_errors(self._redact):
+            result = await method(*args, params=call.params, options=options)
+        response = result.last_response
+        return StripeResponse(
+            body=msgspec.Raw(response.body.encode("utf-8")),
+            request_id=response.request_id,
+            http_status=response.code,
+        )
+
+
+@contextlib.asynccontextmanager
+async def open_gateway(settings: Settings, redact: Redactor) -> AsyncIterator[StripeGateway]:
+    """The gateway with its HTTP pool; closed on exit. Call inside the running event loop."""
+    connector = aiohttp.TCPConnector(
+        limit=settings.stripe_max_connections,
+        limit_per_host=settings.stripe_max_connections,
+        ttl_dns_cache=300,
+    )
+    session = aiohttp.ClientSession(connector=connector)
+    http_client = stripe.AIOHTTPClient(
+        session=session, timeout=aiohttp.ClientTimeout(total=settings.stripe_timeout_seconds)
+    )
+    client = stripe.StripeClient(
+        settings.credentials["default"].api_key.reveal(),
+        base_addresses={
+            "api": settings.stripe_api_base,
+            "meter_events": settings.stripe_meter_events_base,
+        },
+        max_network_retries=0,
+        http_client=http_client,
+    )
+    try:
+        yield StripeGateway(client, redact)
+    finally:
+        await session.close()
+        # aiohttp recommends a short pause so SSL transports close before the loop ends.
+        await asyncio.sleep(0)
