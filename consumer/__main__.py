@@ -103,9 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return asyncio.run(send_one(args.request, args.key, args.timeout))
     if args.command == "demo":
-        from consumer.demo import run_demo
+        from consumer.demo import demo_command
 
-        return asyncio.run(run_demo(args.timeout))
+        return asyncio.run(demo_command(args.timeout))
     return 2
 
 

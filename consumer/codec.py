@@ -22,8 +22,8 @@ import msgspec
 from consumer.errors import RequestRejected
 from consumer.messages import (
     CONDUCTOR_FIELDS,
-    ID_PREFIXES,
     OPERATION_NAMES,
+    PATTERN_MEANINGS,
     ConductorFields,
     FieldError,
     OperationRequest,
@@ -37,7 +37,9 @@ _PATH_SUFFIX: Final = re.compile(r"^(?P<message>.*?) - at (?:`key` in )?`(?P<pat
 _FIELD_PROBLEM: Final = re.compile(
     r"^Object (?:missing required|contains unknown) field `(?P<name>[^`]+)`"
 )
-_ID_REGEX: Final = re.compile(r"^Expected `str` matching regex '\^(?P<prefix>[a-z]+_)\[")
+_REGEX_MISMATCH: Final = re.compile(r"^Expected `str` matching regex (?P<pattern>'.*')$", re.S)
+# msgspec quotes the pattern with repr(), so look meanings up the same way.
+_MEANING_BY_PATTERN_REPR: Final = {repr(p): meaning for p, meaning in PATTERN_MEANINGS.items()}
 _OPERATIONS_HINT: Final = "expected one of: " + ", ".join(OPERATION_NAMES)
 
 
@@ -76,10 +78,11 @@ def _rejection(error: msgspec.ValidationError) -> RequestRejected:
         if message.startswith("Object missing"):
             return RequestRejected(param, f"Missing `operation`; {_OPERATIONS_HINT}")
         return RequestRejected(param, f"Unknown `operation`; {_OPERATIONS_HINT}")
-    id_pattern = _ID_REGEX.match(message)
-    if id_pattern and id_pattern["prefix"] in ID_PREFIXES:
-        noun = ID_PREFIXES[id_pattern["prefix"]]
-        return RequestRejected(param, f"Expected {noun} ({id_pattern['prefix']}…) - at `{param}`")
+    mismatch = _REGEX_MISMATCH.match(message)
+    meaning = _MEANING_BY_PATTERN_REPR.get(mismatch["pattern"]) if mismatch else None
+    if meaning is not None:
+        where = f"`key` in `{path}`" if "`key` in" in text else f"`{path}`"
+        return RequestRejected(param, f"Expected {meaning} - at {where}")
     if field:
         return RequestRejected(param, f"{message} - at `{path}`" if path != "$" else message)
     return RequestRejected(param, text)

@@ -57,12 +57,20 @@ class StripeFailure(ServiceError):
 
     ``authentication`` marks a rejected credential (HTTP 401): the engine stops intake for
     that credential rather than failing every queued request with the same error.
-    ``retry_after`` is Stripe's hint, in seconds, when it gave one.
+    ``retry_after`` is Stripe's hint, in seconds, when it gave one. ``category`` is a bounded
+    label for metrics (the SDK's error class: ``rate_limit_error``, ``card_error``, …), since
+    Stripe's own ``type`` is ``invalid_request_error`` for rate limits too.
     """
 
     def __init__(
-        self, detail: ReplyError, *, authentication: bool = False, retry_after: float | None = None
+        self,
+        detail: ReplyError,
+        *,
+        category: str,
+        authentication: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(detail)
+        self.category = category
         self.authentication = authentication
         self.retry_after = retry_after

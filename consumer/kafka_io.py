@@ -253,6 +253,33 @@ async def ensure_topics(
         await admin.close()
 
 
+async def committed_offsets(
+    connection: KafkaConnection, group_id: str
+) -> dict[TopicPartition, int]:
+    """The group's committed offsets (the next offset to read), per partition."""
+    admin = AIOKafkaAdminClient(**connection.client_options())
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group_id)
+    finally:
+        await admin.close()
+    return {TopicPartition(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+
+
+async def end_offsets(connection: KafkaConnection, topic: str) -> dict[TopicPartition, int]:
+    """Each partition's end offset (the offset the next record will get)."""
+    consumer = aiokafka.AIOKafkaConsumer(**connection.client_options())
+    await consumer.start()
+    try:
+        partitions = [
+            aiokafka.TopicPartition(topic, p) for p in await _partitions_of(consumer, topic)
+        ]
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return {TopicPartition(tp.topic, tp.partition): int(offset) for tp, offset in ends.items()}
+
+
 async def broker_reachable(connection: KafkaConnection, timeout_s: float = 5.0) -> bool:
     """True when a broker answers a metadata request."""
     admin = AIOKafkaAdminClient(

@@ -28,27 +28,36 @@ MAX_METER_EVENT_LEAD_SECONDS: Final = 5 * 60
 AmountCents = Annotated[
     int, Meta(gt=0, le=99_999_999_999, description="Amount in the currency's smallest unit")
 ]
+_CURRENCY_PATTERN: Final = r"^[A-Za-z]{3}$"
+_EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+$"
+_INTEGRATION_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,64}$"
+_TOPIC_PATTERN: Final = r"^[A-Za-z0-9._-]{1,249}$"
+_COUPON_PATTERN: Final = r"^[A-Za-z0-9_-]{1,200}$"
+_MONTHS_PATTERN: Final = r"^[0-9]{1,4}$"
+_METADATA_KEY_PATTERN: Final = r"^[^\[\]]+$"
+_SOURCE_PATTERN: Final = r"^[A-Za-z0-9_]{1,250}$"
+
 Currency = Annotated[
-    str, Meta(pattern=r"^[A-Za-z]{3}$", description="Three-letter ISO code (any case)")
+    str, Meta(pattern=_CURRENCY_PATTERN, description="Three-letter ISO code (any case)")
 ]
 ListLimit = Annotated[int, Meta(ge=1, le=100, description="Page size, 1 to 100")]
 ShortText = Annotated[str, Meta(min_length=1, max_length=5000)]
-Email = Annotated[str, Meta(min_length=3, max_length=512, pattern=r"^[^@\s]+@[^@\s]+$")]
+Email = Annotated[str, Meta(min_length=3, max_length=512, pattern=_EMAIL_PATTERN)]
 PersonName = Annotated[str, Meta(min_length=1, max_length=256)]
 PhoneNumber = Annotated[str, Meta(min_length=1, max_length=20)]
 IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255)]
-IntegrationName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-TopicName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
-CouponCode = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,200}$")]
+IntegrationName = Annotated[str, Meta(pattern=_INTEGRATION_PATTERN)]
+TopicName = Annotated[str, Meta(pattern=_TOPIC_PATTERN)]
+CouponCode = Annotated[str, Meta(pattern=_COUPON_PATTERN)]
 PercentOff = Annotated[float, Meta(gt=0, le=100)]
 MonthCount = Annotated[int, Meta(ge=1, le=1200)]
 # The seed types `duration_in_months` as a string, so a numeric string is accepted too.
-MonthCountText = Annotated[str, Meta(pattern=r"^[0-9]{1,4}$")]
+MonthCountText = Annotated[str, Meta(pattern=_MONTHS_PATTERN)]
 MeterEventName = Annotated[str, Meta(min_length=1, max_length=100)]
 MeterEventIdentifier = Annotated[str, Meta(min_length=1, max_length=100)]
 UnixSeconds = Annotated[int, Meta(ge=0, description="Unix time in seconds")]
 
-MetadataKey = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[^\[\]]+$")]
+MetadataKey = Annotated[str, Meta(min_length=1, max_length=40, pattern=_METADATA_KEY_PATTERN)]
 MetadataValue = Annotated[str, Meta(max_length=500)]
 Metadata = Annotated[
     dict[MetadataKey, MetadataValue],
@@ -56,15 +65,6 @@ Metadata = Annotated[
 ]
 
 
-# The prefix of each Stripe object id; a wrong prefix is rejected before any Stripe call.
-ID_PREFIXES: Final = {
-    "cus_": "a Stripe customer id",
-    "pi_": "a Stripe payment intent id",
-    "ch_": "a Stripe charge id",
-    "re_": "a Stripe refund id",
-    "pm_": "a Stripe payment method id",
-    "acct_": "a Stripe connected account id",
-}
 _ID_BODY: Final = "[A-Za-z0-9_]{1,250}$"
 CustomerId = Annotated[
     str, Meta(pattern="^cus_" + _ID_BODY, description="Stripe customer id (cus_…)")
@@ -80,6 +80,24 @@ PaymentMethodId = Annotated[
 AccountId = Annotated[
     str, Meta(pattern="^acct_" + _ID_BODY, description="Stripe connected account id (acct_…)")
 ]
+
+# What each pattern means, in the words a rejection uses ("Expected <meaning> - at `$.x`").
+PATTERN_MEANINGS: Final[dict[str, str]] = {
+    _CURRENCY_PATTERN: "a three-letter ISO currency code",
+    _EMAIL_PATTERN: "an email address",
+    _INTEGRATION_PATTERN: "an integration name (letters, digits, `_`, `.`, `-`)",
+    _TOPIC_PATTERN: "a Kafka topic name",
+    _COUPON_PATTERN: "a coupon code (letters, digits, `_`, `-`)",
+    _MONTHS_PATTERN: "a whole number of months",
+    _METADATA_KEY_PATTERN: "a metadata key without `[` or `]`",
+    _SOURCE_PATTERN: "a payment source id (tok_…, card_…, ba_…, src_…)",
+    "^cus_" + _ID_BODY: "a Stripe customer id (cus_…)",
+    "^pi_" + _ID_BODY: "a Stripe payment intent id (pi_…)",
+    "^ch_" + _ID_BODY: "a Stripe charge id (ch_…)",
+    "^re_" + _ID_BODY: "a Stripe refund id (re_…)",
+    "^pm_" + _ID_BODY: "a Stripe payment method id (pm_…)",
+    "^acct_" + _ID_BODY: "a Stripe connected account id (acct_…)",
+}
 
 
 class FieldError(Exception):
@@ -297,7 +315,7 @@ class ListCharges(OperationRequest, tag="list_charges", kw_only=True, frozen=Tru
     starting_after: ChargeId | UnsetType = UNSET
 
 
-PaymentSource = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_]{1,250}$")]
+PaymentSource = Annotated[str, Meta(pattern=_SOURCE_PATTERN)]
 
 
 class CreateCharge(OperationRequest, tag="create_charge", kw_only=True, frozen=True):

@@ -326,7 +326,7 @@ class RequestProcessor:
                     call, credential=credential, stripe_account=account, idempotency_key=key
                 )
             except StripeFailure as failure:
-                self._observe_stripe(operation, failure.detail.type, started)
+                self._observe_stripe(operation, failure.category, started)
                 raise
             self._observe_stripe(operation, None, started)
             return response

@@ -64,20 +64,27 @@ def failure_from_stripe_error(exc: stripe.StripeError, redact: Redactor) -> Stri
     should_retry = headers.get("stripe-should-retry")
     if should_retry in {"true", "false"}:
         retryable = should_retry == "true"
-    error_type = error.get("type") or _TYPE_BY_ERROR_CLASS.get(type(exc), "api_error")
-    message = error.get("message") or exc.user_message or "Stripe returned an error"
+    category = _TYPE_BY_ERROR_CLASS.get(type(exc), "api_error")
+    error_type = error.get("type") or category
+    if isinstance(exc, stripe.APIConnectionError):
+        # The SDK's text spans lines and says "let us know"; say what happened, in one line.
+        cause = "timed out" if "TimeoutError" in str(exc.user_message) else "failed"
+        message = f"The connection to Stripe {cause}"
+    else:
+        message = " ".join(str(error.get("message") or exc.user_message or "Stripe error").split())
     retry_after = headers.get("retry-after")
     return StripeFailure(
         ReplyError(
             type=str(error_type),
             code=code,
             decline_code=error.get("decline_code"),
-            message=redact(str(message)),
+            message=redact(message),
             param=error.get("param"),
             http_status=exc.http_status,
             request_id=exc.request_id,
             retryable=retryable,
         ),
+        category=category,
         authentication=isinstance(exc, stripe.AuthenticationError),
         retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
     )
@@ -90,7 +97,8 @@ def _connection_failure(exc: BaseException) -> StripeFailure:
             type="api_connection_error",
             message=f"The connection to Stripe {kind}",
             retryable=True,
-        )
+        ),
+        category="api_connection_error",
     )
 
 

@@ -1,0 +1,25 @@
+# stripe-consumer image: small, non-root, read-only root file system friendly.
+# Build: docker build -t stripe-consumer .   Run: docker run --env-file ... stripe-consumer
+
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml constraints.txt README.md ./
+COPY consumer ./consumer
+# Wheels for the service and its pinned dependencies only (no dev tools in the image).
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
+
+FROM python:3.11-slim
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin stripe-consumer
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
+# No .pyc writes (read-only root), unbuffered logs, metrics/health on all interfaces.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    CONSUMER_HTTP_HOST=0.0.0.0 \
+    CONSUMER_HTTP_PORT=8000
+USER 10001:10001
+EXPOSE 8000
+# Exec form: the Python process is PID 1's child-free target, so SIGTERM reaches it directly
+# and the service drains within CONSUMER_SHUTDOWN_GRACE_SECONDS.
+ENTRYPOINT ["python", "-m", "consumer"]
+CMD ["run"]

@@ -1,0 +1,76 @@
+# stripe-consumer: the two commands a newcomer needs are `make demo` and `make test`.
+# Everything installs itself on first use (cached: ~/.cache/pip, ~/.cache/stripe-consumer).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+STACK  := $(PYTHON) deploy/local/stack.py
+PYTEST := $(PY) -m pytest -p no:cacheprovider
+
+.PHONY: help install up up-lite down status demo run test test-unit test-contract \
+        test-integration lint format docs clean
+
+help:
+	@echo "make demo     run every operation end to end on a real local stack"
+	@echo "make test     run the test tiers (unit, contract, integration)"
+	@echo "make lint     ruff + mypy --strict"
+	@echo "make up/down  start/stop the local stack (Kafka, stripe-mock); make up-lite: same"
+	@echo "make run      run the service against the local stack"
+	@echo "make docs     regenerate schemas/ and the README's operation table"
+
+$(STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP)
+
+up:
+	$(STACK) up --dir .local
+
+up-lite:
+	$(STACK) up --dir .local --no-conductor
+
+down:
+	$(STACK) down --dir .local
+
+status:
+	$(STACK) status --dir .local
+
+demo: install
+	$(PY) deploy/local/demo.py
+
+run: install up-lite
+	set -a && . ./.local/stack.env && set +a && \
+	STRIPE_API_KEY=$${STRIPE_API_KEY:-sk_test_123} LOG_FORMAT=text $(PY) -m consumer run
+
+test: install
+	$(PYTEST) tests/unit tests/contract tests/integration
+
+test-unit: install
+	$(PYTEST) tests/unit
+
+test-contract: install
+	$(PYTEST) tests/contract
+
+test-integration: install
+	$(PYTEST) tests/integration
+
+lint: install
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+docs: install
+	$(PY) -m consumer schema --out schemas
+	$(PY) -m consumer docs --readme README.md
+
+clean: down
+	rm -rf $(VENV) .local

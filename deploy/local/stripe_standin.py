@@ -1,0 +1,526 @@
+"""A small stateful stand-in for the parts of Stripe that stripe-mock cannot play.
+
+stripe-mock (Stripe's own mock) checks requests against Stripe's API spec, and the tests use
+it for that. It is stateless, so it cannot show what this stand-in shows:
+
+- idempotency as Stripe does it: the first response for a key is stored and replayed for the
+  same parameters, a different body gets 400 `idempotency_error`, a concurrent request with
+  the same key gets 409 `idempotency_key_in_use`; *executions per key* count side effects;
+- declines: source `tok_chargeDeclined` (or payment method `pm_card_chargeDeclined`) gets a
+  402 `card_declined`;
+- latency, injected 429/5xx/timeouts/connection resets, an optional rate limit;
+- meter events: v1 rejects a repeated identifier as Stripe does; the v2 session and stream
+  endpoints (token expiry included); deliveries counted per identifier;
+- counters: calls, calls per second, peak concurrency.
+
+Control plane (JSON): ``POST /_standin/config`` (see :class:`Config`), ``GET /_standin/stats``,
+``POST /_standin/reset``. Run: ``python deploy/local/stripe_standin.py --port 0`` prints
+``Listening on http://127.0.0.1:PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import random
+import re
+import secrets
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_ids = itertools.count(1)
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_standin{next(_ids):010d}"
+
+
+@dataclass
+class Fault:
+    """Fail matching requests: ``status`` is an HTTP status, or "timeout" / "reset"."""
+
+    status: int | str = 500
+    times: int = 1  # how many matching requests fail (-1: all)
+    path_prefix: str = ""
+    should_retry: bool | None = None  # sets the Stripe-Should-Retry header when not None
+    code: str | None = None  # e.g. "lock_timeout" for a 429
+
+
+@dataclass
+class Config:
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    faults: list[Fault] = field(default_factory=list)
+    fault_probability: float = 0.0  # chance of a 500 on any request (after `faults`)
+    rate_limit_per_second: int = 0  # 0: no limit; else 429 beyond it (1-second windows)
+    hang_seconds: float = 120.0  # how long a "timeout" fault holds the request
+    session_ttl_seconds: float = 900.0  # v2 meter event session lifetime
+    revoked_keys: list[str] = field(default_factory=list)  # 401 for these API keys
+
+
+@dataclass
+class Stats:
+    calls: int = 0
+    status_counts: Counter[int] = field(default_factory=Counter)
+    calls_by_path: Counter[str] = field(default_factory=Counter)
+    calls_per_second: Counter[int] = field(default_factory=Counter)
+    in_flight: int = 0
+    peak_concurrency: int = 0
+    executions: Counter[str] = field(default_factory=Counter)  # side effects per key
+    replays: int = 0
+    faults_injected: int = 0
+    meter_deliveries: Counter[str] = field(default_factory=Counter)  # per identifier
+    meter_stream_requests: int = 0
+    meter_sessions: int = 0
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=2000))
+
+    def summary(self, full: bool) -> dict[str, Any]:
+        per_second = sorted(self.calls_per_second.items())
+        busiest = max((count for _, count in per_second[1:-1]), default=0)
+        result: dict[str, Any] = {
+            "calls": self.calls,
+            "status_counts": {str(k): v for k, v in sorted(self.status_counts.items())},
+            "calls_by_path": dict(self.calls_by_path),
+            "peak_concurrency": self.peak_concurrency,
+            "max_calls_in_one_full_second": busiest,
+            "executions_total": sum(self.executions.values()),
+            "keys_executed": len(self.executions),
+            "keys_executed_more_than_once": sorted(k for k, n in self.executions.items() if n > 1),
+            "replays": self.replays,
+            "faults_injected": self.faults_injected,
+            "meter_events_delivered": sum(self.meter_deliveries.values()),
+            "meter_identifiers": len(self.meter_deliveries),
+            "meter_identifiers_delivered_more_than_once": sorted(
+                k for k, n in self.meter_deliveries.items() if n > 1
+            ),
+            "meter_stream_requests": self.meter_stream_requests,
+            "meter_sessions": self.meter_sessions,
+        }
+        if full:
+            result["executions"] = dict(self.executions)
+            result["meter_deliveries"] = dict(self.meter_deliveries)
+            result["calls_per_second"] = {str(k): v for k, v in per_second}
+            result["recent"] = list(self.recent)
+        return result
+
+
+@dataclass
+class _Stored:
+    fingerprint: str
+    status: int
+    body: dict[str, Any]
+
+
+class StripeStandIn:
+    def __init__(self) -> None:
+        self.config = Config()
+        self.stats = Stats()
+        self._idempotency: dict[tuple[str, str], _Stored] = {}
+        self._in_progress: set[tuple[str, str]] = set()
+        self._sessions: dict[str, float] = {}  # token -> expiry (time.time)
+
+    # -- framework ------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=8 * 1024 * 1024)
+        app.add_routes(
+            [
+                web.post("/_standin/config", self._set_config),
+                web.get("/_standin/stats", self._get_stats),
+                web.post("/_standin/reset", self._reset),
+                web.get("/v1/balance", self._balance),
+                web.get("/v1/customers", self._list("customer")),
+                web.post("/v1/customers", self._create("customer", "cus")),
+                web.get("/v1/customers/{id}", self._retrieve("customer")),
+                web.post("/v1/customers/{id}", self._update("customer")),
+                web.delete("/v1/customers/{id}", self._delete("customer")),
+                web.get("/v1/coupons", self._list("coupon")),
+                web.post("/v1/coupons", self._create("coupon", None)),
+                web.post("/v1/payment_intents", self._create("payment_intent", "pi")),
+                web.get("/v1/payment_intents/{id}", self._retrieve("payment_intent")),
+                web.post("/v1/payment_intents/{id}/cancel", self._cancel_payment_intent),
+                web.get("/v1/charges", self._list("charge")),
+                web.post("/v1/charges", self._create_charge),
+                web.get("/v1/charges/{id}", self._retrieve("charge")),
+                web.post("/v1/charges/{id}", self._update("charge")),
+                web.post("/v1/refunds", self._create("refund", "re")),
+                web.get("/v1/refunds/{id}", self._retrieve("refund")),
+                web.post("/v1/payment_methods/{id}/attach", self._attach),
+                web.get("/v1/payment_methods/{id}", self._retrieve("payment_method")),
+                web.post("/v1/payment_methods/{id}/detach", self._detach),
+                web.post("/v1/billing/meter_events", self._meter_event_v1),
+                web.post("/v2/billing/meter_event_session", self._meter_session),
+                web.post("/v2/billing/meter_event_stream", self._meter_stream),
+            ]
+        )
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/_standin/"):
+            return await handler(request)
+        stats = self.stats
+        stats.calls += 1
+        stats.calls_by_path[_path_pattern(request.path)] += 1
+        stats.calls_per_second[int(time.time())] += 1
+        stats.in_flight += 1
+        stats.peak_concurrency = max(stats.peak_concurrency, stats.in_flight)
+        stats.recent.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "idempotency_key": request.headers.get("Idempotency-Key"),
+                "stripe_account": request.headers.get("Stripe-Account"),
+                "stripe_version": request.headers.get("Stripe-Version"),
+            }
+        )
+        try:
+            response = await self._serve(request, handler)
+        finally:
+            stats.in_flight -= 1
+        stats.status_counts[response.status] += 1
+        return response
+
+    async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        config = self.config
+        if config.latency_ms or config.jitter_ms:
+            await asyncio.sleep(
+                max(0.0, config.latency_ms + random.uniform(-1, 1) * config.jitter_ms) / 1000
+            )
+        key = _api_key(request)
+        is_stream = request.path == "/v2/billing/meter_event_stream"
+        if not is_stream and (key is None or not re.match(r"^(sk|rk)_(test|live)_\w+$", key)):
+            return _error(401, "invalid_request_error", f"Invalid API Key provided: {key}", None)
+        if key in config.revoked_keys:
+            # Real Stripe masks most of the key; echoing it whole tests our own redaction.
+            return _error(401, "invalid_request_error", f"Invalid API Key provided: {key}", None)
+        if config.rate_limit_per_second and (
+            self.stats.calls_per_second[int(time.time())] > config.rate_limit_per_second
+        ):
+            self.stats.faults_injected += 1
+            return _error(429, "invalid_request_error", "Too many requests", "rate_limit")
+        fault = self._take_fault(request.path)
+        if fault is not None:
+            return await self._inject(request, fault)
+        if request.method == "POST" and not is_stream and request.path.startswith("/v1/"):
+            return await self._idempotent(request, key or "", handler)
+        return await handler(request)
+
+    def _take_fault(self, path: str) -> Fault | None:
+        for fault in self.config.faults:
+            if fault.times != 0 and path.startswith(fault.path_prefix):
+                if fault.times > 0:
+                    fault.times -= 1
+                return fault
+        if self.config.fault_probability and random.random() < self.config.fault_probability:
+            return Fault(status=500)
+        return None
+
+    async def _inject(self, request: web.Request, fault: Fault) -> web.StreamResponse:
+        self.stats.faults_injected += 1
+        if fault.status == "timeout":
+            await asyncio.sleep(self.config.hang_seconds)
+            return _error(504, "api_error", "timed out", None)
+        if fault.status == "reset":
+            if request.transport is not None:
+                request.transport.abort()  # the client sees the connection drop mid-request
+            return web.Response(status=500)
+        status = int(fault.status)
+        kind = "invalid_request_error" if status == 429 else "api_error"
+        code = fault.code or ("rate_limit" if status == 429 else None)
+        response = _error(status, kind, f"Injected {status}", code)
+        if fault.should_retry is not None:
+            response.headers["Stripe-Should-Retry"] = "true" if fault.should_retry else "false"
+        return response
+
+    async def _idempotent(
+        self, request: web.Request, api_key: str, handler: Handler
+    ) -> web.StreamResponse:
+        """Stripe's idempotency layer: replay, conflict, or execute (and count) once."""
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            self.stats.executions["<no idempotency key>"] += 1
+            return await handler(request)
+        slot = (api_key, key)
+        fingerprint = f"{request.method} {request.path} {await request.text()}"
+        stored = self._idempotency.get(slot)
+        response: web.StreamResponse
+        if stored is not None:
+            if stored.fingerprint != fingerprint:
+                return _error(
+                    400,
+                    "idempotency_error",
+                    "Keys for idempotent requests can only be used with the same parameters "
+                    "they were first used with.",
+                    None,
+                )
+            self.stats.replays += 1
+            response = web.json_response(stored.body, status=stored.status)
+            response.headers["Idempotent-Replayed"] = "true"
+            response.headers["Request-Id"] = f"req_standin{next(_ids):010d}"
+            return response
+        if slot in self._in_progress:
+            return _error(
+                409,
+                "invalid_request_error",
+                "There is currently another in-progress request using this Stripe token",
+                "idempotency_key_in_use",
+            )
+        self._in_progress.add(slot)
+        try:
+            response = await handler(request)
+        finally:
+            self._in_progress.discard(slot)
+        self.stats.executions[key] += 1
+        if (
+            isinstance(response, web.Response)
+            and response.status < 500
+            and response.body is not None
+        ):
+            body = json.loads(bytes(response.body))  # type: ignore[arg-type]
+            self._idempotency[slot] = _Stored(fingerprint, response.status, body)
+        return response
+
+    # -- control plane --------------------------------------------------------------------
+
+    async def _set_config(self, request: web.Request) -> web.Response:
+        raw = await request.json()
+        faults = [Fault(**f) for f in raw.pop("faults", [])]
+        self.config = Config(**{**asdict(Config()), **raw, "faults": faults})
+        return web.json_response({"ok": True})
+
+    async def _get_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats.summary(full=request.query.get("full") == "1"))
+
+    async def _reset(self, _: web.Request) -> web.Response:
+        self.__init__()  # type: ignore[misc]
+        return web.json_response({"ok": True})
+
+    # -- resources ------------------------------------------------------------------------
+
+    async def _balance(self, _: web.Request) -> web.Response:
+        return _ok(
+            {
+                "object": "balance",
+                "livemode": False,
+                "available": [{"amount": 0, "currency": "usd"}],
+                "pending": [{"amount": 0, "currency": "usd"}],
+            }
+        )
+
+    def _list(self, object_name: str) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            limit = int(request.query.get("limit", "10"))
+            prefix = {"customer": "cus", "coupon": "co", "charge": "ch"}[object_name]
+            data = [{"id": _new_id(prefix), "object": object_name} for _ in range(min(limit, 3))]
+            return _ok({"object": "list", "data": data, "has_more": False, "url": request.path})
+
+        return handler
+
+    def _create(self, object_name: str, prefix: str | None) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            params = _form(await request.post())
+            object_id = params.pop("id", None) if prefix is None else _new_id(prefix)
+            return _ok({"id": object_id, "object": object_name, "livemode": False, **params})
+
+        return handler
+
+    def _retrieve(self, object_name: str) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            return _ok({"id": request.match_info["id"], "object": object_name, "livemode": False})
+
+        return handler
+
+    def _update(self, object_name: str) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            params = _form(await request.post())
+            return _ok({"id": request.match_info["id"], "object": object_name, **params})
+
+        return handler
+
+    def _delete(self, object_name: str) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            return _ok({"id": request.match_info["id"], "object": object_name, "deleted": True})
+
+        return handler
+
+    async def _create_charge(self, request: web.Request) -> web.Response:
+        params = _form(await request.post())
+        if params.get("source") == "tok_chargeDeclined":
+            return _decline(_new_id("ch"))
+        return _ok(
+            {"id": _new_id("ch"), "object": "charge", "status": "succeeded", "paid": True, **params}
+        )
+
+    async def _cancel_payment_intent(self, request: web.Request) -> web.Response:
+        params = _form(await request.post())
+        return _ok(
+            {
+                "id": request.match_info["id"],
+                "object": "payment_intent",
+                "status": "canceled",
+                **params,
+            }
+        )
+
+    async def _attach(self, request: web.Request) -> web.Response:
+        params = _form(await request.post())
+        if request.match_info["id"] == "pm_card_chargeDeclined":
+            return _decline(None)
+        return _ok(
+            {
+                "id": request.match_info["id"],
+                "object": "payment_method",
+                "customer": params.get("customer"),
+            }
+        )
+
+    async def _detach(self, request: web.Request) -> web.Response:
+        return _ok({"id": request.match_info["id"], "object": "payment_method", "customer": None})
+
+    async def _meter_event_v1(self, request: web.Request) -> web.Response:
+        params = _form(await request.post())
+        identifier = str(params.get("identifier") or secrets.token_hex(8))
+        if identifier in self.stats.meter_deliveries:
+            response = _error(
+                400,
+                "invalid_request_error",
+                f"An event already exists with identifier {identifier}.",
+                None,
+            )
+            response.headers["Stripe-Should-Retry"] = "false"
+            return response
+        self.stats.meter_deliveries[identifier] += 1
+        return _ok(
+            {"object": "billing.meter_event", "livemode": False, **params, "identifier": identifier}
+        )
+
+    async def _meter_session(self, _: web.Request) -> web.Response:
+        token = "mes_" + secrets.token_hex(12)
+        expires = time.time() + self.config.session_ttl_seconds
+        self._sessions[token] = expires
+        self.stats.meter_sessions += 1
+        return _ok(
+            {
+                "id": "mes_session_" + secrets.token_hex(6),
+                "object": "v2.billing.meter_event_session",
+                "authentication_token": token,
+                "created": _rfc3339(time.time()),
+                "expires_at": _rfc3339(expires),
+                "livemode": False,
+            }
+        )
+
+    async def _meter_stream(self, request: web.Request) -> web.Response:
+        token = _api_key(request) or ""
+        expiry = self._sessions.get(token)
+        if expiry is None:
+            return _v2_error(401, "invalid_request_error", "Invalid authentication token")
+        if expiry <= time.time():
+            return _v2_error(
+                401, "temporary_session_expired", "The meter event session has expired"
+            )
+        body = await request.json()
+        events = body.get("events", [])
+        if not 1 <= len(events) <= 100:
+            return _v2_error(400, "invalid_request_error", "Between 1 and 100 events per request")
+        self.stats.meter_stream_requests += 1
+        for event in events:
+            self.stats.meter_deliveries[str(event.get("identifier"))] += 1
+        return web.json_response({}, status=200)
+
+
+def _api_key(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    return auth.removeprefix("Bearer ").strip() or None if auth.startswith("Bearer ") else None
+
+
+def _ok(body: dict[str, Any]) -> web.Response:
+    response = web.json_response(body)
+    response.headers["Request-Id"] = f"req_standin{next(_ids):010d}"
+    return response
+
+
+def _error(status: int, kind: str, message: str, code: str | None) -> web.Response:
+    error: dict[str, Any] = {"type": kind, "message": message}
+    if code:
+        error["code"] = code
+    response = web.json_response({"error": error}, status=status)
+    response.headers["Request-Id"] = f"req_standin{next(_ids):010d}"
+    return response
+
+
+def _v2_error(status: int, kind: str, message: str) -> web.Response:
+    return _error(status, kind, message, None)
+
+
+def _decline(charge_id: str | None) -> web.Response:
+    response = web.json_response(
+        {
+            "error": {
+                "type": "card_error",
+                "code": "card_declined",
+                "decline_code": "generic_decline",
+                "message": "Your card was declined.",
+                "charge": charge_id,
+            }
+        },
+        status=402,
+    )
+    response.headers["Request-Id"] = f"req_standin{next(_ids):010d}"
+    return response
+
+
+def _form(data: Any) -> dict[str, Any]:
+    """Stripe's form encoding (`metadata[k]=v`, `payload[value]=3`) back to nested JSON."""
+    result: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        parts = re.findall(r"[^\[\]]+", raw_key)
+        target = result
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = _number(value)
+    return result
+
+
+def _number(value: str) -> Any:
+    return int(value) if re.fullmatch(r"-?\d+", value) else value
+
+
+def _path_pattern(path: str) -> str:
+    return re.sub(r"/(cus|pi|ch|re|pm|co)_[A-Za-z0-9_]+", r"/{\1_id}", path)
+
+
+def _rfc3339(moment: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(moment))
+
+
+async def serve(host: str, port: int) -> None:
+    runner = web.AppRunner(StripeStandIn().app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=2048)
+    await site.start()
+    sockets = getattr(site._server, "sockets", None)
+    bound = sockets[0].getsockname()[1] if sockets else port
+    print(f"Listening on http://{host}:{bound}", flush=True)
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    asyncio.run(serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Stripe's errors, as real HTTP responses from the stand-in, map to the right reply error:
+type, code, decline code, retryable or terminal, request id; secrets masked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from consumer.errors import StripeFailure
+from consumer.messages import Request
+from consumer.operations import stripe_call
+from consumer.settings import Secret, Settings, StripeCredential
+from consumer.stripe_gateway import StripeGateway
+from tests.support.stack import StandIn, standin_request
+
+pytestmark = pytest.mark.contract
+
+CHARGE = {"operation": "create_charge", "amount": 500, "currency": "usd", "source": "tok_visa"}
+
+
+async def failure_of(
+    pair: tuple[StripeGateway, Settings],
+    raw: dict[str, Any],
+    *,
+    key: str = "k",
+    credential: StripeCredential | None = None,
+) -> StripeFailure:
+    gateway, settings = pair
+    with pytest.raises(StripeFailure) as caught:
+        await gateway.call(
+            stripe_call(msgspec.convert(raw, Request)),
+            credential=credential or settings.credentials["default"],
+            stripe_account=None,
+            idempotency_key=key,
+        )
+    return caught.value
+
+
+async def configure(standin: StandIn, **config: Any) -> None:
+    await standin_request(standin.url, "POST", "/_standin/config", config)
+
+
+async def test_decline_is_terminal_with_decline_code(
+    standin: StandIn, standin_gateway: tuple[StripeGateway, Settings]
+) -> None:
+    """402 card_declined: terminal, with Stripe's code, decline code and request id."""
+    await configure(standin)
+    failure = await failure_of(
+        standin_gateway, {**CHARGE, "source": "tok_chargeDeclined"}, key="decline-1"
+    )
+    detail = failure.detail
+    assert (detail.type, detail.code, detail.decline_code, detail.http_status) == (
+        "card_error",
+        "card_declined",
+        "generic_decline",
+        402,
+    )
+    assert detail.retryable is False
+    assert detail.request_id
+    assert detail.request_id.startswith("req_")
+    assert failure.category == "card_error"
+
+
+@pytest.mark.parametrize(
+    ("fault", "category", "code", "retryable"),
+    [
+        ({"status": 429}, "rate_limit_error", "rate_limit", True),
+        ({"status": 429, "code": "lock_timeout"}, "rate_limit_error", "lock_timeout", True),
+        ({"status": 500}, "api_error", None, True),
+        ({"status": 503}, "api_error", None, True),
+        ({"status": 500, "should_retry": False}, "api_error", None, False),
+        ({"status": 429, "should_retry": False}, "rate_limit_error", "rate_limit", False),
+        ({"status": "timeout"}, "api_connection_error", None, True),
+    ],
+)
+async def test_transient_failures_are_retryable_unless_stripe_says_otherwise(
+    fault: dict[str, Any],
+    category: str,
+    code: str | None,
+    retryable: bool,
+    standin: StandIn,
+    standin_gateway: tuple[StripeGateway, Settings],
+) -> None:
+    """429/5xx/timeouts are retryable; `Stripe-Should-Retry: false` makes them terminal."""
+    await configure(standin, faults=[{**fault, "times": 1}], hang_seconds=5)
+    failure = await failure_of(standin_gateway, {"operation": "get_balance"})
+    assert (failure.category, failure.detail.code, failure.retryable) == (category, code, retryable)
+    assert "\n" not in failure.detail.message
+
+
+async def test_reused_key_with_other_parameters_is_an_idempotency_error(
+    standin: StandIn, standin_gateway: tuple[StripeGateway, Settings]
+) -> None:
+    """Stripe's idempotency_error is terminal."""
+    await configure(standin)
+    gateway, settings = standin_gateway
+    await gateway.call(
+        stripe_call(msgspec.convert(CHARGE, Request)),
+        credential=settings.credentials["default"],
+        stripe_account=None,
+        idempotency_key="reuse-1",
+    )
+    failure = await failure_of(standin_gateway, {**CHARGE, "amount": 501}, key="reuse-1")
+    assert (failure.detail.type, failure.retryable) == ("idempotency_error", False)
+
+
+async def test_same_key_same_parameters_is_replayed_not_executed(
+    standin: StandIn, standin_gateway: tuple[StripeGateway, Settings]
+) -> None:
+    """A retry with the same key reaches Stripe's idempotency layer: one side effect."""
+    await standin_request(standin.url, "POST", "/_standin/reset")
+    gateway, settings = standin_gateway
+    call = stripe_call(msgspec.convert(CHARGE, Request))
+    first = await gateway.call(
+        call,
+        credential=settings.credentials["default"],
+        stripe_account=None,
+        idempotency_key="once-1",
+    )
+    second = await gateway.call(
+        call,
+        credential=settings.credentials["default"],
+        stripe_account=None,
+        idempotency_key="once-1",
+    )
+    assert bytes(first.body) == bytes(second.body)
+    stats = await standin_request(standin.url, "GET", "/_standin/stats")
+    assert (stats["executions_total"], stats["replays"]) == (1, 1)
+
+
+async def test_rejected_key_is_an_authentication_failure_and_is_masked(
+    standin: StandIn, standin_gateway: tuple[StripeGateway, Settings]
+) -> None:
+    """401: terminal, flagged as authentication, and the key never appears in the message."""
+    revoked = "sk_test_51RevokedKeyAbcdefXYZ"
+    await configure(standin, revoked_keys=[revoked])
+    failure = await failure_of(
+        standin_gateway,
+        {"operation": "get_balance"},
+        credential=StripeCredential("billing", Secret(revoked)),
+    )
+    assert failure.authentication is True
+    assert (failure.detail.type, failure.detail.http_status, failure.retryable) == (
+        "invalid_request_error",
+        401,
+        False,
+    )
+    assert failure.category == "authentication_error"
+    assert revoked not in failure.detail.message
+    assert failure.detail.message == "Invalid API Key provided: sk_test_[redacted]"
+
+
+async def test_headers_carry_key_account_and_version(
+    standin: StandIn, standin_gateway: tuple[StripeGateway, Settings]
+) -> None:
+    """POSTs carry Idempotency-Key; GETs do not; Stripe-Account and Stripe-Version are sent."""
+    await standin_request(standin.url, "POST", "/_standin/reset")
+    gateway, settings = standin_gateway
+    credential = settings.credentials["default"]
+    await gateway.call(
+        stripe_call(msgspec.convert(CHARGE, Request)),
+        credential=credential,
+        stripe_account="acct_1X",
+        idempotency_key="hdr-1",
+    )
+    await gateway.call(
+        stripe_call(msgspec.convert({"operation": "get_balance"}, Request)),
+        credential=credential,
+        stripe_account=None,
+        idempotency_key="hdr-2",
+    )
+    stats = await standin_request(standin.url, "GET", "/_standin/stats?full=1")
+    post, get = stats["recent"][-2:]
+    assert (post["method"], post["idempotency_key"], post["stripe_account"]) == (
+        "POST",
+        "hdr-1",
+        "acct_1X",
+    )
+    assert (get["method"], get["idempotency_key"], get["stripe_account"]) == ("GET", None, None)
+    assert post["stripe_version"]

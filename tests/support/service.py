@@ -1,0 +1,154 @@
+"""Running the service in the test's event loop, on its own topics, and talking to it through
+Kafka only (as producers and Conductor do)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from prometheus_client import CollectorRegistry
+
+from consumer.app import run_service
+from consumer.kafka_io import (
+    InboundRecord,
+    KafkaConnection,
+    OutboundRecord,
+    RecordSink,
+    ensure_topics,
+    topic_reader,
+)
+from consumer.settings import Settings, load_settings
+
+
+@dataclass
+class Topics:
+    """A private set of topics (and group) per test module, so tests never see each other."""
+
+    prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
+
+    @property
+    def requests(self) -> str:
+        return f"{self.prefix}.requests"
+
+    @property
+    def meter(self) -> str:
+        return f"{self.prefix}.meter-events"
+
+    @property
+    def replies(self) -> str:
+        return f"{self.prefix}.replies"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}.dlq"
+
+    def environ(self) -> dict[str, str]:
+        return {
+            "CONSUMER_REQUEST_TOPICS": self.requests,
+            "CONSUMER_METER_TOPIC": self.meter,
+            "CONSUMER_REPLY_TOPIC": self.replies,
+            "CONSUMER_DLQ_TOPIC": self.dlq,
+            "CONSUMER_GROUP_ID": f"{self.prefix}.group",
+            "CONSUMER_TOPIC_PARTITIONS": "3",
+        }
+
+
+def service_settings(stack: Mapping[str, str], topics: Topics, **overrides: str) -> Settings:
+    environ = {
+        "KAFKA_BOOTSTRAP_SERVERS": stack["KAFKA_BOOTSTRAP_SERVERS"],
+        "STRIPE_API_BASE": stack["STRIPE_API_BASE"],
+        "STRIPE_API_KEY": "sk_test_123",
+        "CONSUMER_HTTP_PORT": "0",
+        "CONSUMER_COMMIT_INTERVAL_SECONDS": "0.2",
+        "LOG_LEVEL": "WARNING",
+        **topics.environ(),
+        **overrides,
+    }
+    return load_settings(environ)
+
+
+@dataclass
+class RunningService:
+    settings: Settings
+    registry: CollectorRegistry
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def shutdown(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 60)
+
+
+@contextlib.asynccontextmanager
+async def running_service(settings: Settings) -> AsyncIterator[RunningService]:
+    registry = CollectorRegistry()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_service(settings, stop, registry))
+    service = RunningService(settings, registry, stop, task)
+    try:
+        yield service
+    finally:
+        if not task.done():
+            await service.shutdown()
+        elif task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+class KafkaClient:
+    """Publishes requests and reads replies/DLQ records of one set of topics."""
+
+    def __init__(self, bootstrap: str, topics: Topics) -> None:
+        self.connection = KafkaConnection(bootstrap, client_id="tests")
+        self.topics = topics
+        self._sink = RecordSink(self.connection, linger_ms=0)
+
+    async def __aenter__(self) -> KafkaClient:
+        await ensure_topics(
+            self.connection,
+            {
+                self.topics.requests: 3,
+                self.topics.meter: 3,
+                self.topics.replies: 3,
+                self.topics.dlq: 1,
+                f"{self.topics.replies}.billing": 1,
+            },
+        )
+        await self._sink.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._sink.stop()
+
+    async def publish(
+        self, value: dict[str, Any] | bytes, *, key: str | bytes | None, topic: str | None = None
+    ) -> None:
+        raw = value if isinstance(value, bytes) else msgspec.json.encode(value)
+        encoded_key = key.encode() if isinstance(key, str) else key
+        await self._sink.send(OutboundRecord(topic or self.topics.requests, encoded_key, raw))
+
+    async def read(
+        self, topic: str, count: int, *, timeout_s: float = 30.0, keys: set[str] | None = None
+    ) -> list[InboundRecord]:
+        """All records of the topic from the beginning, once at least ``count`` (matching
+        ``keys`` when given) have arrived."""
+
+        def matching(records: list[InboundRecord]) -> list[InboundRecord]:
+            if keys is None:
+                return records
+            return [r for r in records if r.key is not None and r.key.decode() in keys]
+
+        async with topic_reader(self.connection, topic) as reader:
+            records = await reader.collect(
+                lambda rs: len(matching(rs)) >= count, timeout_s=timeout_s
+            )
+        return matching(records)
+
+    async def replies(self, count: int, **kwargs: Any) -> dict[str, dict[str, Any]]:
+        """Replies by record key (the last one per key)."""
+        records = await self.read(self.topics.replies, count, **kwargs)
+        return {r.key.decode(): msgspec.json.decode(r.value) for r in records if r.key and r.value}

@@ -1,0 +1,100 @@
+"""The real local stack for the tests: Kafka (KRaft) and stripe-mock from deploy/local/stack.py,
+and the project's Stripe stand-in, each started once per test session in a private directory.
+
+Set ``STACK_ENV_FILE`` to a running stack's ``stack.env`` (``make up`` writes ``.local/stack.env``)
+to reuse it instead of starting one: a faster loop while developing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_stack_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("local_stack", ROOT / "deploy/local/stack.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["local_stack"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+@contextlib.contextmanager
+def local_stack(directory: Path, *, conductor: bool = False) -> Iterator[dict[str, str]]:
+    reuse = os.environ.get("STACK_ENV_FILE")
+    if reuse:
+        running = read_env_file(Path(reuse))
+        if conductor and "CONDUCTOR_URL" not in running:
+            raise RuntimeError(f"{reuse} has no CONDUCTOR_URL; start the stack with Conductor")
+        yield running
+        return
+    stack = load_stack_module()
+    env: dict[str, str] = stack.up(directory, conductor=conductor, partitions=3)
+    try:
+        yield env
+    finally:
+        stack.down(directory)
+
+
+class StandIn:
+    """The Stripe stand-in, in its own process (so it never competes with the test's loop)."""
+
+    def __init__(self, log: Path) -> None:
+        self._log = log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "deploy/local/stripe_standin.py"), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("Listening on "):
+            raise RuntimeError(f"stand-in did not start: {line!r}; see {log}")
+        self.url = line.split()[-1]
+
+    def close(self) -> None:
+        self.process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+        self.process.kill()
+        self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._log.close()
+
+
+async def standin_request(url: str, method: str, path: str, body: Any = None) -> Any:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url + path, json=body) as r,
+    ):
+        r.raise_for_status()
+        return await r.json()
+
+
+def wait_until(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)

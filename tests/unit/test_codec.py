@@ -1,0 +1,417 @@
+"""The codec: every kind of bad input gets the exact error naming its field; non-objects are
+dead letters; valid requests decode to their Struct."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import pytest
+
+from consumer.codec import DeadLetter, InvalidRequest, RequestDecoder, ValidRequest, encode_reply
+from consumer.messages import CreateCharge, CreateMeterEvent, Reply
+
+NOW = 1_780_000_000.0
+decoder = RequestDecoder(max_record_bytes=4096)
+
+
+def decode(value: dict[str, object] | bytes) -> ValidRequest | InvalidRequest | DeadLetter:
+    raw = value if isinstance(value, bytes) else msgspec.json.encode(value)
+    return decoder.decode(raw, NOW)
+
+
+def rejection(value: dict[str, object]) -> tuple[str | None, str]:
+    result = decode(value)
+    assert isinstance(result, InvalidRequest), result
+    return result.error.detail.param, result.error.detail.message
+
+
+CHARGE = {"operation": "create_charge", "amount": 4200, "currency": "usd", "source": "tok_visa"}
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"", "empty"),
+        (b"x" * 5000, "too_large"),
+        (b"\xff\xfe{}", "not_utf8"),
+        (b'{"operation": "get_balance"', "not_json"),
+        (b"[1, 2]", "not_object"),
+        (b'"get_balance"', "not_object"),
+        (b"null", "not_object"),
+    ],
+)
+def test_records_that_are_not_json_objects_are_dead_letters(value: bytes, reason: str) -> None:
+    """Anything but a JSON object within the size limit is a dead letter with its reason."""
+    result = decode(value)
+    assert isinstance(result, DeadLetter)
+    assert result.reason == reason
+
+
+def test_none_value_is_a_dead_letter() -> None:
+    """A tombstone (no value) is a dead letter, not a crash."""
+    assert decoder.decode(None, NOW) == DeadLetter("empty", "The record has no value")
+
+
+@pytest.mark.parametrize(
+    ("value", "param", "message"),
+    [
+        # missing
+        (
+            {"operation": "create_customer", "name": "Jenny"},
+            "$.email",
+            "Object missing required field `email`",
+        ),
+        # wrong type
+        (
+            {**CHARGE, "amount": "4200"},
+            "$.amount",
+            "Expected `int`, got `str` - at `$.amount`",
+        ),
+        ({**CHARGE, "amount": 42.5}, "$.amount", "Expected `int`, got `float` - at `$.amount`"),
+        ({**CHARGE, "amount": True}, "$.amount", "Expected `int`, got `bool` - at `$.amount`"),
+        # out of range
+        ({**CHARGE, "amount": 0}, "$.amount", "Expected `int` >= 1 - at `$.amount`"),
+        (
+            {"operation": "list_customers", "limit": 101},
+            "$.limit",
+            "Expected `int` <= 100 - at `$.limit`",
+        ),
+        (
+            {"operation": "create_coupon", "id": "X", "percent_off": 120},
+            "$.percent_off",
+            "Expected `float` <= 100.0 - at `$.percent_off`",
+        ),
+        (
+            {**CHARGE, "currency": "dollars"},
+            "$.currency",
+            "Expected a three-letter ISO currency code - at `$.currency`",
+        ),
+        # unknown field
+        (
+            {**CHARGE, "ammount": 4200},
+            "$.ammount",
+            "Object contains unknown field `ammount`",
+        ),
+        # enum
+        (
+            {"operation": "create_refund", "charge_id": "ch_1", "reason": "angry"},
+            "$.reason",
+            "Invalid enum value 'angry' - at `$.reason`",
+        ),
+        # wrong id prefix
+        (
+            {"operation": "get_customer", "customer_id": "pi_123"},
+            "$.customer_id",
+            "Expected a Stripe customer id (cus_…) - at `$.customer_id`",
+        ),
+        (
+            {"operation": "get_charge", "charge_id": "py_123"},
+            "$.charge_id",
+            "Expected a Stripe charge id (ch_…) - at `$.charge_id`",
+        ),
+        (
+            {"operation": "get_refund", "refund_id": "ch_123"},
+            "$.refund_id",
+            "Expected a Stripe refund id (re_…) - at `$.refund_id`",
+        ),
+        (
+            {"operation": "get_payment_intent", "payment_intent_id": "cus_1"},
+            "$.payment_intent_id",
+            "Expected a Stripe payment intent id (pi_…) - at `$.payment_intent_id`",
+        ),
+        (
+            {"operation": "get_payment_method", "payment_method_id": "card_1"},
+            "$.payment_method_id",
+            "Expected a Stripe payment method id (pm_…) - at `$.payment_method_id`",
+        ),
+        (
+            {"operation": "get_balance", "stripe_account": "acc_1"},
+            "$.stripe_account",
+            "Expected a Stripe connected account id (acct_…) - at `$.stripe_account`",
+        ),
+        # malformed metadata
+        (
+            {**CHARGE, "metadata": {"order": 6735}},
+            "$.metadata[...]",
+            "Expected `str`, got `int` - at `$.metadata[...]`",
+        ),
+        (
+            {**CHARGE, "metadata": ["order", "6735"]},
+            "$.metadata",
+            "Expected `object`, got `array` - at `$.metadata`",
+        ),
+        (
+            {**CHARGE, "metadata": {"k" * 41: "v"}},
+            "$.metadata",
+            "Expected `str` of length <= 40 - at `key` in `$.metadata`",
+        ),
+        (
+            {**CHARGE, "metadata": {"a[b]": "v"}},
+            "$.metadata",
+            "Expected a metadata key without `[` or `]` - at `key` in `$.metadata`",
+        ),
+        (
+            {**CHARGE, "metadata": {f"k{i}": "v" for i in range(51)}},
+            "$.metadata",
+            "Expected `object` of length <= 50 - at `$.metadata`",
+        ),
+        # metadata is only accepted where Stripe takes it
+        (
+            {"operation": "get_customer", "customer_id": "cus_1", "metadata": {"a": "b"}},
+            "$.metadata",
+            "Object contains unknown field `metadata`",
+        ),
+        # idempotency key too long
+        (
+            {"operation": "get_balance", "idempotency_key": "k" * 256},
+            "$.idempotency_key",
+            "Expected `str` of length <= 255 - at `$.idempotency_key`",
+        ),
+    ],
+)
+def test_bad_field_gets_exact_error(value: dict[str, object], param: str, message: str) -> None:
+    """Each kind of bad field is rejected with msgspec's wording and its JSON path."""
+    assert rejection(value) == (param, message)
+
+
+OPERATIONS_HINT = (
+    "expected one of: get_balance, list_customers, create_customer, get_customer, "
+    "update_customer, delete_customer, create_coupon, list_coupons, create_payment_intent, "
+    "get_payment_intent, cancel_payment_intent, list_charges, create_charge, update_charge, "
+    "get_charge, create_refund, get_refund, attach_payment_method, get_payment_method, "
+    "detach_payment_method, create_meter_event"
+)
+
+
+def test_missing_operation_names_operation() -> None:
+    """A JSON object without `operation` is a validation error on `$.operation`."""
+    assert rejection({"amount": 1}) == ("$.operation", f"Missing `operation`; {OPERATIONS_HINT}")
+
+
+def test_unknown_operation_names_operation() -> None:
+    """An unknown operation is a validation error on `$.operation` listing the valid ones."""
+    assert rejection({"operation": "create_token"}) == (
+        "$.operation",
+        f"Unknown `operation`; {OPERATIONS_HINT}",
+    )
+
+
+def test_operation_of_wrong_type_names_operation() -> None:
+    """`operation` must be a string."""
+    assert rejection({"operation": 7})[0] == "$.operation"
+
+
+@pytest.mark.parametrize(
+    ("value", "param", "message"),
+    [
+        (
+            {"operation": "create_coupon", "id": "X"},
+            "$.percent_off",
+            "Exactly one of `percent_off` and `amount_off` is required",
+        ),
+        (
+            {"operation": "create_coupon", "id": "X", "percent_off": 5, "amount_off": 5},
+            "$.amount_off",
+            "Exactly one of `percent_off` and `amount_off` is required, not both",
+        ),
+        (
+            {"operation": "create_coupon", "id": "X", "amount_off": 500},
+            "$.currency",
+            "`currency` is required with `amount_off`",
+        ),
+        (
+            {"operation": "create_coupon", "id": "X", "percent_off": 5, "duration": "repeating"},
+            "$.duration_in_months",
+            "`duration_in_months` is required when `duration` is `repeating`",
+        ),
+        (
+            {
+                "operation": "create_coupon",
+                "id": "X",
+                "percent_off": 5,
+                "duration": "once",
+                "duration_in_months": 3,
+            },
+            "$.duration_in_months",
+            "`duration_in_months` is allowed only when `duration` is `repeating`",
+        ),
+        (
+            {
+                "operation": "create_coupon",
+                "id": "X",
+                "percent_off": 5,
+                "duration": "repeating",
+                "duration_in_months": "0",
+            },
+            "$.duration_in_months",
+            "Expected a whole number of months from 1 to 1200",
+        ),
+        (
+            {"operation": "create_charge", "amount": 5, "currency": "usd"},
+            "$.source",
+            "At least one of `source` and `customer_id` is required",
+        ),
+        (
+            {"operation": "create_charge", "amount": 5, "currency": "usd", "source": "card_1"},
+            "$.customer_id",
+            "`customer_id` is required when `source` is a saved card_… or ba_…",
+        ),
+        (
+            {"operation": "create_charge", "amount": 5, "currency": "usd", "source": "ba_1"},
+            "$.customer_id",
+            "`customer_id` is required when `source` is a saved card_… or ba_…",
+        ),
+        (
+            {
+                "operation": "create_meter_event",
+                "event_name": "e",
+                "customer_id": "cus_1",
+                "value": "ten",
+            },
+            "$.value",
+            "Expected a number, got 'ten'",
+        ),
+        (
+            {
+                "operation": "create_meter_event",
+                "event_name": "e",
+                "customer_id": "cus_1",
+                "value": "NaN",
+            },
+            "$.value",
+            "Expected a finite number",
+        ),
+        (
+            {
+                "operation": "create_meter_event",
+                "event_name": "e",
+                "customer_id": "cus_1",
+                "timestamp": int(NOW) - 36 * 86400,
+            },
+            "$.timestamp",
+            "Expected a time no more than 35 days in the past",
+        ),
+        (
+            {
+                "operation": "create_meter_event",
+                "event_name": "e",
+                "customer_id": "cus_1",
+                "timestamp": int(NOW) + 301,
+            },
+            "$.timestamp",
+            "Expected a time no more than 5 minutes in the future",
+        ),
+    ],
+)
+def test_cross_field_rules(value: dict[str, object], param: str, message: str) -> None:
+    """Each cross-field rule of the contract is a validation error naming the field."""
+    assert rejection(value) == (param, message)
+
+
+def test_meter_event_timestamp_at_the_window_edges_is_accepted() -> None:
+    """35 days back and 5 minutes ahead are inside the window."""
+    for timestamp in (int(NOW) - 35 * 86400 + 1, int(NOW) + 300):
+        result = decode(
+            {
+                "operation": "create_meter_event",
+                "event_name": "e",
+                "customer_id": "cus_1",
+                "timestamp": timestamp,
+            }
+        )
+        assert isinstance(result, ValidRequest)
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [(3, "3"), (2.5, "2.5"), ("1.50", "1.5"), ("10", "10"), ("1e2", "100"), (0, "0")],
+)
+def test_meter_value_is_sent_as_a_decimal_string(value: object, sent: str) -> None:
+    """`value` accepts an integer, a decimal or a numeric string and becomes a string."""
+    result = decode(
+        {
+            "operation": "create_meter_event",
+            "event_name": "e",
+            "customer_id": "cus_1",
+            "value": value,
+        }
+    )
+    assert isinstance(result, ValidRequest)
+    assert isinstance(result.request, CreateMeterEvent)
+    assert result.request.decimal_value() == sent
+
+
+def test_conductor_fields_and_underscore_fields_are_accepted() -> None:
+    """Conductor's fields are accepted; `_`-prefixed fields are kept aside for the reply."""
+    result = decode(
+        {
+            **CHARGE,
+            "taskId": "t-1",
+            "taskRefName": "charge_card",
+            "workflowInstanceId": "wf-1",
+            "workflowType": "checkout",
+            "workflowVersion": 2,
+            "correlationId": None,
+            "taskToDomain": {},
+            "sink": "kafka:stripe.requests",
+            "asyncComplete": True,
+            "event_produced": "kafka:stripe.requests",
+            "eventId": "ev-1",
+            "_createdBy": "jane@example.com",
+        }
+    )
+    assert isinstance(result, ValidRequest)
+    assert isinstance(result.request, CreateCharge)
+    assert result.passthrough == {"_createdBy": "jane@example.com"}
+    assert result.request.conductor_fields()["workflowVersion"] == 2
+    assert result.request.parameters() == {"amount": 4200, "currency": "usd", "source": "tok_visa"}
+
+
+def test_invalid_request_keeps_readable_conductor_fields() -> None:
+    """A rejected request still echoes the Conductor fields it had (ill-typed ones dropped)."""
+    result = decode({**CHARGE, "amount": -1, "taskId": "t-9", "workflowVersion": "two", "_x": 1})
+    assert isinstance(result, InvalidRequest)
+    assert result.conductor.taskId == "t-9"
+    assert result.conductor.conductor_fields() == {"taskId": "t-9"}
+    assert result.operation == "create_charge"
+    assert result.passthrough == {"_x": 1}
+
+
+def test_duration_in_months_accepts_numeric_string() -> None:
+    """The seed types duration_in_months as a string; both forms are accepted."""
+    for months in (3, "3"):
+        result = decode(
+            {
+                "operation": "create_coupon",
+                "id": "X",
+                "percent_off": 5,
+                "duration": "repeating",
+                "duration_in_months": months,
+            }
+        )
+        assert isinstance(result, ValidRequest)
+
+
+def test_encode_reply_puts_underscore_fields_first() -> None:
+    """`_` fields of the request are echoed as given, in one valid JSON object."""
+    reply = Reply(
+        taskId="t",
+        operation="get_balance",
+        status="COMPLETED",
+        output=msgspec.Raw(b'{"object":"balance"}'),
+    )
+    encoded = encode_reply(reply, {"_createdBy": "me", "_n": 1})
+    decoded = msgspec.json.decode(encoded)
+    assert list(decoded)[:3] == ["_createdBy", "_n", "taskId"]
+    assert decoded["output"] == {"object": "balance"}
+    assert decoded["error"] is None
+
+
+def test_decoding_is_fast_enough_to_not_matter() -> None:
+    """Sanity: decoding works for a large batch without error (no timing assertion)."""
+    raw = msgspec.json.encode(CHARGE)
+    started = time.perf_counter()
+    results = [decoder.decode(raw, NOW) for _ in range(1000)]
+    assert all(isinstance(r, ValidRequest) for r in results)
+    assert time.perf_counter() >= started

@@ -1,0 +1,102 @@
+"""Per-key scheduling: same key in order, different keys concurrently, under a global cap."""
+
+from __future__ import annotations
+
+import asyncio
+
+from consumer.engine.scheduler import KeyedScheduler
+
+
+async def test_same_key_runs_in_order_one_at_a_time() -> None:
+    """Jobs of one key never overlap and finish in submission order."""
+    scheduler = KeyedScheduler(max_in_flight=10)
+    log: list[str] = []
+
+    def job(name: str, delay: float) -> object:
+        async def run() -> None:
+            log.append(f"start {name}")
+            await asyncio.sleep(delay)
+            log.append(f"end {name}")
+
+        return run
+
+    scheduler.submit("k", job("a", 0.03))  # type: ignore[arg-type]
+    scheduler.submit("k", job("b", 0.0))  # type: ignore[arg-type]
+    scheduler.submit("k", job("c", 0.01))  # type: ignore[arg-type]
+    assert await scheduler.wait_idle(2)
+    assert log == ["start a", "end a", "start b", "end b", "start c", "end c"]
+
+
+async def test_different_keys_run_concurrently_up_to_the_cap() -> None:
+    """Many keys run at once, never more than max_in_flight."""
+    scheduler = KeyedScheduler(max_in_flight=5)
+    running = 0
+    peak = 0
+
+    async def job() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+
+    for key in range(40):
+        scheduler.submit(key, job)
+    assert scheduler.queued == 40
+    assert await scheduler.wait_idle(5)
+    assert peak == 5
+    assert scheduler.queued == 0
+
+
+async def test_a_slow_key_does_not_block_other_keys() -> None:
+    """A retrying (slow) key holds up only itself."""
+    scheduler = KeyedScheduler(max_in_flight=4)
+    finished: list[str] = []
+    release = asyncio.Event()
+
+    async def slow() -> None:
+        await release.wait()
+        finished.append("slow")
+
+    async def fast() -> None:
+        finished.append("fast")
+
+    scheduler.submit("slow-key", slow)
+    for key in range(3):
+        scheduler.submit(key, fast)
+    await asyncio.sleep(0.05)
+    assert finished == ["fast", "fast", "fast"]
+    release.set()
+    assert await scheduler.wait_idle(1)
+
+
+async def test_a_failing_job_does_not_stop_its_key() -> None:
+    """An exception in one job is logged; the key's next job still runs."""
+    scheduler = KeyedScheduler(max_in_flight=2)
+    ran: list[int] = []
+
+    async def bad() -> None:
+        raise RuntimeError("boom")
+
+    async def good() -> None:
+        ran.append(1)
+
+    scheduler.submit("k", bad)
+    scheduler.submit("k", good)
+    assert await scheduler.wait_idle(1)
+    assert ran == [1]
+
+
+async def test_cancel_abandons_unfinished_work() -> None:
+    """After the grace period, cancel stops everything and reports idle."""
+    scheduler = KeyedScheduler(max_in_flight=2)
+
+    async def forever() -> None:
+        await asyncio.sleep(3600)
+
+    scheduler.submit("a", forever)
+    scheduler.submit("a", forever)
+    assert not await scheduler.wait_idle(0.05)
+    await scheduler.cancel()
+    assert scheduler.queued == 0
+    assert await scheduler.wait_idle(0.01)

@@ -1,0 +1,102 @@
+"""Configuration: defaults from the contract; every bad value names its variable; secrets
+never print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from consumer.settings import Secret, SettingsError, load_settings
+
+BASE = {"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092", "STRIPE_API_KEY": "sk_test_51Secret000Key"}
+
+
+def test_defaults_follow_the_contract() -> None:
+    """Topic names and the reply allow-list default as the contract says."""
+    settings = load_settings(BASE)
+    assert settings.request_topics == ("stripe.requests",)
+    assert (settings.meter_topic, settings.reply_topic, settings.dlq_topic) == (
+        "stripe.meter-events",
+        "stripe.replies",
+        "stripe.dlq",
+    )
+    pattern = settings.reply_topic_pattern
+    assert pattern.match("stripe.replies")
+    assert pattern.match("stripe.replies.billing")
+    assert not pattern.match("stripe.repliesX")
+    assert not pattern.match("other.topic")
+    assert settings.stripe_api_base == "https://api.stripe.com"
+    assert settings.consumed_topics == ("stripe.requests", "stripe.meter-events")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"KAFKA_BOOTSTRAP_SERVERS": ""}, "KAFKA_BOOTSTRAP_SERVERS is required"),
+        ({"STRIPE_API_KEY": ""}, "STRIPE_API_KEY is required"),
+        (
+            {"STRIPE_API_KEY": "pk_test_123"},
+            "STRIPE_API_KEY: expected a Stripe secret or restricted key",
+        ),
+        ({"CONSUMER_HTTP_PORT": "http"}, "CONSUMER_HTTP_PORT: expected an integer, got 'http'"),
+        (
+            {"CONSUMER_HTTP_PORT": "70000"},
+            "CONSUMER_HTTP_PORT: expected an integer from 0 to 65535",
+        ),
+        (
+            {"CONSUMER_REQUEST_TOPICS": "a,b c"},
+            "CONSUMER_REQUEST_TOPICS: 'b c' is not a valid Kafka topic name",
+        ),
+        (
+            {"CONSUMER_REPLY_TOPIC": "re plies"},
+            "CONSUMER_REPLY_TOPIC: 're plies' is not a valid Kafka topic name",
+        ),
+        ({"STRIPE_API_BASE": "localhost:12111"}, "STRIPE_API_BASE: expected an http(s) URL"),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "TLS"},
+            "KAFKA_SECURITY_PROTOCOL: expected one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
+        ),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
+            "KAFKA_SASL_USERNAME is required: needed with SASL_SSL",
+        ),
+        ({"CONSUMER_METER_REPLIES": "maybe"}, "CONSUMER_METER_REPLIES: expected true or false"),
+        ({"CONSUMER_REPLY_TOPIC_PATTERN": "("}, "CONSUMER_REPLY_TOPIC_PATTERN: not a valid regex"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR"),
+        (
+            {"STRIPE_CREDENTIALS_DIR": "/nonexistent/dir"},
+            "STRIPE_CREDENTIALS_DIR: /nonexistent/dir does not exist",
+        ),
+    ],
+)
+def test_bad_values_name_the_variable(override: dict[str, str], message: str) -> None:
+    """A bad variable fails start-up with a message that starts with its name."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**BASE, **override})
+    assert str(caught.value).startswith(message)
+
+
+def test_bad_key_is_never_echoed() -> None:
+    """A malformed key is rejected without printing it."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**BASE, "STRIPE_API_KEY": "sk_tset_REALSECRET"})
+    assert "REALSECRET" not in str(caught.value)
+
+
+def test_credentials_directory_adds_integrations(tmp_path: Path) -> None:
+    """One file per integration, as a mounted Kubernetes Secret provides them."""
+    (tmp_path / "billing").write_text("sk_live_51Billing\n")
+    (tmp_path / "..data").mkdir()  # Kubernetes' own bookkeeping is ignored
+    settings = load_settings({**BASE, "STRIPE_CREDENTIALS_DIR": str(tmp_path)})
+    assert sorted(settings.credentials) == ["billing", "default"]
+    assert settings.credentials["billing"].live_mode is True
+    assert settings.credentials["default"].live_mode is False
+
+
+def test_secrets_are_masked_when_printed() -> None:
+    """repr/str/f-strings of a Secret and of Settings never show the key."""
+    settings = load_settings(BASE)
+    assert "sk_test_51Secret000Key" not in repr(settings)
+    assert "sk_test_51Secret000Key" not in f"{settings.credentials['default']}"
+    assert str(Secret("x")) == "Secret('**********')"
