@@ -19,7 +19,11 @@ from typing import Final
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from consumer.engine.credential_gate import CredentialGate
+from consumer.engine.executor import StripeCaller, StripeCallExecutor
+from consumer.engine.object_locks import ObjectLocks
 from consumer.engine.pipeline import Pipeline, PipelineLimits
+from consumer.engine.rate_limit import RateLimiter, default_rate_limit
 from consumer.engine.reply_memory import ReplyMemory
 from consumer.engine.retry import RetryPolicy
 from consumer.kafka_io import KafkaConnection, RecordSink, RecordSource, ensure_topics
@@ -54,6 +58,7 @@ def kafka_connection(settings: Settings) -> KafkaConnection:
 @dataclass(slots=True)
 class HealthProbe:
     pipeline: Pipeline
+    gate: CredentialGate
 
     def alive(self) -> tuple[bool, str]:
         silent = time.monotonic() - self.pipeline.last_fetch_monotonic
@@ -67,6 +72,9 @@ class HealthProbe:
             return False, why
         if not self.pipeline.group_joined.is_set():
             return False, "not yet a member of the consumer group"
+        rejected = self.gate.rejected()
+        if rejected:
+            return False, f"Stripe rejects the key of: {', '.join(sorted(rejected))}"
         return True, "ok"
 
 
@@ -108,6 +116,27 @@ async def _http_server(
         await runner.cleanup()
 
 
+def stripe_executor(
+    settings: Settings, caller: StripeCaller, metrics: ServiceMetrics
+) -> StripeCallExecutor:
+    """One rate limiter per credential (each Stripe account has its own limit)."""
+    limiters = {
+        name: RateLimiter(
+            settings.stripe_rate_limit or default_rate_limit(credential.live_mode),
+            settings.stripe_rate_burst,
+        )
+        for name, credential in settings.credentials.items()
+    }
+    return StripeCallExecutor(
+        caller,
+        metrics,
+        retry=RetryPolicy(budget_seconds=settings.retry_budget_seconds),
+        limiters=limiters,
+        locks=ObjectLocks(),
+        gate=CredentialGate(settings.credential_probe_seconds),
+    )
+
+
 async def _create_topics(settings: Settings, connection: KafkaConnection) -> None:
     """Create missing topics when allowed; where the platform manages topics (no permission),
     say so and carry on: consuming and producing work the same on existing topics."""
@@ -140,12 +169,12 @@ async def run_service(
         sink = RecordSink(connection)
         await sink.start()
         try:
+            executor = stripe_executor(settings, gateway, metrics)
             processor = RequestProcessor(
                 settings,
-                gateway,
+                executor,
                 metrics,
                 memory=ReplyMemory(settings.reply_memory_entries, settings.reply_memory_seconds),
-                retry=RetryPolicy(budget_seconds=settings.retry_budget_seconds),
             )
             source = RecordSource(
                 connection, topics=settings.consumed_topics, group_id=settings.group_id
@@ -164,7 +193,9 @@ async def run_service(
                     shutdown_grace_seconds=settings.shutdown_grace_seconds,
                 ),
             )
-            async with _http_server(settings, registry, HealthProbe(pipeline)) as port:
+            async with _http_server(
+                settings, registry, HealthProbe(pipeline, executor.gate)
+            ) as port:
                 await source.start(rebalance=pipeline)
                 _log.info(
                     "started",

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
 
 import msgspec
 
 from consumer.codec import DeadLetter, InvalidRequest, RequestDecoder, ValidRequest
+from consumer.engine.executor import StripeCallExecutor
 from consumer.engine.reply_memory import ReplyMemory
-from consumer.engine.retry import Attempts, RetryPolicy, with_retries
+from consumer.engine.retry import Attempts
 from consumer.errors import RequestRejected, ServiceError, StripeFailure
 from consumer.idempotency import (
     MAX_METER_IDENTIFIER_LENGTH,
@@ -39,28 +40,14 @@ from consumer.messages import (
     ReplyError,
     ReplyStatus,
 )
-from consumer.metrics import ServiceMetrics, stripe_outcome_label
-from consumer.operations import StripeCall, stripe_call
-from consumer.operations.base import StripeResponse
+from consumer.metrics import ServiceMetrics
+from consumer.operations import stripe_call
 from consumer.operations.meter_events import meter_event_payload
 from consumer.replies import Outcome, ReplyAddress, dead_letter_record, reply_record
 from consumer.settings import Settings, StripeCredential
 
 _log = get_logger()
 INTERNAL_ERROR: Final = "internal_error"
-
-
-class StripeCaller(Protocol):
-    """What the processor needs of the Stripe gateway (a fake in unit tests)."""
-
-    async def call(
-        self,
-        call: StripeCall,
-        *,
-        credential: StripeCredential,
-        stripe_account: str | None,
-        idempotency_key: str | None,
-    ) -> StripeResponse: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +77,7 @@ class Handled:
                 type="reply_undeliverable", message=f"The reply could not be delivered: {why}"
             )
         )
-        outcome = Outcome.failed(failure, self.outcome.attempts)
+        outcome = replace(Outcome.failed(failure), attempts=self.outcome.attempts)
         return reply_record(
             ReplyAddress(default_topic, address.record_key, address.conductor, {}),
             self.operation,
@@ -103,18 +90,16 @@ class RequestProcessor:
     def __init__(
         self,
         settings: Settings,
-        caller: StripeCaller,
+        executor: StripeCallExecutor,
         metrics: ServiceMetrics,
         *,
         memory: ReplyMemory,
-        retry: RetryPolicy,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
-        self._caller = caller
+        self._executor = executor
         self._metrics = metrics
         self._memory = memory
-        self._retry = retry
         self._wall_clock = wall_clock
         self._decoder = RequestDecoder(settings.max_record_bytes)
 
@@ -314,29 +299,17 @@ class RequestProcessor:
     async def _execute(
         self, request: OperationRequest, credential: StripeCredential, key: str
     ) -> Outcome:
-        call = stripe_call(request)
-        operation = request.operation
-        account = request.stripe_account if isinstance(request.stripe_account, str) else None
         attempts = Attempts()
-
-        async def attempt() -> StripeResponse:
-            started = time.perf_counter()
-            try:
-                response = await self._caller.call(
-                    call, credential=credential, stripe_account=account, idempotency_key=key
-                )
-            except StripeFailure as failure:
-                self._observe_stripe(operation, failure.category, started)
-                raise
-            self._observe_stripe(operation, None, started)
-            return response
-
         try:
-            response = await with_retries(
-                attempt,
-                self._retry,
-                attempts,
-                on_retry=lambda _: self._metrics.stripe_retries.labels(operation).inc(),
+            response = await self._executor.execute(
+                stripe_call(request),
+                operation=request.operation,
+                credential=credential,
+                stripe_account=request.stripe_account
+                if isinstance(request.stripe_account, str)
+                else None,
+                idempotency_key=key,
+                attempts=attempts,
             )
         except StripeFailure as failure:
             if isinstance(request, CreateMeterEvent) and _identifier_exists(failure):
@@ -347,17 +320,12 @@ class RequestProcessor:
                     stripe_request_id=failure.detail.request_id,
                     attempts=attempts.count,
                     deduplicated=True,
+                    stripe_seconds=attempts.stripe_seconds,
                 )
-            return Outcome.failed(failure, attempts.count)
+            return Outcome.failed(failure, attempts)
         if isinstance(request, CreateMeterEvent):
             self._metrics.meter_events.labels("v1").inc()
-        return Outcome.completed(response.body, response.request_id, attempts.count)
-
-    def _observe_stripe(self, operation: str, error_type: str | None, started: float) -> None:
-        self._metrics.stripe_requests.labels(operation, stripe_outcome_label(error_type)).inc()
-        self._metrics.stripe_request_duration.labels(operation).observe(
-            time.perf_counter() - started
-        )
+        return Outcome.completed(response.body, response.request_id, attempts)
 
 
 def _identifier_exists(failure: StripeFailure) -> bool:

@@ -12,6 +12,7 @@ from typing import Any, Final
 import msgspec
 
 from consumer.codec import encode_reply
+from consumer.engine.retry import Attempts
 from consumer.errors import ServiceError
 from consumer.idempotency import RecordCoordinates, key_text
 from consumer.kafka_io import Headers, InboundRecord, OutboundRecord
@@ -30,18 +31,26 @@ class Outcome:
     stripe_request_id: str | None = None
     attempts: int = 0
     deduplicated: bool = False
+    stripe_seconds: float = 0.0  # time spent waiting on Stripe (not part of the reply)
 
     @classmethod
-    def completed(cls, body: msgspec.Raw, request_id: str | None, attempts: int) -> Outcome:
-        return cls("COMPLETED", output=body, stripe_request_id=request_id, attempts=attempts)
+    def completed(cls, body: msgspec.Raw, request_id: str | None, attempts: Attempts) -> Outcome:
+        return cls(
+            "COMPLETED",
+            output=body,
+            stripe_request_id=request_id,
+            attempts=attempts.count,
+            stripe_seconds=attempts.stripe_seconds,
+        )
 
     @classmethod
-    def failed(cls, failure: ServiceError, attempts: int = 0) -> Outcome:
+    def failed(cls, failure: ServiceError, attempts: Attempts | None = None) -> Outcome:
         return cls(
             failure.status,
             error=failure.detail,
             stripe_request_id=failure.detail.request_id,
-            attempts=attempts,
+            attempts=attempts.count if attempts else 0,
+            stripe_seconds=attempts.stripe_seconds if attempts else 0.0,
         )
 
     @property
@@ -58,7 +67,7 @@ class Outcome:
 
     def remembered(self) -> Outcome:
         """The same outcome, marked as answered from memory (no Stripe call this time)."""
-        return replace(self, deduplicated=True, attempts=0)
+        return replace(self, deduplicated=True, attempts=0, stripe_seconds=0.0)
 
 
 @dataclass(frozen=True, slots=True)

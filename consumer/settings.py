@@ -111,6 +111,9 @@ class Settings:
     create_topics: bool
     topic_partitions: int
     topic_replication_factor: int
+    stripe_rate_limit: int | None  # None: Stripe's published limit for each key's mode
+    stripe_rate_burst: int | None
+    credential_probe_seconds: float
 
     @property
     def consumed_topics(self) -> tuple[str, ...]:
@@ -154,6 +157,11 @@ class _Reader:
         if not low <= number <= high:
             raise SettingsError(f"{name}: expected an integer from {low} to {high}, got {number}")
         return number
+
+    def optional_integer(self, name: str, low: int, high: int) -> int | None:
+        if self.raw(name) is None:
+            return None
+        return self.integer(name, low, low, high)
 
     def number(self, name: str, default: float, low: float, high: float) -> float:
         value = self.raw(name)
@@ -375,4 +383,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         create_topics=reader.boolean("CONSUMER_CREATE_TOPICS", True),
         topic_partitions=reader.integer("CONSUMER_TOPIC_PARTITIONS", 6, 1, 10_000),
         topic_replication_factor=reader.integer("CONSUMER_TOPIC_REPLICATION_FACTOR", 3, 1, 7),
+        stripe_rate_limit=reader.optional_integer("STRIPE_RATE_LIMIT", 1, 100_000),
+        stripe_rate_burst=reader.optional_integer("STRIPE_RATE_BURST", 1, 100_000),
+        credential_probe_seconds=reader.number(
+            "CONSUMER_CREDENTIAL_PROBE_SECONDS", 30.0, 0.1, 3600.0
+        ),
     )

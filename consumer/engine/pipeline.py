@@ -119,14 +119,15 @@ class Pipeline:
         key: Hashable = (
             (record.topic, record.key) if record.key is not None else (tp, record.offset)
         )
-        self._scheduler.submit(key, lambda: self._handle(record))
+        received = time.perf_counter()
+        self._scheduler.submit(key, lambda: self._handle(record, received))
         self._metrics.in_flight.set(self._scheduler.queued)
 
-    async def _handle(self, record: InboundRecord) -> None:
+    async def _handle(self, record: InboundRecord, received: float) -> None:
+        """Process one record; ``received`` is when it was fetched (queueing counts)."""
         tp = record.topic_partition
         if tp not in self._assigned:
             return  # revoked before it started: the partition's new owner answers it
-        received = time.perf_counter()
         handled = await self._processor.process(record)
         if not await self._deliver(handled):
             return  # stopping before Kafka took the reply: left uncommitted, redelivered
@@ -307,6 +308,7 @@ class Pipeline:
                 "reply_topic": handled.reply.topic if handled.reply else None,
                 "dlq_reason": handled.dead_letter_reason,
                 "duration_ms": round(seconds * 1000, 2),
+                "stripe_ms": round(outcome.stripe_seconds * 1000, 2),
             },
         )
 

@@ -35,7 +35,10 @@ class RetryPolicy:
 
 @dataclass(slots=True)
 class Attempts:
+    """How many calls a request made, and the time they spent at Stripe (for the log line)."""
+
     count: int = 0
+    stripe_seconds: float = 0.0
 
 
 async def with_retries(

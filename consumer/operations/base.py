@@ -28,6 +28,7 @@ class StripeCall:
     resource_id: str | None
     params: dict[str, Any]
     http_method: HttpMethod
+    locks: tuple[str, ...] = ()  # ids of the Stripe objects this call writes
 
     @property
     def writes(self) -> bool:
@@ -54,17 +55,28 @@ class Operation(Generic[R]):
     sdk_method: str
     to_params: Callable[[R], dict[str, Any]]
     resource_id: Callable[[R], str] | None = None
+    # The objects a write changes, locked so two writes never meet at Stripe (lock_timeout).
+    # Default: the object in the path, for writes.
+    writes_to: Callable[[R], tuple[str, ...]] | None = None
 
     @property
     def name(self) -> str:
         return str(self.request_type.__struct_config__.tag)
 
     def stripe_call(self, request: R) -> StripeCall:
+        resource_id = self.resource_id(request) if self.resource_id else None
+        if self.writes_to is not None:
+            locks = self.writes_to(request)
+        elif self.http_method != "GET" and resource_id is not None:
+            locks = (resource_id,)
+        else:
+            locks = ()
         return StripeCall(
             sdk_method=self.sdk_method,
-            resource_id=self.resource_id(request) if self.resource_id else None,
+            resource_id=resource_id,
             params=self.to_params(request),
             http_method=self.http_method,
+            locks=locks,
         )
 
 

@@ -16,6 +16,10 @@ def _payment_method_id(r: AttachPaymentMethod | GetPaymentMethod | DetachPayment
     return r.payment_method_id
 
 
+def _attached_objects(r: AttachPaymentMethod) -> tuple[str, ...]:
+    return (r.payment_method_id, r.customer_id)
+
+
 attach_payment_method = Operation(
     AttachPaymentMethod,
     "POST",
@@ -23,6 +27,7 @@ attach_payment_method = Operation(
     "payment_methods.attach",
     _attach_params,
     _payment_method_id,
+    writes_to=_attached_objects,
 )
 get_payment_method = Operation(
     GetPaymentMethod,

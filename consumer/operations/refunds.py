@@ -16,7 +16,18 @@ def _refund_id(r: GetRefund) -> str:
     return r.refund_id
 
 
-create_refund = Operation(CreateRefund, "POST", "/v1/refunds", "refunds.create", _create_params)
+def _refunded_charge(r: CreateRefund) -> tuple[str, ...]:
+    return (r.charge_id,)
+
+
+create_refund = Operation(
+    CreateRefund,
+    "POST",
+    "/v1/refunds",
+    "refunds.create",
+    _create_params,
+    writes_to=_refunded_charge,
+)
 get_refund = Operation(
     GetRefund, "GET", "/v1/refunds/{refund_id}", "refunds.retrieve", no_params, _refund_id
 )

@@ -10,6 +10,10 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
+from consumer.engine.credential_gate import CredentialGate
+from consumer.engine.executor import StripeCallExecutor
+from consumer.engine.object_locks import ObjectLocks
+from consumer.engine.rate_limit import RateLimiter
 from consumer.engine.reply_memory import ReplyMemory
 from consumer.engine.retry import RetryPolicy
 from consumer.kafka_io import InboundRecord
@@ -37,12 +41,19 @@ class Harness:
         self.stripe = stripe or FakeStripe()
         self.registry = CollectorRegistry()
         self.metrics = ServiceMetrics(self.registry)
-        self.processor = RequestProcessor(
-            self.settings,
+        self.executor = StripeCallExecutor(
             self.stripe,
             self.metrics,
-            memory=ReplyMemory(1000, 3600),
             retry=RetryPolicy(budget_seconds=0.5, base_delay_seconds=0.001, max_delay_seconds=0.01),
+            limiters={name: RateLimiter(10_000) for name in self.settings.credentials},
+            locks=ObjectLocks(),
+            gate=CredentialGate(probe_interval_seconds=0.05),
+        )
+        self.processor = RequestProcessor(
+            self.settings,
+            self.executor,
+            self.metrics,
+            memory=ReplyMemory(1000, 3600),
             wall_clock=lambda: NOW,
         )
         self.offset = 0

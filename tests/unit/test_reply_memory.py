@@ -5,11 +5,12 @@ from __future__ import annotations
 import msgspec
 
 from consumer.engine.reply_memory import ReplyMemory
+from consumer.engine.retry import Attempts
 from consumer.errors import RequestRejected, ServiceError
 from consumer.messages import ReplyError
 from consumer.replies import Outcome
 
-DONE = Outcome.completed(msgspec.Raw(b'{"id":"ch_1"}'), "req_1", 1)
+DONE = Outcome.completed(msgspec.Raw(b'{"id":"ch_1"}'), "req_1", Attempts(count=1))
 KEY = ("default", "", "wf:ref:abc")
 
 
