@@ -9,7 +9,7 @@ STACK  := $(PYTHON) deploy/local/stack.py
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help install up up-lite down status demo run test test-unit test-contract \
-        test-integration lint format docs clean
+        test-integration test-fault lint format docs bench clean
 
 help:
 	@echo "make demo     run every operation end to end on a real local stack"
@@ -18,6 +18,7 @@ help:
 	@echo "make up/down  start/stop the local stack (Kafka, stripe-mock); make up-lite: same"
 	@echo "make run      run the service against the local stack"
 	@echo "make docs     regenerate schemas/ and the README's operation table"
+	@echo "make bench    throughput/latency/memory figures (bench/results/latest.json)"
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +49,7 @@ run: install up-lite
 	STRIPE_API_KEY=$${STRIPE_API_KEY:-sk_test_123} LOG_FORMAT=text $(PY) -m consumer run
 
 test: install
-	$(PYTEST) tests/unit tests/contract tests/integration
+	$(PYTEST) tests/unit tests/contract tests/integration tests/fault
 
 test-unit: install
 	$(PYTEST) tests/unit
@@ -58,6 +59,9 @@ test-contract: install
 
 test-integration: install
 	$(PYTEST) tests/integration
+
+test-fault: install
+	$(PYTEST) tests/fault
 
 lint: install
 	$(PY) -m ruff format --check .
@@ -71,6 +75,9 @@ format: install
 docs: install
 	$(PY) -m consumer schema --out schemas
 	$(PY) -m consumer docs --readme README.md
+
+bench: install
+	$(PY) -m bench.run
 
 clean: down
 	rm -rf $(VENV) .local

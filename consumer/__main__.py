@@ -15,7 +15,8 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from consumer.settings import SettingsError, load_settings
 
@@ -38,8 +39,17 @@ def _run() -> int:
             loop.add_signal_handler(signum, stop.set)
         await run_service(settings, stop)
 
-    asyncio.run(main())
+    _event_loop_runner()(main())
     return 0
+
+
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """uvloop where it is installed (Linux, macOS), else asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
 
 
 def _check() -> int:

@@ -104,11 +104,19 @@ def _readable_conductor_fields(obj: dict[str, Any]) -> ConductorFields:
 
 
 class RequestDecoder:
-    """Decodes request records. Built once; ``decode`` is safe to call on any bytes."""
+    """Decodes request records. Built once; ``decode`` is safe to call on any bytes.
+
+    The fast path decodes straight into the typed union (about 2 µs). Only a record that
+    fails it takes the slow path: a plain JSON decode to tell a dead letter from an invalid
+    request, and, when the object carries `_`-prefixed fields (Orkes adds `_createdBy`), a
+    second typed decode without them.
+    """
 
     def __init__(self, max_record_bytes: int) -> None:
         self._max_record_bytes = max_record_bytes
-        self._json = msgspec.json.Decoder()
+        self._typed = msgspec.json.Decoder(Request)
+        self._untyped = msgspec.json.Decoder()
+        self._encoder = msgspec.json.Encoder()
 
     def decode(self, value: bytes | None, now: float) -> Decoded:
         if not value:
@@ -119,7 +127,14 @@ class RequestDecoder:
                 f"The record value has {len(value)} bytes; the limit is {self._max_record_bytes}",
             )
         try:
-            obj = self._json.decode(value)
+            request: OperationRequest = self._typed.decode(value)
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as first_error:
+            return self._slow_path(value, now, first_error)
+        return self._checked(request, now, {})
+
+    def _slow_path(self, value: bytes, now: float, first_error: Exception) -> Decoded:
+        try:
+            obj = self._untyped.decode(value)
         except (UnicodeDecodeError, msgspec.DecodeError) as exc:
             return _not_json(value, exc)
         if not isinstance(obj, dict):
@@ -127,13 +142,29 @@ class RequestDecoder:
                 "not_object", f"The record value is JSON but not an object: {_kind(obj)}"
             )
         passthrough = {k: obj.pop(k) for k in [k for k in obj if k.startswith("_")]}
+        if not passthrough:
+            if not isinstance(first_error, msgspec.ValidationError):
+                raise first_error  # a JSON object that failed to decode otherwise: a bug
+            return self._invalid(_rejection(first_error), obj, passthrough)
         try:
-            request: OperationRequest = msgspec.convert(obj, Request)
-            request.check(now)
+            request: OperationRequest = self._typed.decode(self._encoder.encode(obj))
         except msgspec.ValidationError as exc:
             return self._invalid(_rejection(exc), obj, passthrough)
+        return self._checked(request, now, passthrough)
+
+    @staticmethod
+    def _checked(request: OperationRequest, now: float, passthrough: dict[str, Any]) -> Decoded:
+        """Apply the rules across fields; a decoded request echoes all its Conductor fields."""
+        try:
+            request.check(now)
         except FieldError as exc:
-            return self._invalid(RequestRejected(exc.param, exc.message), obj, passthrough)
+            return InvalidRequest(
+                error=RequestRejected(exc.param, exc.message),
+                operation=request.operation,
+                conductor=request,
+                passthrough=passthrough,
+                reply_topic=request.reply_topic if isinstance(request.reply_topic, str) else None,
+            )
         return ValidRequest(request, passthrough)
 
     @staticmethod

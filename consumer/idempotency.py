@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import msgspec
+from msgspec import UNSET
 
-from consumer.messages import OperationRequest
+from consumer.messages import CONDUCTOR_FIELDS, OperationRequest
 
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255
 MAX_METER_IDENTIFIER_LENGTH: Final = 100
@@ -53,14 +54,20 @@ def key_text(key: bytes | None) -> str | None:
         return key.hex()
 
 
+# Everything that is not what Stripe is asked to do, reset so the encoding leaves it out.
+_NOT_HASHED: Final[dict[str, Any]] = {
+    **dict.fromkeys(CONDUCTOR_FIELDS, UNSET),
+    "idempotency_key": UNSET,
+    "reply_topic": UNSET,
+    "integration": "default",
+}
+
+
 def request_hash(request: OperationRequest) -> str:
-    """A short stable hash of what the request asks Stripe to do."""
-    payload = {
-        "operation": request.operation,
-        "stripe_account": request.stripe_account or None,
-        "parameters": request.parameters(),
-    }
-    return hashlib.sha256(_canonical.encode(payload)).hexdigest()[:_HASH_CHARS]
+    """A short stable hash of what the request asks Stripe to do: the operation, the
+    connected account and the parameters as given (canonical JSON, keys sorted)."""
+    essence = msgspec.structs.replace(request, **_NOT_HASHED)
+    return hashlib.sha256(_canonical.encode(essence)).hexdigest()[:_HASH_CHARS]
 
 
 def _fit(key: str, limit: int) -> str:

@@ -201,6 +201,9 @@ class RecordSink:
             acks="all",
             enable_idempotence=True,
             linger_ms=linger_ms,
+            # Replies are a few KiB (the Stripe object): with aiokafka's 16 KiB default a batch
+            # fills after a handful and every further send waits for the drain.
+            max_batch_size=1024 * 1024,
             max_request_size=_MAX_REQUEST_BYTES,
             request_timeout_ms=30_000,
             **connection.client_options(),

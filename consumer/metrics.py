@@ -7,7 +7,7 @@ type; never an id. Tests build the class on a fresh registry.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -37,6 +37,26 @@ STRIPE_OUTCOMES: Final = frozenset(
 )
 
 
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+def _with_cached_children(metric: M) -> M:
+    """``labels(...)`` validates and locks on every call; on the per-request path the same few
+    label tuples repeat, so remember their children. (Only for metrics whose series are
+    never removed.)"""
+    children: dict[tuple[str, ...], Any] = {}
+    find = metric.labels
+
+    def labels(*values: str) -> Any:
+        child = children.get(values)
+        if child is None:
+            child = children[values] = find(*values)
+        return child
+
+    metric.labels = labels  # type: ignore[method-assign,assignment]  # same call, cached
+    return metric
+
+
 def stripe_outcome_label(error_type: str | None) -> str:
     if error_type is None:
         return "ok"
@@ -46,14 +66,17 @@ def stripe_outcome_label(error_type: str | None) -> str:
 class ServiceMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
-            return Counter(f"{PREFIX}_{name}", doc, labels, registry=registry)
+            metric = Counter(f"{PREFIX}_{name}", doc, labels, registry=registry)
+            return _with_cached_children(metric) if labels else metric
 
         def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
             return Gauge(f"{PREFIX}_{name}", doc, labels, registry=registry)
 
         def histogram(name: str, doc: str, labels: tuple[str, ...]) -> Histogram:
-            return Histogram(
-                f"{PREFIX}_{name}", doc, labels, registry=registry, buckets=_LATENCY_BUCKETS
+            return _with_cached_children(
+                Histogram(
+                    f"{PREFIX}_{name}", doc, labels, registry=registry, buckets=_LATENCY_BUCKETS
+                )
             )
 
         self.registry = registry

@@ -1,9 +1,16 @@
 """The Stripe gateway: the only module that imports ``stripe``.
 
-One async :class:`stripe.StripeClient` serves every credential: the key is chosen per call
-(``options={"api_key": …}``), so all calls share one HTTP connection pool, sized by
-``STRIPE_MAX_CONNECTIONS``. The SDK's own retries are off (``max_network_retries=0``): the
-engine retries with the same idempotency key, within its time budget, and counts attempts.
+One async :class:`stripe.StripeClient` serves every credential: the key is chosen per call,
+so all calls share one HTTP connection pool, sized by ``STRIPE_MAX_CONNECTIONS``. The SDK's
+own retries are off (``max_network_retries=0``): the engine retries with the same
+idempotency key, within its time budget, and counts attempts.
+
+Calls go through the client's ``raw_request_async`` with the method and path from the
+operation table: the same requestor as the typed service methods (authentication,
+``Stripe-Version``, ``Idempotency-Key``, ``Stripe-Account``, form encoding, the SDK's typed
+errors), without building a ``StripeObject`` tree that the service would throw away, since
+it replies with Stripe's JSON as sent. Measured: about 12% more requests per second per core
+(see the README's benchmark section).
 
 Stripe's errors are translated in exactly one place, :func:`map_stripe_errors`, into
 :class:`~consumer.errors.StripeFailure`, which knows whether retrying can help.
@@ -13,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -22,7 +29,7 @@ import stripe
 
 from consumer.errors import StripeFailure
 from consumer.messages import ReplyError
-from consumer.operations import OPERATIONS, StripeCall
+from consumer.operations import StripeCall
 from consumer.operations.base import StripeResponse
 from consumer.redaction import Redactor
 from consumer.settings import Settings, StripeCredential
@@ -114,25 +121,12 @@ def map_stripe_errors(redact: Redactor) -> Iterator[None]:
         raise _connection_failure(exc) from None
 
 
-def _resolve(client: stripe.StripeClient, sdk_method: str) -> Callable[..., Awaitable[Any]]:
-    """``"billing.meter_events.create"`` -> ``client.v1.billing.meter_events.create_async``."""
-    target: Any = client.v1
-    *services, action = sdk_method.split(".")
-    for service in services:
-        target = getattr(target, service)
-    method = getattr(target, f"{action}_async", None)
-    if method is None:
-        raise RuntimeError(f"the stripe SDK has no {sdk_method}_async")
-    return method  # type: ignore[no-any-return]
-
-
 class StripeGateway:
     """Executes StripeCalls with the official async client. Use :func:`open_gateway`."""
 
     def __init__(self, client: stripe.StripeClient, redact: Redactor) -> None:
         self._client = client
         self._redact = redact
-        self._methods = {op.sdk_method: _resolve(client, op.sdk_method) for op in OPERATIONS}
 
     async def call(
         self,
@@ -147,11 +141,10 @@ class StripeGateway:
             options["stripe_account"] = stripe_account
         if call.writes and idempotency_key:
             options["idempotency_key"] = idempotency_key
-        method = self._methods[call.sdk_method]
-        args = (call.resource_id,) if call.resource_id is not None else ()
         with map_stripe_errors(self._redact):
-            result = await method(*args, params=call.params, options=options)
-        response = result.last_response
+            response = await self._client.raw_request_async(
+                call.http_method.lower(), call.path, **call.params, **options
+            )
         return StripeResponse(
             body=msgspec.Raw(response.body.encode("utf-8")),
             request_id=response.request_id,
@@ -167,7 +160,8 @@ async def open_gateway(settings: Settings, redact: Redactor) -> AsyncIterator[St
         limit_per_host=settings.stripe_max_connections,
         ttl_dns_cache=300,
     )
-    session = aiohttp.ClientSession(connector=connector)
+    # Stripe's API sets no cookies we need; skipping the jar saves work on every response.
+    session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
     http_client = stripe.AIOHTTPClient(
         session=session, timeout=aiohttp.ClientTimeout(total=settings.stripe_timeout_seconds)
     )

@@ -25,6 +25,9 @@ class ObjectLocks:
     async def holding(self, keys: Iterable[Hashable]) -> AsyncIterator[None]:
         """Hold every lock in ``keys`` (taken in a fixed order, so two holders never deadlock)."""
         ordered = sorted(set(keys), key=repr)
+        if not ordered:  # reads and creates lock nothing: no machinery on the hot path
+            yield
+            return
         async with contextlib.AsyncExitStack() as stack:
             for key in ordered:
                 await stack.enter_async_context(self._one(key))

@@ -139,13 +139,12 @@ class Pipeline:
     # -- delivery -------------------------------------------------------------------------
 
     async def _deliver(self, handled: Handled) -> bool:
-        sends = []
-        if handled.dead_letter is not None:
-            sends.append(self._send_dead_letter(handled.dead_letter))
+        if handled.dead_letter is None:  # the common case: one reply (or none), no extra task
+            return handled.reply is None or await self._send_reply(handled, handled.reply)
+        sends = [self._send_dead_letter(handled.dead_letter)]
         if handled.reply is not None:
             sends.append(self._send_reply(handled, handled.reply))
-        results = await asyncio.gather(*sends)
-        return all(results)
+        return all(await asyncio.gather(*sends))
 
     async def _send_reply(self, handled: Handled, record: OutboundRecord) -> bool:
         started = time.monotonic()

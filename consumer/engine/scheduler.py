@@ -1,9 +1,10 @@
 """Per-key scheduling: records with the same key run in order, different keys concurrently.
 
-Each key with work has one worker task that runs its jobs one after another; a global
-semaphore caps how many jobs run at once across all keys (``CONSUMER_MAX_IN_FLIGHT``). Jobs
-queued behind a running job of the same key wait without holding a slot, so a key whose
-request is retrying holds up only itself.
+Each key with work has a queue of jobs. Keys whose next job may start wait in a ready line;
+up to ``max_in_flight`` jobs run at once (``CONSUMER_MAX_IN_FLIGHT``), each as its own task.
+When a job finishes, its key goes to the back of the line if it has more work, so a busy key
+cannot starve the others, and a key whose request is retrying holds up only itself. Jobs
+that are waiting cost a queue entry, not a task.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ _log = get_logger()
 
 class KeyedScheduler:
     def __init__(self, max_in_flight: int) -> None:
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
         self._queues: dict[Hashable, deque[Job]] = {}
-        self._workers: set[asyncio.Task[None]] = set()
+        self._ready: deque[Hashable] = deque()  # keys whose next job may start
+        self._tasks: set[asyncio.Task[None]] = set()
         self._queued = 0
-        self._running = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -35,41 +36,51 @@ class KeyedScheduler:
 
     @property
     def running(self) -> int:
-        return self._running
+        return len(self._tasks)
 
     def submit(self, key: Hashable, job: Job) -> None:
         self._queued += 1
         self._idle.clear()
         queue = self._queues.get(key)
-        if queue is not None:
-            queue.append(job)
-            return
-        self._queues[key] = deque((job,))
-        worker = asyncio.create_task(self._work(key), name=f"key-worker:{key!r}"[:80])
-        self._workers.add(worker)
-        worker.add_done_callback(self._workers.discard)
+        if queue is None:
+            self._queues[key] = deque((job,))
+            self._ready.append(key)
+            self._start_ready()
+        else:
+            queue.append(job)  # the key is running or already in line
 
-    async def _work(self, key: Hashable) -> None:
-        queue = self._queues[key]
-        while queue:
-            job = queue[0]
-            try:
-                async with self._slots:
-                    self._running += 1
-                    try:
-                        await job()
-                    finally:
-                        self._running -= 1
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                _log.exception("a scheduled job raised; continuing with the next")
-            finally:
-                queue.popleft()
-                self._queued -= 1
-                if self._queued == 0:
-                    self._idle.set()
-        del self._queues[key]
+    def _start_ready(self) -> None:
+        while self._ready and len(self._tasks) < self._max_in_flight:
+            key = self._ready.popleft()
+            task = asyncio.create_task(self._run(key, self._queues[key][0]))
+            self._tasks.add(task)
+
+    async def _run(self, key: Hashable, job: Job) -> None:
+        try:
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            _log.exception("a scheduled job raised; continuing with the next")
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.discard(task)
+            self._finished(key)
+
+    def _finished(self, key: Hashable) -> None:
+        queue = self._queues.get(key)
+        if queue is None:  # cancelled: the queues were cleared
+            return
+        queue.popleft()
+        self._queued -= 1
+        if queue:
+            self._ready.append(key)
+        else:
+            del self._queues[key]
+        if self._queued == 0:
+            self._idle.set()
+        self._start_ready()
 
     async def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no job is queued or running; False if the timeout came first."""
@@ -80,11 +91,14 @@ class KeyedScheduler:
         return True
 
     async def cancel(self) -> None:
-        """Stop every worker (shutdown after the grace period): unfinished jobs are abandoned,
+        """Stop everything (shutdown after the grace period): unfinished jobs are abandoned,
         their offsets stay uncommitted, and Kafka redelivers them."""
-        for worker in list(self._workers):
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
         self._queues.clear()
+        self._ready.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
         self._queued = 0
         self._idle.set()

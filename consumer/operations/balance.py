@@ -3,4 +3,4 @@
 from consumer.messages import GetBalance
 from consumer.operations.base import Operation, no_params
 
-get_balance = Operation(GetBalance, "GET", "/v1/balance", "balance.retrieve", no_params)
+get_balance = Operation(GetBalance, "GET", "/v1/balance", no_params)

@@ -1,15 +1,18 @@
 """What an operation is: a request type, the Stripe call it makes, and a pure mapping.
 
-Operations do no I/O. Each maps its request Struct to a :class:`StripeCall`, which the Stripe
-gateway (the only module importing ``stripe``) executes; so every mapping is testable without
-a network, and the gateway is the one place that knows the SDK.
+Operations do no I/O. Each maps its request Struct to a :class:`StripeCall` (method, path,
+parameters), which the Stripe gateway (the only module importing ``stripe``) executes; so
+every mapping is testable without a network, the README's table shows exactly what is
+called, and the gateway is the one place that knows the SDK.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
+from urllib.parse import quote
 
 import msgspec
 from msgspec import UNSET
@@ -17,17 +20,17 @@ from msgspec import UNSET
 from consumer.messages import OperationRequest
 
 R = TypeVar("R", bound=OperationRequest)
+_PLACEHOLDER: Final = re.compile(r"\{[a-z_]+\}")
 HttpMethod = Literal["GET", "POST", "DELETE"]
 
 
 @dataclass(frozen=True, slots=True)
 class StripeCall:
-    """One call on the Stripe SDK's async client: ``client.v1.<service>.<action>_async``."""
+    """One call to Stripe's API: ``POST /v1/customers/cus_123`` with its parameters."""
 
-    sdk_method: str  # e.g. "customers.create" or "billing.meter_events.create"
-    resource_id: str | None
-    params: dict[str, Any]
     http_method: HttpMethod
+    path: str  # concrete: ids already in place
+    params: dict[str, Any]
     locks: tuple[str, ...] = ()  # ids of the Stripe objects this call writes
 
     @property
@@ -51,8 +54,7 @@ class Operation(Generic[R]):
 
     request_type: type[R]
     http_method: HttpMethod
-    path: str  # Stripe's path, for documentation and logs: "/v1/customers/{customer_id}"
-    sdk_method: str
+    path: str  # Stripe's path; `{…}` marks where the resource id goes: "/v1/customers/{id}"
     to_params: Callable[[R], dict[str, Any]]
     resource_id: Callable[[R], str] | None = None
     # The objects a write changes, locked so two writes never meet at Stripe (lock_timeout).
@@ -64,20 +66,16 @@ class Operation(Generic[R]):
         return str(self.request_type.__struct_config__.tag)
 
     def stripe_call(self, request: R) -> StripeCall:
-        resource_id = self.resource_id(request) if self.resource_id else None
+        path = self.path
+        locks: tuple[str, ...] = ()
+        if self.resource_id is not None:
+            resource_id = self.resource_id(request)
+            # Ids are validated to [A-Za-z0-9_]; quoting keeps the path safe regardless.
+            path = _PLACEHOLDER.sub(quote(resource_id, safe=""), path, count=1)
+            locks = (resource_id,) if self.http_method != "GET" else ()
         if self.writes_to is not None:
             locks = self.writes_to(request)
-        elif self.http_method != "GET" and resource_id is not None:
-            locks = (resource_id,)
-        else:
-            locks = ()
-        return StripeCall(
-            sdk_method=self.sdk_method,
-            resource_id=resource_id,
-            params=self.to_params(request),
-            http_method=self.http_method,
-            locks=locks,
-        )
+        return StripeCall(self.http_method, path, self.to_params(request), locks)
 
 
 def given(**params: Any) -> dict[str, Any]:

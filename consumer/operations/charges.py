@@ -35,11 +35,9 @@ def _charge_id(r: UpdateCharge | GetCharge) -> str:
     return r.charge_id
 
 
-list_charges = Operation(ListCharges, "GET", "/v1/charges", "charges.list", _list_params)
-create_charge = Operation(CreateCharge, "POST", "/v1/charges", "charges.create", _create_params)
+list_charges = Operation(ListCharges, "GET", "/v1/charges", _list_params)
+create_charge = Operation(CreateCharge, "POST", "/v1/charges", _create_params)
 update_charge = Operation(
-    UpdateCharge, "POST", "/v1/charges/{charge_id}", "charges.update", _update_params, _charge_id
+    UpdateCharge, "POST", "/v1/charges/{charge_id}", _update_params, _charge_id
 )
-get_charge = Operation(
-    GetCharge, "GET", "/v1/charges/{charge_id}", "charges.retrieve", no_params, _charge_id
-)
+get_charge = Operation(GetCharge, "GET", "/v1/charges/{charge_id}", no_params, _charge_id)

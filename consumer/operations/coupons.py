@@ -27,5 +27,5 @@ def _list_params(r: ListCoupons) -> dict[str, Any]:
     return given(limit=r.limit, starting_after=r.starting_after)
 
 
-create_coupon = Operation(CreateCoupon, "POST", "/v1/coupons", "coupons.create", _create_params)
-list_coupons = Operation(ListCoupons, "GET", "/v1/coupons", "coupons.list", _list_params)
+create_coupon = Operation(CreateCoupon, "POST", "/v1/coupons", _create_params)
+list_coupons = Operation(ListCoupons, "GET", "/v1/coupons", _list_params)

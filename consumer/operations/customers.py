@@ -42,18 +42,13 @@ def _customer_id(r: GetCustomer | UpdateCustomer | DeleteCustomer) -> str:
     return r.customer_id
 
 
-list_customers = Operation(ListCustomers, "GET", "/v1/customers", "customers.list", _list_params)
-create_customer = Operation(
-    CreateCustomer, "POST", "/v1/customers", "customers.create", _create_params
-)
-get_customer = Operation(
-    GetCustomer, "GET", "/v1/customers/{customer_id}", "customers.retrieve", no_params, _customer_id
-)
+list_customers = Operation(ListCustomers, "GET", "/v1/customers", _list_params)
+create_customer = Operation(CreateCustomer, "POST", "/v1/customers", _create_params)
+get_customer = Operation(GetCustomer, "GET", "/v1/customers/{customer_id}", no_params, _customer_id)
 update_customer = Operation(
     UpdateCustomer,
     "POST",
     "/v1/customers/{customer_id}",
-    "customers.update",
     _update_params,
     _customer_id,
 )
@@ -61,7 +56,6 @@ delete_customer = Operation(
     DeleteCustomer,
     "DELETE",
     "/v1/customers/{customer_id}",
-    "customers.delete",
     no_params,
     _customer_id,
 )

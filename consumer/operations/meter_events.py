@@ -30,6 +30,5 @@ create_meter_event = Operation(
     CreateMeterEvent,
     "POST",
     "/v1/billing/meter_events",
-    "billing.meter_events.create",
     _create_params,
 )

@@ -27,13 +27,12 @@ def _payment_intent_id(r: GetPaymentIntent | CancelPaymentIntent) -> str:
 
 
 create_payment_intent = Operation(
-    CreatePaymentIntent, "POST", "/v1/payment_intents", "payment_intents.create", _create_params
+    CreatePaymentIntent, "POST", "/v1/payment_intents", _create_params
 )
 get_payment_intent = Operation(
     GetPaymentIntent,
     "GET",
     "/v1/payment_intents/{payment_intent_id}",
-    "payment_intents.retrieve",
     no_params,
     _payment_intent_id,
 )
@@ -41,7 +40,6 @@ cancel_payment_intent = Operation(
     CancelPaymentIntent,
     "POST",
     "/v1/payment_intents/{payment_intent_id}/cancel",
-    "payment_intents.cancel",
     _cancel_params,
     _payment_intent_id,
 )

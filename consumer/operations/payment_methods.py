@@ -24,7 +24,6 @@ attach_payment_method = Operation(
     AttachPaymentMethod,
     "POST",
     "/v1/payment_methods/{payment_method_id}/attach",
-    "payment_methods.attach",
     _attach_params,
     _payment_method_id,
     writes_to=_attached_objects,
@@ -33,7 +32,6 @@ get_payment_method = Operation(
     GetPaymentMethod,
     "GET",
     "/v1/payment_methods/{payment_method_id}",
-    "payment_methods.retrieve",
     no_params,
     _payment_method_id,
 )
@@ -41,7 +39,6 @@ detach_payment_method = Operation(
     DetachPaymentMethod,
     "POST",
     "/v1/payment_methods/{payment_method_id}/detach",
-    "payment_methods.detach",
     no_params,
     _payment_method_id,
 )

@@ -24,10 +24,7 @@ create_refund = Operation(
     CreateRefund,
     "POST",
     "/v1/refunds",
-    "refunds.create",
     _create_params,
     writes_to=_refunded_charge,
 )
-get_refund = Operation(
-    GetRefund, "GET", "/v1/refunds/{refund_id}", "refunds.retrieve", no_params, _refund_id
-)
+get_refund = Operation(GetRefund, "GET", "/v1/refunds/{refund_id}", no_params, _refund_id)

@@ -118,7 +118,7 @@ async def test_unknown_parameter_is_a_terminal_invalid_request(
 ) -> None:
     """Stripe's 400 maps to a terminal invalid_request_error naming Stripe's param."""
     gateway, settings = mock_gateway
-    call = StripeCall("customers.create", None, {"emial": "x@y.z"}, "POST")
+    call = StripeCall("POST", "/v1/customers", {"emial": "x@y.z"})
     with pytest.raises(StripeFailure) as caught:
         await gateway.call(
             call,

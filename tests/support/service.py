@@ -134,18 +134,22 @@ class KafkaClient:
     async def read(
         self, topic: str, count: int, *, timeout_s: float = 30.0, keys: set[str] | None = None
     ) -> list[InboundRecord]:
-        """All records of the topic from the beginning, once at least ``count`` (matching
-        ``keys`` when given) have arrived."""
+        """All records of the topic from the beginning, once ``count`` have arrived (with
+        ``keys``: once ``count`` distinct keys of that set have; a key may have several)."""
 
         def matching(records: list[InboundRecord]) -> list[InboundRecord]:
             if keys is None:
                 return records
             return [r for r in records if r.key is not None and r.key.decode() in keys]
 
+        def enough(records: list[InboundRecord]) -> bool:
+            found = matching(records)
+            if keys is None:
+                return len(found) >= count
+            return len({r.key for r in found}) >= count
+
         async with topic_reader(self.connection, topic) as reader:
-            records = await reader.collect(
-                lambda rs: len(matching(rs)) >= count, timeout_s=timeout_s
-            )
+            records = await reader.collect(enough, timeout_s=timeout_s)
         return matching(records)
 
     async def replies(self, count: int, **kwargs: Any) -> dict[str, dict[str, Any]]:

@@ -29,8 +29,8 @@ class FakeStripe:
     failures: list[StripeFailure] = field(default_factory=list)
     calls: list[RecordedCall] = field(default_factory=list)
     body: Callable[[StripeCall], dict[str, object]] = lambda call: {
-        "object": call.sdk_method.split(".")[-2],
-        "id": call.resource_id or "obj_new",
+        "object": call.path.split("/")[2],
+        "id": call.path.split("/")[3] if call.path.count("/") >= 3 else "obj_new",
     }
 
     async def call(

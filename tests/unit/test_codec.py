@@ -378,6 +378,23 @@ def test_invalid_request_keeps_readable_conductor_fields() -> None:
     assert result.passthrough == {"_x": 1}
 
 
+def test_cross_field_rejection_keeps_operation_and_conductor_fields() -> None:
+    """A request that decodes but breaks a rule still echoes everything for its reply."""
+    result = decode(
+        {
+            "operation": "create_charge",
+            "amount": 5,
+            "currency": "usd",
+            "taskId": "t-3",
+            "_by": "x",
+            "reply_topic": "r",
+        }
+    )
+    assert isinstance(result, InvalidRequest)
+    assert (result.operation, result.conductor.taskId) == ("create_charge", "t-3")
+    assert (result.passthrough, result.reply_topic) == ({"_by": "x"}, "r")
+
+
 def test_duration_in_months_accepts_numeric_string() -> None:
     """The seed types duration_in_months as a string; both forms are accepted."""
     for months in (3, "3"):

@@ -11,18 +11,16 @@ from consumer.examples import EXAMPLE_PARAMETERS
 from consumer.messages import OPERATION_NAMES, REQUEST_TYPES, Request
 from consumer.operations import OPERATIONS, check_complete, stripe_call
 
-EXPECTED: dict[str, tuple[str, str, str | None, dict[str, Any]]] = {
-    "get_balance": ("GET", "balance.retrieve", None, {}),
+EXPECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "get_balance": ("GET", "/v1/balance", {}),
     "list_customers": (
         "GET",
-        "customers.list",
-        None,
+        "/v1/customers",
         {"limit": 3, "email": "jenny.rosen@example.com"},
     ),
     "create_customer": (
         "POST",
-        "customers.create",
-        None,
+        "/v1/customers",
         {
             "email": "jenny.rosen@example.com",
             "name": "Jenny Rosen",
@@ -31,18 +29,16 @@ EXPECTED: dict[str, tuple[str, str, str | None, dict[str, Any]]] = {
             "metadata": {"order_id": "6735"},
         },
     ),
-    "get_customer": ("GET", "customers.retrieve", "cus_NffrFeUfNV2Hib", {}),
+    "get_customer": ("GET", "/v1/customers/cus_NffrFeUfNV2Hib", {}),
     "update_customer": (
         "POST",
-        "customers.update",
-        "cus_NffrFeUfNV2Hib",
+        "/v1/customers/cus_NffrFeUfNV2Hib",
         {"description": "Updated by a workflow", "metadata": {"tier": "gold"}},
     ),
-    "delete_customer": ("DELETE", "customers.delete", "cus_NffrFeUfNV2Hib", {}),
+    "delete_customer": ("DELETE", "/v1/customers/cus_NffrFeUfNV2Hib", {}),
     "create_coupon": (
         "POST",
-        "coupons.create",
-        None,
+        "/v1/coupons",
         {
             "id": "SUMMER25",
             "percent_off": 25,
@@ -51,11 +47,10 @@ EXPECTED: dict[str, tuple[str, str, str | None, dict[str, Any]]] = {
             "name": "Summer 25%",
         },
     ),
-    "list_coupons": ("GET", "coupons.list", None, {"limit": 5}),
+    "list_coupons": ("GET", "/v1/coupons", {"limit": 5}),
     "create_payment_intent": (
         "POST",
-        "payment_intents.create",
-        None,
+        "/v1/payment_intents",
         {
             "amount": 2000,
             "currency": "usd",
@@ -64,18 +59,16 @@ EXPECTED: dict[str, tuple[str, str, str | None, dict[str, Any]]] = {
             "metadata": {"order_id": "6735"},
         },
     ),
-    "get_payment_intent": ("GET", "payment_intents.retrieve", "pi_3MtwBwLkdIwHu7ix28a3tqPa", {}),
+    "get_payment_intent": ("GET", "/v1/payment_intents/pi_3MtwBwLkdIwHu7ix28a3tqPa", {}),
     "cancel_payment_intent": (
         "POST",
-        "payment_intents.cancel",
-        "pi_3MtwBwLkdIwHu7ix28a3tqPa",
+        "/v1/payment_intents/pi_3MtwBwLkdIwHu7ix28a3tqPa/cancel",
         {"cancellation_reason": "requested_by_customer"},
     ),
-    "list_charges": ("GET", "charges.list", None, {"limit": 3, "customer": "cus_NffrFeUfNV2Hib"}),
+    "list_charges": ("GET", "/v1/charges", {"limit": 3, "customer": "cus_NffrFeUfNV2Hib"}),
     "create_charge": (
         "POST",
-        "charges.create",
-        None,
+        "/v1/charges",
         {
             "amount": 4200,
             "currency": "usd",
@@ -86,34 +79,30 @@ EXPECTED: dict[str, tuple[str, str, str | None, dict[str, Any]]] = {
     ),
     "update_charge": (
         "POST",
-        "charges.update",
-        "ch_3MmlLrLkdIwHu7ix0snN0B15",
+        "/v1/charges/ch_3MmlLrLkdIwHu7ix0snN0B15",
         {"description": "Order 6736 (shipped)", "metadata": {"shipped": "true"}},
     ),
-    "get_charge": ("GET", "charges.retrieve", "ch_3MmlLrLkdIwHu7ix0snN0B15", {}),
+    "get_charge": ("GET", "/v1/charges/ch_3MmlLrLkdIwHu7ix0snN0B15", {}),
     "create_refund": (
         "POST",
-        "refunds.create",
-        None,
+        "/v1/refunds",
         {
             "charge": "ch_3MmlLrLkdIwHu7ix0snN0B15",
             "amount": 1000,
             "reason": "requested_by_customer",
         },
     ),
-    "get_refund": ("GET", "refunds.retrieve", "re_1Nispe2eZvKYlo2Cd31jOCgZ", {}),
+    "get_refund": ("GET", "/v1/refunds/re_1Nispe2eZvKYlo2Cd31jOCgZ", {}),
     "attach_payment_method": (
         "POST",
-        "payment_methods.attach",
-        "pm_card_visa",
+        "/v1/payment_methods/pm_card_visa/attach",
         {"customer": "cus_NffrFeUfNV2Hib"},
     ),
-    "get_payment_method": ("GET", "payment_methods.retrieve", "pm_1Q0PsIJvEtkwdCNYMSaVuRz6", {}),
-    "detach_payment_method": ("POST", "payment_methods.detach", "pm_1Q0PsIJvEtkwdCNYMSaVuRz6", {}),
+    "get_payment_method": ("GET", "/v1/payment_methods/pm_1Q0PsIJvEtkwdCNYMSaVuRz6", {}),
+    "detach_payment_method": ("POST", "/v1/payment_methods/pm_1Q0PsIJvEtkwdCNYMSaVuRz6/detach", {}),
     "create_meter_event": (
         "POST",
-        "billing.meter_events.create",
-        None,
+        "/v1/billing/meter_events",
         {
             "event_name": "api_requests",
             "payload": {"stripe_customer_id": "cus_NffrFeUfNV2Hib", "value": "3"},
@@ -134,14 +123,23 @@ def test_operation_maps_to_stripe_call(operation: str) -> None:
     """The example request becomes the expected method, SDK call, id and parameters."""
     request = msgspec.convert({"operation": operation, **EXAMPLE_PARAMETERS[operation]}, Request)
     call = stripe_call(request)
-    method, sdk_method, resource_id, params = EXPECTED[operation]
-    assert (call.http_method, call.sdk_method, call.resource_id, call.params) == (
-        method,
-        sdk_method,
-        resource_id,
-        params,
-    )
-    assert call.writes == (method == "POST")
+    assert (call.http_method, call.path, call.params) == EXPECTED[operation]
+    assert call.writes == (call.http_method == "POST")
+
+
+def test_writes_lock_the_objects_they_change() -> None:
+    """Updates lock their object; refunds lock the charge; attach locks both; reads nothing."""
+
+    def locks(raw: dict[str, Any]) -> tuple[str, ...]:
+        return stripe_call(msgspec.convert(raw, Request)).locks
+
+    assert locks({"operation": "update_customer", "customer_id": "cus_1"}) == ("cus_1",)
+    assert locks({"operation": "get_customer", "customer_id": "cus_1"}) == ()
+    assert locks({"operation": "create_refund", "charge_id": "ch_1"}) == ("ch_1",)
+    assert locks(
+        {"operation": "attach_payment_method", "payment_method_id": "pm_1", "customer_id": "cus_1"}
+    ) == ("pm_1", "cus_1")
+    assert locks({"operation": "create_customer", "email": "a@b.co", "name": "A"}) == ()
 
 
 def test_coupon_with_amount_off_lowercases_currency() -> None:

@@ -1,0 +1,104 @@
+"""Fault tier: the service as real processes against a real broker and the counting Stripe
+stand-in; SIGKILL, SIGTERM, rebalances, Stripe storms."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.support.process import ServiceProcess
+from tests.support.service import KafkaClient, Topics
+from tests.support.stack import StandIn, standin_request
+
+pytestmark = pytest.mark.fault
+
+
+class Harness:
+    """One test's topics, stand-in and service processes."""
+
+    def __init__(
+        self, stack: dict[str, str], standin: StandIn, client: KafkaClient, logs: Path
+    ) -> None:
+        self.stack = stack
+        self.standin = standin
+        self.client = client
+        self.topics = client.topics
+        self.logs = logs
+        self.processes: list[ServiceProcess] = []
+
+    def environ(self, **overrides: str) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.stack["KAFKA_BOOTSTRAP_SERVERS"],
+            "STRIPE_API_BASE": self.standin.url,
+            "STRIPE_API_KEY": "sk_test_51FaultTests",
+            "STRIPE_RATE_LIMIT": "100000",
+            "STRIPE_TIMEOUT_SECONDS": "5",
+            "CONSUMER_COMMIT_INTERVAL_SECONDS": "0.2",
+            "CONSUMER_SHUTDOWN_GRACE_SECONDS": "20",
+            **self.topics.environ(),
+            **overrides,
+        }
+
+    def service(self, **overrides: str) -> ServiceProcess:
+        process = ServiceProcess(
+            self.environ(**overrides), self.logs / f"service-{len(self.processes)}.log"
+        )
+        self.processes.append(process)
+        return process
+
+    async def configure(self, **config: Any) -> None:
+        await standin_request(self.standin.url, "POST", "/_standin/config", config)
+
+    async def stats(self, full: bool = False) -> dict[str, Any]:
+        result: dict[str, Any] = await standin_request(
+            self.standin.url, "GET", "/_standin/stats" + ("?full=1" if full else "")
+        )
+        return result
+
+    async def wait_for(
+        self, condition: Callable[[], Awaitable[bool]], timeout_s: float, what: str
+    ) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not await condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(what)
+            await asyncio.sleep(0.1)
+
+
+@pytest_asyncio.fixture
+async def harness(
+    stack: dict[str, str], standin: StandIn, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    await standin_request(standin.url, "POST", "/_standin/reset")
+    async with KafkaClient(stack["KAFKA_BOOTSTRAP_SERVERS"], Topics()) as client:
+        h = Harness(stack, standin, client, tmp_path)
+        try:
+            yield h
+        finally:
+            for process in h.processes:
+                process.close()
+
+
+@pytest.fixture
+def charges() -> Callable[[int, str], dict[str, dict[str, Any]]]:
+    def make(count: int, tag: str) -> dict[str, dict[str, Any]]:
+        return {
+            f"{tag}-{i:05d}": {
+                "operation": "create_charge",
+                "amount": 100 + i,
+                "currency": "usd",
+                "source": "tok_visa",
+                "taskId": f"{tag}-{i:05d}",
+                "workflowInstanceId": f"wf-{tag}",
+                "taskRefName": f"charge_{i}",
+            }
+            for i in range(count)
+        }
+
+    return make
