@@ -39,7 +39,8 @@ def _stack_module() -> ModuleType:
 def stack_running(stack: ModuleType) -> Iterator[dict[str, str]]:
     """The stack's addresses; started here (and stopped after) only if it was not up."""
     env_file = STACK_DIR / "stack.env"
-    already_up = env_file.exists() and stack.status(STACK_DIR, quiet=True)
+    states = stack.status(STACK_DIR) if env_file.exists() else {}
+    already_up = bool(states) and all(states.values())
     if already_up:
         print("stack: already up, reusing it")
         yield dict(line.split("=", 1) for line in env_file.read_text().split() if "=" in line)

