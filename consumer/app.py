@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -26,14 +30,19 @@ from consumer.engine.pipeline import Pipeline, PipelineLimits
 from consumer.engine.rate_limit import RateLimiter, default_rate_limit
 from consumer.engine.reply_memory import ReplyMemory
 from consumer.engine.retry import RetryPolicy
+from consumer.identifier_ledger import IdentifierLedger, MemoryLedger
 from consumer.kafka_io import KafkaConnection, RecordSink, RecordSource, ensure_topics
 from consumer.logs import get_logger
+from consumer.metering.batcher import MeterEventBatcher
+from consumer.metering.sessions import MeterEventSessions
+from consumer.metering.transports import SingleEventTransport, StreamTransport
 from consumer.metrics import ServiceMetrics
 from consumer.operations import check_complete
 from consumer.processor import RequestProcessor
 from consumer.redaction import Redactor
+from consumer.redis_ledger import RedisLedger
 from consumer.settings import Settings
-from consumer.stripe_gateway import open_gateway
+from consumer.stripe_gateway import StripeGateway, open_gateway
 
 _log = get_logger()
 # The consumer loop fetches at least every 0.2 s; silence this long means it is stuck.
@@ -42,6 +51,9 @@ LIVENESS_WINDOW_SECONDS: Final = 60.0
 
 def redactor_for(settings: Settings) -> Redactor:
     secrets = [c.api_key.reveal() for c in settings.credentials.values()]
+    if settings.dedup_redis_url is not None:
+        url = settings.dedup_redis_url.reveal()
+        secrets += [url, urlsplit(url).password or ""]
     security = settings.kafka_security
     for secret in (security.sasl_password, security.ssl_key_password):
         if secret is not None:
@@ -137,6 +149,57 @@ def stripe_executor(
     )
 
 
+def identifier_ledger(settings: Settings) -> IdentifierLedger:
+    """Redis when configured (shared by replicas, kept across restarts); otherwise this
+    process's memory, which is exact only for one replica that never restarts."""
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if settings.dedup_redis_url is not None:
+        return RedisLedger(
+            settings.dedup_redis_url.reveal(),
+            window_seconds=settings.meter_dedup_window_seconds,
+            lease_seconds=settings.meter_claim_seconds,
+            owner=owner,
+        )
+    _log.warning(
+        "CONSUMER_DEDUP_REDIS_URL is not set: meter-event identifiers are remembered in this "
+        "process only (not shared by replicas, lost on restart)"
+    )
+    return MemoryLedger(
+        window_seconds=settings.meter_dedup_window_seconds,
+        lease_seconds=settings.meter_claim_seconds,
+        max_entries=settings.meter_dedup_max_entries,
+        owner=owner,
+    )
+
+
+def meter_batchers(
+    settings: Settings,
+    gateway: StripeGateway,
+    executor: StripeCallExecutor,
+    ledger: IdentifierLedger,
+    metrics: ServiceMetrics,
+) -> tuple[MeterEventBatcher, MeterEventBatcher]:
+    """(v1 batcher for meter events on the request topics, the meter topic's batcher).
+
+    The request topics use the v1 endpoint one event at a time (Conductor wants Stripe's
+    synchronous validation); the meter topic uses the v2 stream unless CONSUMER_METER_API=v1.
+    """
+    single_events = MeterEventBatcher(
+        SingleEventTransport(executor), ledger, metrics, linger_seconds=0.002, concurrency=64
+    )
+    if settings.meter_api == "v1":
+        return single_events, single_events
+    stream = MeterEventBatcher(
+        StreamTransport(gateway, MeterEventSessions(gateway)),
+        ledger,
+        metrics,
+        batch_size=settings.meter_batch_size,
+        linger_seconds=settings.meter_linger_seconds,
+        concurrency=settings.meter_stream_concurrency,
+    )
+    return single_events, stream
+
+
 async def _create_topics(settings: Settings, connection: KafkaConnection) -> None:
     """Create missing topics when allowed; where the platform manages topics (no permission),
     say so and carry on: consuming and producing work the same on existing topics."""
@@ -168,13 +231,16 @@ async def run_service(
     async with open_gateway(settings, redact) as gateway:
         sink = RecordSink(connection)
         await sink.start()
+        ledger = identifier_ledger(settings)
         try:
             executor = stripe_executor(settings, gateway, metrics)
+            single_events, lane = meter_batchers(settings, gateway, executor, ledger, metrics)
             processor = RequestProcessor(
                 settings,
                 executor,
                 metrics,
                 memory=ReplyMemory(settings.reply_memory_entries, settings.reply_memory_seconds),
+                meter_events=single_events,
             )
             source = RecordSource(
                 connection, topics=settings.consumed_topics, group_id=settings.group_id
@@ -185,6 +251,8 @@ async def run_service(
                 processor,
                 metrics,
                 reply_topic=settings.reply_topic,
+                meter_topic=settings.meter_topic,
+                meter_batcher=lane,
                 limits=PipelineLimits(
                     max_in_flight=settings.max_in_flight,
                     max_buffered=settings.max_buffered,
@@ -211,6 +279,9 @@ async def run_service(
                     await pipeline.run(stop)
                 finally:
                     await source.stop()
+                    for batcher in {single_events, lane}:
+                        await batcher.close(timeout_s=1.0)
         finally:
             await sink.stop()
+            await ledger.close()
     _log.info("stopped")

@@ -1,14 +1,15 @@
 """One record in; its outcome and the records that answer it out.
 
 The steps, in order: decode (a dead letter, a rejection naming the field, or a request);
-route (meter topic takes meter events only; the reply topic must be allowed; the integration
-must be configured); derive the idempotency key; answer from memory when this request was
-already answered; otherwise call Stripe (retrying transient failures with the same key) and
-remember a terminal outcome.
+prepare (the meter topic takes meter events only; the reply topic must be allowed; the
+integration must be configured; derive the idempotency key, and the identifier of a meter
+event); answer from memory when this request was already answered; otherwise call Stripe
+(retrying transient failures with the same key) and remember a terminal outcome. Meter events
+go through a batcher that sends each identifier once (the identifier ledger).
 
-Nothing here touches Kafka: the pipeline delivers the records and commits the offset.
-``process`` never raises on input; an unexpected error becomes a `FAILED` reply and a DLQ
-record (so the record is kept and the partition moves on).
+A failure always reaches someone: a reply when one is due, else (a quiet meter event) the
+dead-letter topic. Nothing here touches Kafka: the pipeline delivers and commits. ``process``
+never raises on input; an unexpected error becomes a `FAILED` reply and a DLQ record.
 """
 
 from __future__ import annotations
@@ -40,14 +41,17 @@ from consumer.messages import (
     ReplyError,
     ReplyStatus,
 )
+from consumer.metering.batcher import MeterEventBatcher
+from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metrics import ServiceMetrics
 from consumer.operations import stripe_call
-from consumer.operations.meter_events import meter_event_payload
 from consumer.replies import Outcome, ReplyAddress, dead_letter_record, reply_record
 from consumer.settings import Settings, StripeCredential
 
 _log = get_logger()
 INTERNAL_ERROR: Final = "internal_error"
+REJECTED: Final = "rejected"  # DLQ reason: invalid, and no reply to say so
+REFUSED: Final = "refused"  # DLQ reason: Stripe refused it for good, and no reply to say so
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,29 @@ class Handled:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A valid request, routed: where its reply goes, whose key calls Stripe, its keys."""
+
+    request: OperationRequest
+    passthrough: dict[str, Any]
+    reply_topic: str
+    reply_due: bool
+    credential: StripeCredential
+    idempotency_key: str
+    request_hash: str
+    meter_identifier: str | None  # for meter events: given, or derived like the key
+
+    def address(self, record: InboundRecord) -> ReplyAddress:
+        return ReplyAddress(self.reply_topic, record.key, self.request, self.passthrough)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedMeterEvent:
+    prepared: Prepared
+    event: MeterEvent
+
+
 class RequestProcessor:
     def __init__(
         self,
@@ -94,12 +121,14 @@ class RequestProcessor:
         metrics: ServiceMetrics,
         *,
         memory: ReplyMemory,
+        meter_events: MeterEventBatcher,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._executor = executor
         self._metrics = metrics
         self._memory = memory
+        self._meter_events = meter_events
         self._wall_clock = wall_clock
         self._decoder = RequestDecoder(settings.max_record_bytes)
 
@@ -118,7 +147,6 @@ class RequestProcessor:
         if isinstance(decoded, DeadLetter):
             return self._dead_letter(record, coordinates, decoded.reason, decoded.detail)
         if isinstance(decoded, InvalidRequest):
-            topic = self._allowed_reply_topic(decoded.reply_topic)
             return self._rejected(
                 record,
                 coordinates,
@@ -126,12 +154,26 @@ class RequestProcessor:
                 operation=decoded.operation,
                 conductor=decoded.conductor,
                 passthrough=decoded.passthrough,
-                topic=topic,
+                topic=self._allowed_reply_topic(decoded.reply_topic),
                 reply_due=self._reply_due(record, decoded.conductor, decoded.reply_topic),
             )
-        return await self._valid(record, coordinates, decoded)
+        try:
+            prepared = self._prepare(record, coordinates, decoded)
+        except RequestRejected as rejection:
+            request = decoded.request
+            return self._rejected(
+                record,
+                coordinates,
+                rejection,
+                operation=request.operation,
+                conductor=request,
+                passthrough=decoded.passthrough,
+                topic=self._settings.reply_topic,
+                reply_due=self._reply_due(record, request, request.reply_topic),
+            )
+        return self.answer(record, prepared, await self._outcome(prepared))
 
-    # -- routing --------------------------------------------------------------------------
+    # -- preparing ------------------------------------------------------------------------
 
     def _allowed_reply_topic(self, requested: str | None) -> str:
         if requested and self._settings.reply_topic_pattern.match(requested):
@@ -147,9 +189,11 @@ class RequestProcessor:
             return True
         return isinstance(conductor.taskId, str) or isinstance(reply_topic, str)
 
-    def _route(
-        self, record: InboundRecord, request: OperationRequest
-    ) -> tuple[str, StripeCredential]:
+    def _prepare(
+        self, record: InboundRecord, coordinates: RecordCoordinates, decoded: ValidRequest
+    ) -> Prepared:
+        """Route the request and derive its keys; RequestRejected when it cannot go on."""
+        request = decoded.request
         if record.topic == self._settings.meter_topic and not isinstance(request, CreateMeterEvent):
             raise RequestRejected(
                 "$.operation",
@@ -171,51 +215,78 @@ class RequestProcessor:
             raise RequestRejected(
                 "$.integration", f"Unknown integration {request.integration!r}; configured: {known}"
             )
-        return topic, credential
-
-    # -- the three kinds of record --------------------------------------------------------
-
-    async def _valid(
-        self, record: InboundRecord, coordinates: RecordCoordinates, decoded: ValidRequest
-    ) -> Handled:
-        request = decoded.request
-        reply_due = self._reply_due(record, request, request.reply_topic)
-        try:
-            topic, credential = self._route(record, request)
-        except RequestRejected as rejection:
-            return self._rejected(
-                record,
-                coordinates,
-                rejection,
-                operation=request.operation,
-                conductor=request,
-                passthrough=decoded.passthrough,
-                topic=self._settings.reply_topic,
-                reply_due=reply_due,
-            )
         digest = request_hash(request)
         key = derive_key(request, digest, record.key, coordinates)
-        if isinstance(request, CreateMeterEvent) and not isinstance(request.identifier, str):
-            identifier = derive_key(
-                request, digest, record.key, coordinates, limit=MAX_METER_IDENTIFIER_LENGTH
+        identifier: str | None = None
+        if isinstance(request, CreateMeterEvent):
+            identifier = (
+                request.identifier
+                if isinstance(request.identifier, str)
+                else derive_key(
+                    request, digest, record.key, coordinates, limit=MAX_METER_IDENTIFIER_LENGTH
+                )
             )
-            request = msgspec.structs.replace(request, identifier=identifier)
-        memory_key = (request.integration, request.stripe_account or "", key)
-        remembered = self._memory.recall(memory_key, digest)
+        return Prepared(
+            request=request,
+            passthrough=decoded.passthrough,
+            reply_topic=topic,
+            reply_due=self._reply_due(record, request, request.reply_topic),
+            credential=credential,
+            idempotency_key=key,
+            request_hash=digest,
+            meter_identifier=identifier,
+        )
+
+    def prepare_meter_event(self, record: InboundRecord) -> PreparedMeterEvent | None:
+        """The meter lane's fast path: a valid, routable meter event ready to batch, or None
+        (then the record takes the ordinary path, which answers whatever is wrong with it)."""
+        decoded = self._decoder.decode(record.value, self._wall_clock())
+        if not isinstance(decoded, ValidRequest) or not isinstance(
+            decoded.request, CreateMeterEvent
+        ):
+            return None
+        coordinates = RecordCoordinates(record.topic, record.partition, record.offset)
+        try:
+            prepared = self._prepare(record, coordinates, decoded)
+        except RequestRejected:
+            return None
+        return PreparedMeterEvent(prepared, _meter_event(decoded.request, prepared))
+
+    # -- outcomes ---------------------------------------------------------------------------
+
+    async def _outcome(self, prepared: Prepared) -> Outcome:
+        request = prepared.request
+        memory_key = (request.integration, request.stripe_account or "", prepared.idempotency_key)
+        remembered = self._memory.recall(memory_key, prepared.request_hash)
         if remembered is not None:
             self._metrics.deduplicated.labels("reply_memory").inc()
-            outcome = remembered.remembered()
+            return remembered.remembered()
+        if isinstance(request, CreateMeterEvent):
+            event = _meter_event(request, prepared)
+            outcome = meter_outcome(event, await self._meter_events.submit(event))
         else:
-            outcome = await self._execute(request, credential, key)
-            self._memory.remember(memory_key, digest, outcome)
-        address = ReplyAddress(topic, record.key, request, decoded.passthrough)
+            outcome = await self._execute(request, prepared.credential, prepared.idempotency_key)
+        self._memory.remember(memory_key, prepared.request_hash, outcome)
+        return outcome
+
+    def answer(self, record: InboundRecord, prepared: Prepared, outcome: Outcome) -> Handled:
+        """The reply when one is due; a failure with no reply to carry it goes to the DLQ."""
+        coordinates = RecordCoordinates(record.topic, record.partition, record.offset)
+        request = prepared.request
+        address = prepared.address(record)
+        key = prepared.idempotency_key
+        refused = not prepared.reply_due and outcome.status != "COMPLETED"
         return Handled(
             coordinates=coordinates,
             operation=request.operation,
             outcome=outcome,
             conductor=request,
             idempotency_key=key,
-            reply=reply_record(address, request.operation, outcome, key) if reply_due else None,
+            reply=reply_record(address, request.operation, outcome, key)
+            if prepared.reply_due
+            else None,
+            dead_letter=self._kept(record, coordinates, REFUSED, outcome) if refused else None,
+            dead_letter_reason=REFUSED if refused else None,
             address=address,
         )
 
@@ -239,7 +310,17 @@ class RequestProcessor:
             outcome=outcome,
             conductor=conductor,
             reply=reply_record(address, operation, outcome, None) if reply_due else None,
+            dead_letter=None if reply_due else self._kept(record, coordinates, REJECTED, outcome),
+            dead_letter_reason=None if reply_due else REJECTED,
             address=address,
+        )
+
+    def _kept(
+        self, record: InboundRecord, coordinates: RecordCoordinates, reason: str, outcome: Outcome
+    ) -> OutboundRecord:
+        detail = outcome.reason or outcome.status
+        return dead_letter_record(
+            self._settings.dlq_topic, record, coordinates, reason=reason, detail=detail
         )
 
     def _dead_letter(
@@ -294,7 +375,7 @@ class RequestProcessor:
             address=address,
         )
 
-    # -- Stripe ---------------------------------------------------------------------------
+    # -- Stripe -----------------------------------------------------------------------------
 
     async def _execute(
         self, request: OperationRequest, credential: StripeCredential, key: str
@@ -312,39 +393,31 @@ class RequestProcessor:
                 attempts=attempts,
             )
         except StripeFailure as failure:
-            if isinstance(request, CreateMeterEvent) and _identifier_exists(failure):
-                self._metrics.deduplicated.labels("stripe_identifier").inc()
-                return Outcome(
-                    "COMPLETED",
-                    output=_delivered_meter_event(request),
-                    stripe_request_id=failure.detail.request_id,
-                    attempts=attempts.count,
-                    deduplicated=True,
-                    stripe_seconds=attempts.stripe_seconds,
-                )
             return Outcome.failed(failure, attempts)
-        if isinstance(request, CreateMeterEvent):
-            self._metrics.meter_events.labels("v1").inc()
         return Outcome.completed(response.body, response.request_id, attempts)
 
 
-def _identifier_exists(failure: StripeFailure) -> bool:
-    """Stripe's answer to a repeated meter-event identifier: delivered before, not an error."""
-    detail = failure.detail
-    return (
-        detail.type == "invalid_request_error"
-        and "already exists" in detail.message.lower()
-        and "identifier" in detail.message.lower()
+def _meter_event(request: CreateMeterEvent, prepared: Prepared) -> MeterEvent:
+    return MeterEvent.from_request(
+        request,
+        identifier=prepared.meter_identifier or prepared.idempotency_key,
+        idempotency_key=prepared.idempotency_key,
+        credential=prepared.credential,
     )
 
 
-def _delivered_meter_event(request: CreateMeterEvent) -> msgspec.Raw:
-    event: dict[str, Any] = {
-        "object": "billing.meter_event",
-        "event_name": request.event_name,
-        "identifier": request.identifier,
-        "payload": meter_event_payload(request),
-    }
-    if isinstance(request.timestamp, int):
-        event["timestamp"] = request.timestamp
-    return msgspec.Raw(msgspec.json.encode(event))
+def meter_outcome(event: MeterEvent, result: MeterResult) -> Outcome:
+    """A meter event's result as a reply outcome: counted (now or before) or failed."""
+    if result.status == "failed":
+        failure = result.failure or StripeFailure(
+            ReplyError(type="api_error", message="Stripe refused the meter event"),
+            category="api_error",
+        )
+        return Outcome.failed(failure, Attempts(count=result.attempts))
+    return Outcome(
+        "COMPLETED",
+        output=msgspec.Raw(msgspec.json.encode(event.as_object())),
+        stripe_request_id=result.request_id,
+        attempts=result.attempts,
+        deduplicated=result.status == "deduplicated",
+    )

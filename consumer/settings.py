@@ -114,6 +114,14 @@ class Settings:
     stripe_rate_limit: int | None  # None: Stripe's published limit for each key's mode
     stripe_rate_burst: int | None
     credential_probe_seconds: float
+    meter_api: Literal["v2_stream", "v1"]
+    meter_batch_size: int
+    meter_linger_seconds: float
+    meter_stream_concurrency: int
+    dedup_redis_url: Secret | None  # None: the identifier ledger lives in this process only
+    meter_dedup_window_seconds: float
+    meter_claim_seconds: float
+    meter_dedup_max_entries: int
 
     @property
     def consumed_topics(self) -> tuple[str, ...]:
@@ -298,6 +306,18 @@ def _read_kafka_security(reader: _Reader) -> KafkaSecurity:
     )
 
 
+def _redis_url(reader: _Reader) -> Secret | None:
+    """A Redis URL may hold a password (redis://:secret@host): kept as a Secret."""
+    value = reader.raw("CONSUMER_DEDUP_REDIS_URL")
+    if value is None:
+        return None
+    if not re.match(r"^(redis|rediss|unix)://", value):
+        raise SettingsError(
+            "CONSUMER_DEDUP_REDIS_URL: expected redis://host:port/db, rediss://… or unix://…"
+        )
+    return Secret(value)
+
+
 def _reply_pattern(reader: _Reader, reply_topic: str) -> re.Pattern[str]:
     value = reader.raw("CONSUMER_REPLY_TOPIC_PATTERN")
     if value is None:
@@ -387,5 +407,17 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         stripe_rate_burst=reader.optional_integer("STRIPE_RATE_BURST", 1, 100_000),
         credential_probe_seconds=reader.number(
             "CONSUMER_CREDENTIAL_PROBE_SECONDS", 30.0, 0.1, 3600.0
+        ),
+        meter_api=reader.choice("CONSUMER_METER_API", "v2_stream", ("v2_stream", "v1")),  # type: ignore[arg-type]  # checked by choice()
+        meter_batch_size=reader.integer("CONSUMER_METER_BATCH_SIZE", 100, 1, 100),
+        meter_linger_seconds=reader.number("CONSUMER_METER_LINGER_MS", 25.0, 0.0, 5000.0) / 1000,
+        meter_stream_concurrency=reader.integer("CONSUMER_METER_STREAM_CONCURRENCY", 8, 1, 256),
+        dedup_redis_url=_redis_url(reader),
+        meter_dedup_window_seconds=reader.number(
+            "CONSUMER_METER_DEDUP_WINDOW_SECONDS", 35 * 86_400.0, 60.0, 400 * 86_400.0
+        ),
+        meter_claim_seconds=reader.number("CONSUMER_METER_CLAIM_SECONDS", 60.0, 1.0, 3600.0),
+        meter_dedup_max_entries=reader.integer(
+            "CONSUMER_METER_DEDUP_MAX_ENTRIES", 1_000_000, 1_000, 100_000_000
         ),
     )

@@ -32,8 +32,10 @@ from consumer.engine.offsets import OffsetTracker
 from consumer.engine.scheduler import KeyedScheduler
 from consumer.kafka_io import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
 from consumer.logs import get_logger
+from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metrics import ServiceMetrics
-from consumer.processor import Handled
+from consumer.processor import Handled, Prepared, PreparedMeterEvent, meter_outcome
+from consumer.replies import Outcome
 
 _log = get_logger()
 _DLQ_TRUNCATED_BYTES: Final = 64 * 1024
@@ -65,6 +67,13 @@ class Sink(Protocol):
 
 class Processor(Protocol):
     async def process(self, record: InboundRecord) -> Handled: ...
+    def prepare_meter_event(self, record: InboundRecord) -> PreparedMeterEvent | None: ...
+    def answer(self, record: InboundRecord, prepared: Prepared, outcome: Outcome) -> Handled: ...
+
+
+class MeterBatcher(Protocol):
+    def submit(self, event: MeterEvent) -> asyncio.Future[MeterResult]: ...
+    def flush_all(self) -> None: ...
 
 
 class Pipeline:
@@ -77,6 +86,8 @@ class Pipeline:
         *,
         reply_topic: str,
         limits: PipelineLimits,
+        meter_topic: str | None = None,
+        meter_batcher: MeterBatcher | None = None,
     ) -> None:
         self._source = source
         self._sink = sink
@@ -84,6 +95,10 @@ class Pipeline:
         self._metrics = metrics
         self._reply_topic = reply_topic
         self._limits = limits
+        self._meter_topic = meter_topic if meter_batcher is not None else None
+        self._meter_batcher = meter_batcher
+        self._metered = 0  # meter events in batches, not yet answered
+        self._finishing: set[asyncio.Task[None]] = set()
         self._offsets = OffsetTracker()
         self._scheduler = KeyedScheduler(limits.max_in_flight)
         self._assigned: set[TopicPartition] = set()
@@ -116,12 +131,58 @@ class Pipeline:
         tp = record.topic_partition
         self._metrics.records_consumed.labels(record.topic).inc()
         self._offsets.track(tp, record.offset)
+        received = time.perf_counter()
+        if record.topic == self._meter_topic and self._admit_meter_event(record, received):
+            return
         key: Hashable = (
             (record.topic, record.key) if record.key is not None else (tp, record.offset)
         )
-        received = time.perf_counter()
         self._scheduler.submit(key, lambda: self._handle(record, received))
-        self._metrics.in_flight.set(self._scheduler.queued)
+        self._metrics.in_flight.set(self._in_flight)
+
+    @property
+    def _in_flight(self) -> int:
+        return self._scheduler.queued + self._metered
+
+    # -- the meter lane -------------------------------------------------------------------
+
+    def _admit_meter_event(self, record: InboundRecord, received: float) -> bool:
+        """Valid meter events skip the per-key scheduler: usage adds up whatever the order,
+        and batching needs many events at once. Anything else takes the ordinary path."""
+        prepared = self._processor.prepare_meter_event(record)
+        if prepared is None or self._meter_batcher is None:
+            return False
+        self._metered += 1
+        future = self._meter_batcher.submit(prepared.event)
+        future.add_done_callback(
+            lambda done: self._meter_event_answered(record, prepared, received, done)
+        )
+        return True
+
+    def _meter_event_answered(
+        self,
+        record: InboundRecord,
+        prepared: PreparedMeterEvent,
+        received: float,
+        done: asyncio.Future[MeterResult],
+    ) -> None:
+        self._metered -= 1
+        if done.cancelled():
+            return  # shutting down: left uncommitted, redelivered
+        outcome = meter_outcome(prepared.event, done.result())
+        handled = self._processor.answer(record, prepared.prepared, outcome)
+        if handled.reply is None and handled.dead_letter is None:
+            self._finished(record, handled, received)
+            return
+        task = asyncio.create_task(self._deliver_and_finish(record, handled, received))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _deliver_and_finish(
+        self, record: InboundRecord, handled: Handled, received: float
+    ) -> None:
+        if await self._deliver(handled):
+            self._finished(record, handled, received)
 
     async def _handle(self, record: InboundRecord, received: float) -> None:
         """Process one record; ``received`` is when it was fetched (queueing counts)."""
@@ -131,9 +192,13 @@ class Pipeline:
         handled = await self._processor.process(record)
         if not await self._deliver(handled):
             return  # stopping before Kafka took the reply: left uncommitted, redelivered
-        self._offsets.done(tp, record.offset)
+        self._finished(record, handled, received)
+
+    def _finished(self, record: InboundRecord, handled: Handled, received: float) -> None:
+        """Its reply (if any) is acknowledged: the offset may be committed."""
+        self._offsets.done(record.topic_partition, record.offset)
         self._progress.set()
-        self._metrics.in_flight.set(self._scheduler.queued - 1)
+        self._metrics.in_flight.set(self._in_flight)
         self._observe(handled, time.perf_counter() - received)
 
     # -- delivery -------------------------------------------------------------------------
@@ -239,6 +304,8 @@ class Pipeline:
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self._assigned -= revoked
+        if self._meter_batcher is not None:
+            self._meter_batcher.flush_all()  # no lingering: the partitions are leaving
         await self._wait_answered(revoked, self._limits.revoke_timeout_seconds)
         await self.commit(revoked)
         self._offsets.forget(revoked)
@@ -246,7 +313,9 @@ class Pipeline:
             with contextlib.suppress(KeyError):  # no lag sample yet for this partition
                 self._metrics.lag.remove(tp.topic, str(tp.partition))
 
-    async def _wait_answered(self, partitions: set[TopicPartition], timeout_s: float) -> None:
+    async def _wait_answered(
+        self, partitions: set[TopicPartition] | None, timeout_s: float
+    ) -> None:
         """Wait until every tracked record of these partitions is answered, or the timeout."""
         deadline = time.monotonic() + timeout_s
         while self._offsets.pending(partitions):
@@ -268,11 +337,13 @@ class Pipeline:
 
     async def _drain(self) -> None:
         self._stopping = True
-        drained = await self._scheduler.wait_idle(self._limits.shutdown_grace_seconds)
-        if not drained:
+        if self._meter_batcher is not None:
+            self._meter_batcher.flush_all()
+        await self._wait_answered(None, self._limits.shutdown_grace_seconds)
+        if self._offsets.pending():
             _log.warning(
                 "shutdown grace period over; abandoning unfinished requests (redelivered later)",
-                extra={"abandoned": self._scheduler.queued},
+                extra={"abandoned": self._offsets.pending()},
             )
             await self._scheduler.cancel()
         await self.commit()

@@ -16,7 +16,10 @@ from consumer.engine.object_locks import ObjectLocks
 from consumer.engine.rate_limit import RateLimiter
 from consumer.engine.reply_memory import ReplyMemory
 from consumer.engine.retry import RetryPolicy
+from consumer.identifier_ledger import MemoryLedger
 from consumer.kafka_io import InboundRecord
+from consumer.metering.batcher import MeterEventBatcher
+from consumer.metering.transports import SingleEventTransport
 from consumer.metrics import ServiceMetrics
 from consumer.processor import Handled, RequestProcessor
 from consumer.settings import Settings
@@ -49,11 +52,17 @@ class Harness:
             locks=ObjectLocks(),
             gate=CredentialGate(probe_interval_seconds=0.05),
         )
+        self.ledger = MemoryLedger(
+            window_seconds=3600, lease_seconds=5, max_entries=1000, owner="t"
+        )
         self.processor = RequestProcessor(
             self.settings,
             self.executor,
             self.metrics,
             memory=ReplyMemory(1000, 3600),
+            meter_events=MeterEventBatcher(
+                SingleEventTransport(self.executor), self.ledger, self.metrics, linger_seconds=0.001
+            ),
             wall_clock=lambda: NOW,
         )
         self.offset = 0
@@ -363,3 +372,44 @@ async def test_unexpected_error_fails_the_task_and_keeps_the_record() -> None:
     assert reply["error"]["type"] == "internal_error"
     assert handled.dead_letter is not None
     assert handled.dead_letter_reason == "internal_error"
+
+
+METER = {"operation": "create_meter_event", "event_name": "api_requests", "customer_id": "cus_1"}
+
+
+async def test_delivered_identifier_is_not_sent_again() -> None:
+    """Two events with one identifier (different records, different tasks): Stripe gets one."""
+    h = Harness()
+    first = reply_of(await h.process({**METER, "identifier": "use-1", "taskId": "a"}, key=b"a"))
+    second = reply_of(await h.process({**METER, "identifier": "use-1", "taskId": "b"}, key=b"b"))
+    assert (first["deduplicated"], second["deduplicated"]) == (False, True)
+    assert second["status"] == "COMPLETED"
+    assert len(h.stripe.calls) == 1
+    assert h.metric("stripe_consumer_deduplicated_total", kind="meter_identifier") == 1
+
+
+async def test_quiet_meter_event_that_fails_for_good_goes_to_the_dlq() -> None:
+    """No reply is due, so a refused event is kept on the DLQ instead of vanishing."""
+    refused = failure("invalid_request_error", retryable=False, message="No such customer")
+    h = Harness(stripe=FakeStripe(failures=[refused]))
+    handled = await h.process(METER, key=b"cus_1", topic="stripe.meter-events")
+    assert handled.reply is None
+    assert handled.dead_letter is not None
+    assert handled.dead_letter_reason == "refused"
+    assert (
+        dict(handled.dead_letter.headers)["dlq.detail"]
+        == b"invalid_request_error: No such customer"
+    )
+
+
+async def test_quiet_invalid_meter_event_goes_to_the_dlq() -> None:
+    """An invalid event on the meter topic with no reply due: DLQ, reason `rejected`."""
+    h = Harness()
+    handled = await h.process({**METER, "value": "lots"}, key=b"cus_1", topic="stripe.meter-events")
+    assert handled.reply is None
+    assert handled.dead_letter is not None
+    assert handled.dead_letter_reason == "rejected"
+    assert (
+        dict(handled.dead_letter.headers)["dlq.detail"]
+        == b"validation_error: Expected a number, got 'lots'"
+    )

@@ -1,0 +1,227 @@
+"""Batching meter events, each identifier sent once.
+
+``submit(event)`` returns a future. Events gather per Stripe account and go out when a batch
+is full (100, the stream's limit) or has lingered ``linger`` seconds; several batches are in
+flight at once. For each batch:
+
+1. claim the identifiers in the ledger: already ``DELIVERED`` ones resolve as deduplicated at
+   once; ones another sender holds (``PENDING``) wait and are claimed again shortly;
+2. send the claimed events; on success mark them delivered, then resolve the futures;
+3. a transient failure (rate limit, 5xx, connection, expired session) releases the claims and
+   retries the same events (same identifiers) after a backoff, for as long as it takes:
+   usage is never dropped because Stripe is briefly unavailable;
+4. a terminal failure releases the claims and resolves the futures as failed (the caller
+   answers: reply or DLQ), so one bad batch never blocks the partition.
+
+Duplicates within this process (the same identifier queued twice) share one send. An event is
+never sent without its claim: if the ledger is unreachable, the batch waits and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from consumer.errors import StripeFailure
+from consumer.identifier_ledger import ClaimState, IdentifierLedger, LedgerScope
+from consumer.logs import get_logger
+from consumer.metering.events import MeterEvent, MeterResult
+from consumer.metering.transports import MeterTransport
+from consumer.metrics import ServiceMetrics
+
+MAX_BATCH: Final = 100
+_log = get_logger()
+
+
+@dataclass(slots=True)
+class _Entry:
+    event: MeterEvent
+    futures: list[asyncio.Future[MeterResult]] = field(default_factory=list)
+    failures: int = 0
+
+
+class MeterEventBatcher:
+    def __init__(
+        self,
+        transport: MeterTransport,
+        ledger: IdentifierLedger,
+        metrics: ServiceMetrics,
+        *,
+        batch_size: int = MAX_BATCH,
+        linger_seconds: float = 0.025,
+        concurrency: int = 8,
+        pending_recheck_seconds: float = 0.25,
+        max_backoff_seconds: float = 10.0,
+    ) -> None:
+        self._transport = transport
+        self._ledger = ledger
+        self._metrics = metrics
+        self._batch_size = min(batch_size, MAX_BATCH)
+        self._linger = linger_seconds
+        self._slots = asyncio.Semaphore(concurrency)
+        self._recheck = pending_recheck_seconds
+        self._max_backoff = max_backoff_seconds
+        self._queues: dict[LedgerScope, list[_Entry]] = defaultdict(list)
+        self._known: dict[tuple[LedgerScope, str], _Entry] = {}  # queued or in flight here
+        self._timers: dict[LedgerScope, asyncio.TimerHandle] = {}
+        self._later: dict[asyncio.TimerHandle, _Entry] = {}  # entries waiting to be re-queued
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    def submit(self, event: MeterEvent) -> asyncio.Future[MeterResult]:
+        future: asyncio.Future[MeterResult] = asyncio.get_running_loop().create_future()
+        known = self._known.get((event.scope, event.identifier))
+        if known is not None:  # a duplicate of one already queued or in flight here
+            known.futures.append(future)
+            return future
+        entry = _Entry(event, [future])
+        self._known[(event.scope, event.identifier)] = entry
+        self._enqueue(entry)
+        return future
+
+    def _enqueue(self, entry: _Entry) -> None:
+        scope = entry.event.scope
+        queue = self._queues[scope]
+        queue.append(entry)
+        if len(queue) >= self._batch_size or self._closing:
+            self._flush(scope)
+        elif scope not in self._timers:
+            self._timers[scope] = asyncio.get_running_loop().call_later(
+                self._linger, self._flush, scope
+            )
+
+    def _flush(self, scope: LedgerScope) -> None:
+        timer = self._timers.pop(scope, None)
+        if timer is not None:
+            timer.cancel()
+        queue = self._queues[scope]
+        while queue:
+            batch, queue[:] = queue[: self._batch_size], queue[self._batch_size :]
+            task = asyncio.create_task(self._send(scope, batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def flush_all(self) -> None:
+        """Send everything queued now (rebalance, shutdown)."""
+        for scope in list(self._queues):
+            self._flush(scope)
+
+    async def close(self, timeout_s: float) -> bool:
+        """Flush and wait for every batch; False if some were still out at the timeout."""
+        self._closing = True
+        for handle, entry in list(self._later.items()):
+            handle.cancel()
+            self._enqueue(entry)  # no more waiting: out it goes
+        self._later.clear()
+        self.flush_all()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self._tasks:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+        return True
+
+    def _later_enqueue(self, entry: _Entry, delay: float) -> None:
+        handle: asyncio.TimerHandle
+
+        def requeue() -> None:
+            del self._later[handle]
+            self._enqueue(entry)
+
+        handle = asyncio.get_running_loop().call_later(delay, requeue)
+        self._later[handle] = entry
+
+    # -- one batch --------------------------------------------------------------------------
+
+    async def _send(self, scope: LedgerScope, batch: list[_Entry]) -> None:
+        async with self._slots:
+            try:
+                states = await self._ledger.claim(scope, [e.event.identifier for e in batch])
+            except Exception as exc:  # the ledger is unreachable: never send unclaimed
+                _log.warning(
+                    "identifier ledger unavailable; batch waits", extra={"error": repr(exc)}
+                )
+                self._retry_later(batch)
+                return
+            claimed = []
+            for entry, state in zip(batch, states, strict=True):
+                if state is ClaimState.CLAIMED:
+                    claimed.append(entry)
+                elif state is ClaimState.DELIVERED:
+                    self._metrics.deduplicated.labels("meter_identifier").inc()
+                    self._resolve(entry, MeterResult("deduplicated"))
+                else:
+                    self._later_enqueue(entry, self._recheck)
+            if claimed:
+                await self._deliver(scope, claimed)
+
+    async def _deliver(self, scope: LedgerScope, claimed: list[_Entry]) -> None:
+        credential = claimed[0].event.credential
+        try:
+            results = await self._transport.send(scope, credential, [e.event for e in claimed])
+        except StripeFailure as failure:
+            results = [MeterResult("failed", failure=failure)] * len(claimed)
+        accepted = [e for e, r in zip(claimed, results, strict=True) if r.status != "failed"]
+        refused = [(e, r) for e, r in zip(claimed, results, strict=True) if r.status == "failed"]
+        if accepted:
+            await self._mark_delivered(scope, [e.event.identifier for e in accepted])
+            delivered = sum(
+                1 for _, r in zip(claimed, results, strict=True) if r.status == "delivered"
+            )
+            self._metrics.meter_events.labels(self._transport.name).inc(delivered)
+        if refused:
+            with contextlib.suppress(Exception):  # an unreleased claim only expires later
+                await self._ledger.release(scope, [e.event.identifier for e, _ in refused])
+        for entry, result in zip(claimed, results, strict=True):
+            if result.status == "deduplicated":
+                self._metrics.deduplicated.labels("stripe_identifier").inc()
+            if result.status != "failed":
+                self._resolve(entry, result)
+        transient = [e for e, r in refused if r.failure is not None and r.failure.retryable]
+        for entry, result in refused:
+            if entry not in transient:
+                self._resolve(entry, result)
+        if transient:
+            self._retry_later(transient)
+
+    async def _mark_delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> None:
+        """Stripe has them: record that, retrying while the ledger is unreachable (an entry
+        left pending would only expire, and a redelivery would then send it again)."""
+        delay = 0.1
+        while True:
+            try:
+                await self._ledger.mark_delivered(scope, identifiers)
+            except Exception as exc:
+                if self._closing:
+                    _log.warning("could not mark identifiers delivered", extra={"error": repr(exc)})
+                    return
+                await asyncio.sleep(delay)
+                delay = min(self._max_backoff, delay * 2)
+            else:
+                return
+
+    def _retry_later(self, entries: Sequence[_Entry]) -> None:
+        for entry in entries:
+            entry.failures += 1
+            ceiling = min(self._max_backoff, 0.1 * 2 ** min(entry.failures, 10))
+            self._later_enqueue(entry, ceiling * (0.5 + random.random() / 2))  # noqa: S311  (jitter)
+
+    def _resolve(self, entry: _Entry, result: MeterResult) -> None:
+        self._known.pop((entry.event.scope, entry.event.identifier), None)
+        first, *duplicates = entry.futures
+        if not first.done():
+            first.set_result(result)
+        for duplicate in duplicates:
+            if duplicate.done():
+                continue
+            if result.status == "failed":
+                duplicate.set_result(result)
+            else:
+                self._metrics.deduplicated.labels("meter_identifier").inc()
+                duplicate.set_result(MeterResult("deduplicated", request_id=result.request_id))

@@ -1,0 +1,83 @@
+"""A meter event ready for Stripe, and what became of it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from consumer.errors import StripeFailure
+from consumer.identifier_ledger import LedgerScope
+from consumer.messages import CreateMeterEvent
+from consumer.operations.meter_events import meter_event_payload
+from consumer.settings import StripeCredential
+
+
+@dataclass(frozen=True, slots=True)
+class MeterEvent:
+    """One usage event; ``identifier`` is always set (given, or derived from the record)."""
+
+    scope: LedgerScope
+    credential: StripeCredential
+    event_name: str
+    identifier: str
+    payload: dict[str, str]
+    timestamp: int | None
+    idempotency_key: str  # the contract's derived key, for the v1 endpoint's POST
+
+    @classmethod
+    def from_request(
+        cls,
+        request: CreateMeterEvent,
+        *,
+        identifier: str,
+        idempotency_key: str,
+        credential: StripeCredential,
+    ) -> MeterEvent:
+        account = request.stripe_account if isinstance(request.stripe_account, str) else None
+        return cls(
+            scope=LedgerScope(credential.integration, account),
+            credential=credential,
+            event_name=request.event_name,
+            identifier=identifier,
+            idempotency_key=idempotency_key,
+            payload=meter_event_payload(request),
+            timestamp=request.timestamp if isinstance(request.timestamp, int) else None,
+        )
+
+    def stream_body(self) -> dict[str, Any]:
+        """The event as the v2 stream takes it (timestamp as RFC 3339)."""
+        body: dict[str, Any] = {
+            "event_name": self.event_name,
+            "identifier": self.identifier,
+            "payload": self.payload,
+        }
+        if self.timestamp is not None:
+            body["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.timestamp))
+        return body
+
+    def as_object(self) -> dict[str, Any]:
+        """The reply's `output`: the meter event as Stripe records it."""
+        event: dict[str, Any] = {
+            "object": "billing.meter_event",
+            "event_name": self.event_name,
+            "identifier": self.identifier,
+            "payload": self.payload,
+        }
+        if self.timestamp is not None:
+            event["timestamp"] = self.timestamp
+        return event
+
+
+MeterStatus = Literal["delivered", "deduplicated", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class MeterResult:
+    """``delivered``: Stripe accepted it now. ``deduplicated``: it was counted before (the
+    ledger, or Stripe said the identifier exists). ``failed``: retrying cannot help."""
+
+    status: MeterStatus
+    failure: StripeFailure | None = None
+    request_id: str | None = None
+    attempts: int = 0

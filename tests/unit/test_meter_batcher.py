@@ -1,0 +1,170 @@
+"""The batcher: full batches go at once, small ones after the linger; each identifier is
+sent once; transient failures retry the same identifiers; terminal ones are answered."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry
+
+from consumer.errors import StripeFailure
+from consumer.identifier_ledger import ClaimState, LedgerScope, MemoryLedger
+from consumer.messages import ReplyError
+from consumer.metering.batcher import MeterEventBatcher
+from consumer.metering.events import MeterEvent, MeterResult
+from consumer.metrics import ServiceMetrics
+from consumer.settings import StripeCredential
+from tests.unit.fakes import settings
+
+SCOPE = LedgerScope("default", None)
+CREDENTIAL = settings().credentials["default"]
+
+
+def event(identifier: str) -> MeterEvent:
+    return MeterEvent(
+        SCOPE,
+        CREDENTIAL,
+        "api_requests",
+        identifier,
+        {"stripe_customer_id": "cus_1", "value": "1"},
+        None,
+        f"key-{identifier}",
+    )
+
+
+class Transport:
+    name = "v2_stream"
+
+    def __init__(self, failures: list[StripeFailure] | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.failures = failures or []
+
+    async def send(
+        self, scope: LedgerScope, credential: StripeCredential, events: Sequence[MeterEvent]
+    ) -> list[MeterResult]:
+        await asyncio.sleep(0.001)
+        if self.failures:
+            raise self.failures.pop(0)
+        self.batches.append([e.identifier for e in events])
+        return [MeterResult("delivered", attempts=1)] * len(events)
+
+
+def failure(retryable: bool) -> StripeFailure:
+    return StripeFailure(
+        ReplyError(type="api_error", message="x", retryable=retryable), category="api_error"
+    )
+
+
+def batcher(
+    transport: Transport, ledger: MemoryLedger | None = None, linger: float = 0.01
+) -> MeterEventBatcher:
+    if ledger is None:  # not `ledger or ...`: an empty MemoryLedger is falsy (it has a length)
+        ledger = MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=10_000, owner="me")
+    return MeterEventBatcher(
+        transport,
+        ledger,
+        ServiceMetrics(CollectorRegistry()),
+        linger_seconds=linger,
+        pending_recheck_seconds=0.01,
+        max_backoff_seconds=0.02,
+    )
+
+
+async def test_full_batches_go_at_once_and_the_rest_after_the_linger() -> None:
+    """250 events: two batches of 100 immediately, the last 50 after the linger."""
+    transport = Transport()
+    b = batcher(transport, linger=0.05)
+    futures = [b.submit(event(f"e{i}")) for i in range(250)]
+    await asyncio.sleep(0.02)
+    assert [len(x) for x in transport.batches] == [100, 100]
+    results = await asyncio.gather(*futures)
+    assert [len(x) for x in transport.batches] == [100, 100, 50]
+    assert {r.status for r in results} == {"delivered"}
+
+
+async def test_duplicates_in_this_process_share_one_send() -> None:
+    """The same identifier submitted twice: one send, the second answered as deduplicated."""
+    transport = Transport()
+    b = batcher(transport)
+    first, second = b.submit(event("dup")), b.submit(event("dup"))
+    assert (await first).status == "delivered"
+    assert (await second).status == "deduplicated"
+    assert transport.batches == [["dup"]]
+
+
+async def test_identifier_delivered_before_is_not_sent() -> None:
+    """The ledger says delivered: answered at once, nothing sent."""
+    ledger = MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me")
+    await ledger.claim(SCOPE, ["old"])
+    await ledger.mark_delivered(SCOPE, ["old"])
+    transport = Transport()
+    result = await batcher(transport, ledger).submit(event("old"))
+    assert result.status == "deduplicated"
+    assert transport.batches == []
+
+
+async def test_identifier_held_elsewhere_waits_until_delivered_there() -> None:
+    """Another replica holds the claim: wait, then answer deduplicated once it delivered."""
+    ledger = MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me")
+    other = ledger  # same store, another holder: claim as if another replica did
+    await other.claim(SCOPE, ["shared"])
+    transport = Transport()
+    future = batcher(transport, ledger).submit(event("shared"))
+    await asyncio.sleep(0.05)
+    assert not future.done()
+    await other.mark_delivered(SCOPE, ["shared"])
+    assert (await asyncio.wait_for(future, 1)).status == "deduplicated"
+    assert transport.batches == []
+
+
+async def test_transient_failure_retries_the_same_identifiers_until_accepted() -> None:
+    """A 5xx storm: the batch goes again (same identifiers) until Stripe accepts it."""
+    transport = Transport(failures=[failure(retryable=True)] * 3)
+    b = batcher(transport)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(b.submit(event(f"t{i}")) for i in range(5))), 5
+    )
+    assert {r.status for r in results} == {"delivered"}
+    assert len(transport.batches) == 1
+    assert sorted(transport.batches[0]) == [f"t{i}" for i in range(5)]
+
+
+async def test_terminal_failure_is_answered_and_releases_the_claims() -> None:
+    """Refused for good: each event is answered failed, and its identifier is free again."""
+    ledger = MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me")
+    transport = Transport(failures=[failure(retryable=False)])
+    result = await batcher(transport, ledger).submit(event("bad"))
+    assert result.status == "failed"
+    assert result.failure is not None
+    assert not result.failure.retryable
+    assert await ledger.claim(SCOPE, ["bad"]) == [ClaimState.CLAIMED]
+
+
+async def test_ledger_outage_never_sends_unclaimed() -> None:
+    """If the ledger cannot be reached, nothing is sent until it can."""
+
+    class Flaky(MemoryLedger):
+        down = True
+
+        async def claim(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[ClaimState]:
+            if self.down:
+                raise ConnectionError("redis down")
+            return await super().claim(scope, identifiers)
+
+    ledger = Flaky(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me")
+    transport = Transport()
+    future = batcher(transport, ledger).submit(event("x"))
+    await asyncio.sleep(0.1)
+    assert transport.batches == []
+    ledger.down = False
+    assert (await asyncio.wait_for(future, 2)).status == "delivered"
+
+
+async def test_close_flushes_what_is_queued() -> None:
+    """On shutdown, queued events go out without waiting for the linger."""
+    transport = Transport()
+    b = batcher(transport, linger=10)
+    future = b.submit(event("late"))
+    assert await b.close(timeout_s=2)
+    assert (await future).status == "delivered"
