@@ -110,7 +110,8 @@ class FieldError(Exception):
 
 
 def _given(value: object) -> bool:
-    return value is not UNSET
+    """Optional fields may be absent or null (Conductor resolves a missing input to null)."""
+    return value is not UNSET and value is not None
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,10 +165,10 @@ class OperationRequest(
 ):
     """Fields every operation request carries. Subclasses add their operation's parameters."""
 
-    idempotency_key: IdempotencyKey | UnsetType = UNSET
+    idempotency_key: IdempotencyKey | UnsetType | None = UNSET
     integration: IntegrationName = "default"
-    stripe_account: AccountId | UnsetType = UNSET
-    reply_topic: TopicName | UnsetType = UNSET
+    stripe_account: AccountId | UnsetType | None = UNSET
+    reply_topic: TopicName | UnsetType | None = UNSET
 
     summary: ClassVar[str] = ""
 
@@ -196,18 +197,18 @@ class GetBalance(OperationRequest, tag="get_balance", kw_only=True, frozen=True)
 
 class ListCustomers(OperationRequest, tag="list_customers", kw_only=True, frozen=True):
     summary: ClassVar[str] = "A page of customers, optionally filtered by email"
-    limit: ListLimit = 10
-    email: Email | UnsetType = UNSET
-    starting_after: CustomerId | UnsetType = UNSET
+    limit: ListLimit | None = 10
+    email: Email | UnsetType | None = UNSET
+    starting_after: CustomerId | UnsetType | None = UNSET
 
 
 class CreateCustomer(OperationRequest, tag="create_customer", kw_only=True, frozen=True):
     summary: ClassVar[str] = "Create a customer"
     email: Email
     name: PersonName
-    phone_number: PhoneNumber | UnsetType = UNSET
-    description: ShortText | UnsetType = UNSET
-    metadata: Metadata | UnsetType = UNSET
+    phone_number: PhoneNumber | UnsetType | None = UNSET
+    description: ShortText | UnsetType | None = UNSET
+    metadata: Metadata | UnsetType | None = UNSET
 
 
 class GetCustomer(OperationRequest, tag="get_customer", kw_only=True, frozen=True):
@@ -218,11 +219,11 @@ class GetCustomer(OperationRequest, tag="get_customer", kw_only=True, frozen=Tru
 class UpdateCustomer(OperationRequest, tag="update_customer", kw_only=True, frozen=True):
     summary: ClassVar[str] = "Update a customer's contact details, description or metadata"
     customer_id: CustomerId
-    email: Email | UnsetType = UNSET
-    name: PersonName | UnsetType = UNSET
-    phone_number: PhoneNumber | UnsetType = UNSET
-    description: ShortText | UnsetType = UNSET
-    metadata: Metadata | UnsetType = UNSET
+    email: Email | UnsetType | None = UNSET
+    name: PersonName | UnsetType | None = UNSET
+    phone_number: PhoneNumber | UnsetType | None = UNSET
+    description: ShortText | UnsetType | None = UNSET
+    metadata: Metadata | UnsetType | None = UNSET
 
 
 class DeleteCustomer(OperationRequest, tag="delete_customer", kw_only=True, frozen=True):
@@ -236,13 +237,13 @@ CouponDuration = Literal["forever", "once", "repeating"]
 class CreateCoupon(OperationRequest, tag="create_coupon", kw_only=True, frozen=True):
     summary: ClassVar[str] = "Create a coupon: percent_off or amount_off with currency"
     id: CouponCode
-    percent_off: PercentOff | UnsetType = UNSET
-    amount_off: AmountCents | UnsetType = UNSET
-    currency: Currency | UnsetType = UNSET
-    duration: CouponDuration | UnsetType = UNSET
-    duration_in_months: MonthCount | MonthCountText | UnsetType = UNSET
+    percent_off: PercentOff | UnsetType | None = UNSET
+    amount_off: AmountCents | UnsetType | None = UNSET
+    currency: Currency | UnsetType | None = UNSET
+    duration: CouponDuration | UnsetType | None = UNSET
+    duration_in_months: MonthCount | MonthCountText | UnsetType | None = UNSET
     name: Annotated[str, Meta(min_length=1, max_length=40)] | UnsetType = UNSET
-    metadata: Metadata | UnsetType = UNSET
+    metadata: Metadata | UnsetType | None = UNSET
 
     def check(self, now: float) -> None:
         if _given(self.percent_off) == _given(self.amount_off):
@@ -274,24 +275,24 @@ class CreateCoupon(OperationRequest, tag="create_coupon", kw_only=True, frozen=T
             )
 
     @property
-    def months(self) -> int | UnsetType:
+    def months(self) -> int | UnsetType | None:
         months = self.duration_in_months
         return int(months) if isinstance(months, str) else months
 
 
 class ListCoupons(OperationRequest, tag="list_coupons", kw_only=True, frozen=True):
     summary: ClassVar[str] = "A page of coupons"
-    limit: ListLimit = 10
-    starting_after: CouponCode | UnsetType = UNSET
+    limit: ListLimit | None = 10
+    starting_after: CouponCode | UnsetType | None = UNSET
 
 
 class CreatePaymentIntent(OperationRequest, tag="create_payment_intent", kw_only=True, frozen=True):
     summary: ClassVar[str] = "Create a payment intent for an amount, optionally for a customer"
     amount: AmountCents
     currency: Currency
-    customer_id: CustomerId | UnsetType = UNSET
-    description: ShortText | UnsetType = UNSET
-    metadata: Metadata | UnsetType = UNSET
+    customer_id: CustomerId | UnsetType | None = UNSET
+    description: ShortText | UnsetType | None = UNSET
+    metadata: Metadata | UnsetType | None = UNSET
 
 
 class GetPaymentIntent(OperationRequest, tag="get_payment_intent", kw_only=True, frozen=True):
@@ -305,14 +306,14 @@ CancellationReason = Literal["duplicate", "fraudulent", "requested_by_customer",
 class CancelPaymentIntent(OperationRequest, tag="cancel_payment_intent", kw_only=True, frozen=True):
     summary: ClassVar[str] = "Cancel a payment intent"
     payment_intent_id: PaymentIntentId
-    cancellation_reason: CancellationReason | UnsetType = UNSET
+    cancellation_reason: CancellationReason | UnsetType | None = UNSET
 
 
 class ListCharges(OperationRequest, tag="list_charges", kw_only=True, frozen=True):
     summary: ClassVar[str] = "A page of charges, optionally for one customer"
-    limit: ListLimit = 10
-    customer_id: CustomerId | UnsetType = UNSET
-    starting_after: ChargeId | UnsetType = UNSET
+    limit: ListLimit | None = 10
+    customer_id: CustomerId | UnsetType | None = UNSET
+    starting_after: ChargeId | UnsetType | None = UNSET
 
 
 PaymentSource = Annotated[str, Meta(pattern=_SOURCE_PATTERN)]
@@ -324,10 +325,10 @@ class CreateCharge(OperationRequest, tag="create_charge", kw_only=True, frozen=T
     )
     amount: AmountCents
     currency: Currency
-    source: PaymentSource | UnsetType = UNSET
-    customer_id: CustomerId | UnsetType = UNSET
-    description: ShortText | UnsetType = UNSET
-    metadata: Metadata | UnsetType = UNSET
+    source: PaymentSource | UnsetType | None = UNSET
+    customer_id: CustomerId | UnsetType | None = UNSET
+    description: ShortText | UnsetType | None = UNSET
+    metadata: Metadata | UnsetType | None = UNSET
 
     def check(self, now: float) -> None:
         if not _given(self.source) and not _given(self.customer_id):
@@ -342,8 +343,8 @@ class CreateCharge(OperationRequest, tag="create_charge", kw_only=True, frozen=T
 class UpdateCharge(OperationRequest, tag="update_charge", kw_only=True, frozen=True):
     summary: ClassVar[str] = "Update a charge's description or metadata"
     charge_id: ChargeId
-    description: ShortText | UnsetType = UNSET
-    metadata: Metadata | UnsetType = UNSET
+    description: ShortText | UnsetType | None = UNSET
+    metadata: Metadata | UnsetType | None = UNSET
 
 
 class GetCharge(OperationRequest, tag="get_charge", kw_only=True, frozen=True):
@@ -357,9 +358,9 @@ RefundReason = Literal["duplicate", "fraudulent", "requested_by_customer"]
 class CreateRefund(OperationRequest, tag="create_refund", kw_only=True, frozen=True):
     summary: ClassVar[str] = "Refund a charge, in full or in part"
     charge_id: ChargeId
-    amount: AmountCents | UnsetType = UNSET
-    reason: RefundReason | UnsetType = UNSET
-    metadata: Metadata | UnsetType = UNSET
+    amount: AmountCents | UnsetType | None = UNSET
+    reason: RefundReason | UnsetType | None = UNSET
+    metadata: Metadata | UnsetType | None = UNSET
 
 
 class GetRefund(OperationRequest, tag="get_refund", kw_only=True, frozen=True):
@@ -393,9 +394,9 @@ class CreateMeterEvent(OperationRequest, tag="create_meter_event", kw_only=True,
     summary: ClassVar[str] = "Record usage for a customer on a meter, counted once per identifier"
     event_name: MeterEventName
     customer_id: CustomerId
-    identifier: MeterEventIdentifier | UnsetType = UNSET
-    value: MeterValue = 1
-    timestamp: UnixSeconds | UnsetType = UNSET
+    identifier: MeterEventIdentifier | UnsetType | None = UNSET
+    value: MeterValue | None = 1
+    timestamp: UnixSeconds | UnsetType | None = UNSET
 
     def check(self, now: float) -> None:
         self.decimal_value()  # raises FieldError when not a finite number
@@ -409,7 +410,7 @@ class CreateMeterEvent(OperationRequest, tag="create_meter_event", kw_only=True,
 
     def decimal_value(self) -> str:
         """The value as Stripe wants it: a plain decimal string."""
-        value = self.value
+        value = 1 if self.value is None else self.value
         if isinstance(value, float) and not math.isfinite(value):
             raise FieldError("$.value", "Expected a finite number")
         try:

@@ -79,8 +79,11 @@ class Operation(Generic[R]):
 
 
 def given(**params: Any) -> dict[str, Any]:
-    """The parameters that were given (UNSET ones dropped), in Stripe's names."""
-    return {name: value for name, value in params.items() if value is not UNSET}
+    """The parameters that were given, in Stripe's names: absent (UNSET) and null ones are
+    dropped (a null optional parameter means "not given"; Stripe clears fields with "")."""
+    return {
+        name: value for name, value in params.items() if value is not UNSET and value is not None
+    }
 
 
 def no_params(_: OperationRequest) -> dict[str, Any]:

@@ -139,7 +139,7 @@ def test_none_value_is_a_dead_letter() -> None:
         (
             {**CHARGE, "metadata": ["order", "6735"]},
             "$.metadata",
-            "Expected `object`, got `array` - at `$.metadata`",
+            "Expected `object | null`, got `array` - at `$.metadata`",
         ),
         (
             {**CHARGE, "metadata": {"k" * 41: "v"}},
@@ -432,3 +432,36 @@ def test_decoding_is_fast_enough_to_not_matter() -> None:
     results = [decoder.decode(raw, NOW) for _ in range(1000)]
     assert all(isinstance(r, ValidRequest) for r in results)
     assert time.perf_counter() >= started
+
+
+def test_null_optional_parameters_mean_not_given() -> None:
+    """Conductor resolves a missing workflow input to null: optional fields accept it."""
+    from consumer.operations import stripe_call
+
+    result = decode(
+        {
+            **CHARGE,
+            "description": None,
+            "metadata": None,
+            "customer_id": None,
+            "stripe_account": None,
+            "reply_topic": None,
+        }
+    )
+    assert isinstance(result, ValidRequest)
+    assert stripe_call(result.request).params == {
+        "amount": 4200,
+        "currency": "usd",
+        "source": "tok_visa",
+    }
+    listing = decode({"operation": "list_customers", "limit": None, "email": None})
+    assert isinstance(listing, ValidRequest)
+    assert stripe_call(listing.request).params == {}
+
+
+def test_null_required_parameter_is_still_an_error() -> None:
+    """A required field may not be null."""
+    assert rejection({**CHARGE, "amount": None}) == (
+        "$.amount",
+        "Expected `int`, got `null` - at `$.amount`",
+    )
