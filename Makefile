@@ -9,7 +9,7 @@ STACK  := $(PYTHON) deploy/local/stack.py
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help install up up-lite down status demo run test test-unit test-contract \
-        test-integration test-fault lint format docs bench clean
+        test-integration test-fault test-e2e lint format docs bench clean
 
 help:
 	@echo "make demo     run every operation end to end on a real local stack"
@@ -49,7 +49,7 @@ run: install up-lite
 	STRIPE_API_KEY=$${STRIPE_API_KEY:-sk_test_123} LOG_FORMAT=text $(PY) -m consumer run
 
 test: install
-	$(PYTEST) tests/unit tests/contract tests/integration tests/fault
+	$(PYTEST) tests/unit tests/contract tests/integration tests/fault tests/e2e
 
 test-unit: install
 	$(PYTEST) tests/unit
@@ -63,6 +63,9 @@ test-integration: install
 test-fault: install
 	$(PYTEST) tests/fault
 
+test-e2e: install
+	$(PYTEST) tests/e2e
+
 lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
@@ -75,6 +78,7 @@ format: install
 docs: install
 	$(PY) -m consumer schema --out schemas
 	$(PY) -m consumer docs --readme README.md
+	$(PY) -m consumer conductor write --out deploy/conductor
 
 bench: install
 	$(PY) -m bench.run

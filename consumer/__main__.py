@@ -6,6 +6,8 @@
 - ``docs``: rewrite the README's operation table from the request Structs.
 - ``send``: publish one request (JSON) and print its reply.
 - ``demo``: publish one request per operation, as Conductor would, and print a table.
+- ``conductor register --url URL``: register the event handlers and example workflows.
+- ``conductor write``: write them as JSON files (``deploy/conductor/``).
 """
 
 from __future__ import annotations
@@ -92,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument("--timeout", type=float, default=30.0)
     demo = commands.add_parser("demo", help="one request per operation, printed as a table")
     demo.add_argument("--timeout", type=float, default=60.0)
+    from consumer import conductor_cli
+
+    conductor_cli.add_commands(commands)
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -112,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from consumer.tools import send_one
 
         return asyncio.run(send_one(args.request, args.key, args.timeout))
+    if args.command == "conductor":
+        return conductor_cli.run(args)
     if args.command == "demo":
         from consumer.demo import demo_command
 

@@ -8,13 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import StandIn, local_stack
+from tests.support.stack import StandIn, add_conductor, local_stack
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    with local_stack(tmp_path_factory.mktemp("stack")) as env:
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def stack(stack_dir: Path) -> Iterator[dict[str, str]]:
+    """Kafka, stripe-mock and Redis (Conductor joins when an e2e test asks for it)."""
+    with local_stack(stack_dir) as env:
         yield env
+
+
+@pytest.fixture(scope="session")
+def conductor_url(stack: dict[str, str], stack_dir: Path) -> str:
+    return add_conductor(stack_dir)["CONDUCTOR_URL"]
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,7 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._recover_at = 0.0
+        self._slowed_at = float("-inf")
 
     @property
     def limit(self) -> int:
@@ -62,8 +63,12 @@ class RateLimiter:
                 await self._sleep(wait)
 
     def slow_down(self) -> None:
-        """Stripe said 429: halve the limit for a while."""
+        """Stripe said 429: halve the limit for a while. Concurrent calls that were refused
+        together are one signal, not many: the limit halves at most once per window."""
         now = self._clock()
+        if now - self._slowed_at < _WINDOW_SECONDS:
+            return
+        self._slowed_at = now
         self._limit = max(_MIN_LIMIT, self._limit // 2)
         self._recover_at = now + _COOLDOWN_SECONDS
 

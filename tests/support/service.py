@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,10 +133,17 @@ class KafkaClient:
         await self._sink.send(OutboundRecord(topic or self.topics.requests, encoded_key, raw))
 
     async def read(
-        self, topic: str, count: int, *, timeout_s: float = 30.0, keys: set[str] | None = None
+        self,
+        topic: str,
+        count: int,
+        *,
+        timeout_s: float = 30.0,
+        keys: set[str] | None = None,
+        per_key: int = 1,
     ) -> list[InboundRecord]:
         """All records of the topic from the beginning, once ``count`` have arrived (with
-        ``keys``: once ``count`` distinct keys of that set have; a key may have several)."""
+        ``keys``: once ``count`` distinct keys of that set have, each at least ``per_key``
+        times)."""
 
         def matching(records: list[InboundRecord]) -> list[InboundRecord]:
             if keys is None:
@@ -146,7 +154,8 @@ class KafkaClient:
             found = matching(records)
             if keys is None:
                 return len(found) >= count
-            return len({r.key for r in found}) >= count
+            seen = Counter(r.key for r in found)
+            return sum(1 for n in seen.values() if n >= per_key) >= count
 
         async with topic_reader(self.connection, topic) as reader:
             records = await reader.collect(enough, timeout_s=timeout_s)

@@ -36,6 +36,18 @@ def read_env_file(path: Path) -> dict[str, str]:
     return {key.strip(): value.strip() for key, value in pairs}
 
 
+def add_conductor(directory: Path) -> dict[str, str]:
+    """Conductor joins a running stack (slow to start: only the e2e tier asks for it)."""
+    reuse = os.environ.get("STACK_ENV_FILE")
+    if reuse:
+        running = read_env_file(Path(reuse))
+        if "CONDUCTOR_URL" not in running:
+            raise RuntimeError(f"{reuse} has no CONDUCTOR_URL; start the stack with Conductor")
+        return running
+    env: dict[str, str] = load_stack_module().up(directory, conductor=True)
+    return env
+
+
 @contextlib.contextmanager
 def local_stack(directory: Path, *, conductor: bool = False) -> Iterator[dict[str, str]]:
     reuse = os.environ.get("STACK_ENV_FILE")

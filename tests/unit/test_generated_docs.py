@@ -9,6 +9,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from consumer.conductor_assets import asset_files
+from consumer.conductor_cli import render as render_conductor
 from consumer.examples import EXAMPLE_PARAMETERS, conductor_event_payload
 from consumer.schema_files import operations_table, render, schema_documents
 
@@ -56,3 +58,35 @@ def test_request_schema_accepts_conductor_shaped_examples() -> None:
         assert set(definition.get("required", [])) <= set(payload), operation
     json.dumps(union)  # serialisable
     assert msgspec.json.decode(msgspec.json.encode(union)) == union
+
+
+CONDUCTOR_FILES = asset_files("stripe.requests", "stripe.replies")
+
+
+@pytest.mark.parametrize("name", sorted(CONDUCTOR_FILES))
+def test_conductor_file_matches_the_generator(name: str) -> None:
+    """deploy/conductor/ holds exactly what `make docs` generates."""
+    path = ROOT / "deploy" / "conductor" / name
+    assert path.exists(), f"{path} missing: run `make docs`"
+    assert path.read_text(encoding="utf-8") == render_conductor(CONDUCTOR_FILES[name])
+
+
+def test_every_operation_has_an_example_workflow_reading_all_its_parameters() -> None:
+    """Each operation's workflow maps every parameter from the workflow input."""
+    for operation, params in EXAMPLE_PARAMETERS.items():
+        workflow = CONDUCTOR_FILES[f"workflows/stripe_{operation}.json"]
+        [event_task] = workflow["tasks"]
+        assert event_task["type"] == "EVENT"
+        assert event_task["asyncComplete"] is True
+        assert event_task["inputParameters"]["taskId"] == "${CPEWF_TASK_ID}"
+        assert set(params) <= set(event_task["inputParameters"])
+
+
+def test_orkes_handlers_are_rooted_at_the_record_value() -> None:
+    """Orkes expressions read `${taskId}`, OSS ones `${payload.taskId}`."""
+    oss = json.dumps(CONDUCTOR_FILES["event-handlers/oss.json"])
+    orkes = json.dumps(CONDUCTOR_FILES["event-handlers/orkes.json"])
+    assert "${payload.taskId}" in oss
+    assert "payload" not in orkes
+    assert "${taskId}" in orkes
+    assert '"kafka:kafka:stripe.replies"' in orkes

@@ -87,6 +87,18 @@ async def test_slow_down_halves_then_recovers() -> None:
     assert limiter.limit == 40
 
 
+def test_a_burst_of_429s_halves_the_limit_once() -> None:
+    """Twenty calls refused together are one congestion signal."""
+    time = FakeTime()
+    limiter = RateLimiter(100, clock=time.clock, sleep=time.sleep)
+    for _ in range(20):
+        limiter.slow_down()
+    assert limiter.limit == 50
+    time.now += 1.0
+    limiter.slow_down()
+    assert limiter.limit == 25
+
+
 async def test_waiters_are_served_in_arrival_order() -> None:
     """Concurrent callers get slots first come, first served."""
     limiter = RateLimiter(1000, 1)
