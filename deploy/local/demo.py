@@ -1,9 +1,16 @@
 """`make demo`: the main job on a fresh machine, from nothing to `21/21 operations COMPLETED`.
 
 Brings the local stack up if it is not (and only then takes it down again), runs the service
-as a real process against it, publishes one request per operation exactly as a Conductor
-EVENT task publishes it, stops what it started, and prints the table of replies last.
-Run with the project's virtualenv (the Makefile does).
+as a real process against it, and then:
+
+1. through a real Conductor: registers the event handlers and example workflows, runs the
+   two chains, a bad request and one workflow per operation, and reports each workflow's
+   status and each EVENT task's output;
+2. directly on Kafka: publishes one request per operation exactly as a Conductor EVENT task
+   publishes it, and tabulates the replies.
+
+It stops what it started, then prints the reports; the last line is `N/21 operations
+COMPLETED`. Run with the project's virtualenv (the Makefile does).
 """
 
 from __future__ import annotations
@@ -37,15 +44,19 @@ def _stack_module() -> ModuleType:
 
 @contextlib.contextmanager
 def stack_running(stack: ModuleType) -> Iterator[dict[str, str]]:
-    """The stack's addresses; started here (and stopped after) only if it was not up."""
+    """The stack's addresses. A stack that is already up is reused (with Conductor added if
+    it lacks it) and left running; one started here is stopped at the end."""
     env_file = STACK_DIR / "stack.env"
     states = stack.status(STACK_DIR) if env_file.exists() else {}
-    already_up = bool(states) and all(states.values())
-    if already_up:
-        print("stack: already up, reusing it")
-        yield dict(line.split("=", 1) for line in env_file.read_text().split() if "=" in line)
+    if states and all(states.values()):
+        if "conductor" in states:
+            print("stack: already up, reusing it")
+            yield dict(line.split("=", 1) for line in env_file.read_text().split() if "=" in line)
+        else:
+            print("stack: already up; adding Conductor to it (`make down` stops everything)")
+            yield stack.up(STACK_DIR, conductor=True)
         return
-    env: dict[str, str] = stack.up(STACK_DIR, conductor=False, partitions=3)
+    env: dict[str, str] = stack.up(STACK_DIR, conductor=True, partitions=3)
     try:
         yield env
     finally:
@@ -64,6 +75,7 @@ def service_running(stack_env: dict[str, str]) -> Iterator[dict[str, str]]:
         "STRIPE_API_KEY": os.environ.get("STRIPE_API_KEY", "sk_test_123"),
         "CONSUMER_HTTP_PORT": str(port),
         "CONSUMER_GROUP_ID": "stripe-consumer-demo",
+        "CONSUMER_DEDUP_REDIS_URL": stack_env.get("REDIS_URL", ""),
         "LOG_FORMAT": "text",
     }
     with log_path.open("w") as log:
@@ -109,13 +121,21 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from consumer.demo import run_demo  # noqa: PLC0415  (after the path is set)
+    from consumer.demo import run_conductor_demo, run_demo  # noqa: PLC0415  (path set now)
 
     stack = _stack_module()
     with stack_running(stack) as stack_env, service_running(stack_env) as env:
-        print("demo: publishing one request per operation, as Conductor EVENT tasks do")
+        print("demo: running workflows through Conductor", flush=True)
+        conductor_lines, _, _ = asyncio.run(
+            run_conductor_demo(stack_env["CONDUCTOR_URL"], "stripe.requests", "stripe.replies")
+        )
+        print("demo: publishing one request per operation, as Conductor EVENT tasks do", flush=True)
         report = asyncio.run(run_demo(env, timeout_s=90))
     print()
+    print(f"== Through Conductor ({stack_env['CONDUCTOR_URL']}) ==")
+    print("\n".join(conductor_lines))
+    print()
+    print("== Directly on Kafka, each request exactly as a Conductor EVENT task publishes it ==")
     print(report.render())
     return 0 if report.completed == report.total else 1
 
