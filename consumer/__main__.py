@@ -20,17 +20,24 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from consumer.settings import SettingsError, load_settings
+from consumer.settings import Settings, SettingsError, load_settings
+
+
+def _settings() -> Settings | None:
+    """The validated settings, or None after printing which variable is wrong."""
+    try:
+        return load_settings(os.environ)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return None
 
 
 def _run() -> int:
     from consumer.app import redactor_for, run_service
     from consumer.logs import configure_logging
 
-    try:
-        settings = load_settings(os.environ)
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 2
     configure_logging(settings.log_level, settings.log_format, redactor_for(settings))
 
@@ -59,10 +66,8 @@ def _check() -> int:
     from consumer.kafka_io import broker_reachable
     from consumer.operations import check_complete
 
-    try:
-        settings = load_settings(os.environ)
-    except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+    settings = _settings()
+    if settings is None:
         return 2
     check_complete()
     if not asyncio.run(broker_reachable(kafka_connection(settings))):

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from consumer.examples import EXAMPLE_PARAMETERS, conductor_event_payload
+from consumer.examples import EXAMPLE_PARAMETERS, conductor_requests
 from consumer.messages import OPERATION_NAMES
 from consumer.settings import load_client_settings
 from consumer.tools import publish_and_collect
@@ -52,18 +52,10 @@ def report(replies: dict[str, dict[str, Any]], task_ids: dict[str, str]) -> Demo
 async def run_demo(environ: dict[str, str], timeout_s: float) -> DemoReport:
     """Publish one Conductor-shaped request per operation and collect the replies."""
     settings = load_client_settings(environ)
-    workflow_id = str(uuid.uuid4())
-    task_ids = {operation: str(uuid.uuid4()) for operation in OPERATION_NAMES}
-    requests = {
-        task_ids[operation]: conductor_event_payload(
-            operation,
-            EXAMPLE_PARAMETERS[operation],
-            workflow_instance_id=workflow_id,
-            task_id=task_ids[operation],
-            sink=f"kafka:{settings.request_topics[0]}",
-        )
-        for operation in OPERATION_NAMES
-    }
+    task_ids, payloads = conductor_requests(
+        workflow_instance_id=str(uuid.uuid4()), sink=f"kafka:{settings.request_topics[0]}"
+    )
+    requests = {task_ids[operation]: payload for operation, payload in payloads.items()}
     try:
         replies = await publish_and_collect(settings, requests, timeout_s=timeout_s)
     except TimeoutError:

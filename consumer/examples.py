@@ -106,6 +106,26 @@ EXPECTED_OBJECT: Final[dict[str, str]] = {
 }
 
 
+def conductor_requests(
+    *, workflow_instance_id: str, sink: str = "kafka:stripe.requests"
+) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """One example request per operation, as one workflow's EVENT tasks publish them:
+    (task id per operation, payload per operation)."""
+    task_ids = {operation: str(uuid.uuid4()) for operation in EXAMPLE_PARAMETERS}
+    payloads = {
+        operation: conductor_event_payload(
+            operation,
+            parameters,
+            workflow_instance_id=workflow_instance_id,
+            task_id=task_ids[operation],
+            task_ref_name=f"{operation}_task",
+            sink=sink,
+        )
+        for operation, parameters in EXAMPLE_PARAMETERS.items()
+    }
+    return task_ids, payloads
+
+
 def conductor_event_payload(
     operation: str,
     parameters: dict[str, Any],

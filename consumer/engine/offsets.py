@@ -15,9 +15,10 @@ from consumer.kafka_io import TopicPartition
 
 
 class _PartitionOffsets:
-    __slots__ = ("done", "end", "order", "pending")
+    __slots__ = ("done", "end", "order", "pending", "start")
 
-    def __init__(self) -> None:
+    def __init__(self, start: int) -> None:
+        self.start = start  # the first offset fetched: where the group already stands
         self.order: deque[int] = deque()  # tracked offsets, ascending (fetch order)
         self.pending: set[int] = set()  # tracked and not yet done
         self.done: set[int] = set()  # done but not yet at the head of `order`
@@ -41,7 +42,7 @@ class OffsetTracker:
     def track(self, tp: TopicPartition, offset: int) -> None:
         state = self._partitions.get(tp)
         if state is None:
-            state = self._partitions[tp] = _PartitionOffsets()
+            state = self._partitions[tp] = _PartitionOffsets(offset)
         if state.end is not None and offset < state.end:
             return  # fetched again (a seek back): already tracked or already done
         state.order.append(offset)
@@ -69,8 +70,10 @@ class OffsetTracker:
         result: dict[TopicPartition, int] = {}
         for tp in chosen:
             state = self._partitions.get(tp)
-            point = state.commit_point() if state else None
-            if point is not None and point != self._committed.get(tp):
+            if state is None:
+                continue
+            point = state.commit_point()
+            if point is not None and point != self._committed.get(tp, state.start):
                 result[tp] = point
         return result
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -213,43 +213,54 @@ class Pipeline:
 
     async def _send_reply(self, handled: Handled, record: OutboundRecord) -> bool:
         started = time.monotonic()
-        attempt = 0
-        while True:
-            try:
-                await self._sink.send(record)
-            except DeliveryFailed as failure:
-                attempt += 1
-                custom_topic = record.topic != self._reply_topic
-                waited_too_long = (
-                    time.monotonic() - started > self._limits.custom_reply_topic_timeout_seconds
-                )
-                if not failure.retriable or (custom_topic and waited_too_long):
-                    _log.error(
-                        "reply undeliverable; sending a failure reply to the default topic",
-                        extra={"topic": record.topic, "error": str(failure)},
-                    )
-                    record = handled.undeliverable(self._reply_topic, str(failure))
-                    continue
-                if not await self._before_retry(attempt, failure):
-                    return False
-            else:
-                return True
+        original = record
+
+        def instead(refused: OutboundRecord, failure: DeliveryFailed) -> OutboundRecord | None:
+            """A reply its topic will not take (or, for a custom topic, not soon): a small
+            failure reply on the default topic instead, once (then it is retried)."""
+            custom_topic = refused.topic != self._reply_topic
+            waited = time.monotonic() - started > self._limits.custom_reply_topic_timeout_seconds
+            if refused is not original or (failure.retriable and not (custom_topic and waited)):
+                return None
+            _log.error(
+                "reply undeliverable; sending a failure reply to the default topic",
+                extra={"topic": refused.topic, "error": str(failure)},
+            )
+            return handled.undeliverable(self._reply_topic, str(failure))
+
+        return await self._send_until_acknowledged(record, instead)
 
     async def _send_dead_letter(self, record: OutboundRecord) -> bool:
+        def instead(refused: OutboundRecord, failure: DeliveryFailed) -> OutboundRecord | None:
+            """A record the DLQ refuses for good (too large): keep its head, say so."""
+            if failure.retriable or len(refused.value) <= _DLQ_TRUNCATED_BYTES:
+                return None
+            return OutboundRecord(
+                refused.topic,
+                refused.key,
+                refused.value[:_DLQ_TRUNCATED_BYTES],
+                (*refused.headers, ("dlq.truncated", b"true")),
+            )
+
+        return await self._send_until_acknowledged(record, instead)
+
+    async def _send_until_acknowledged(
+        self,
+        record: OutboundRecord,
+        instead: Callable[[OutboundRecord, DeliveryFailed], OutboundRecord | None],
+    ) -> bool:
+        """Send until Kafka acknowledges; ``instead`` may replace a refused record. False
+        when stopping first (the offset then stays uncommitted and the record returns)."""
         attempt = 0
         while True:
             try:
                 await self._sink.send(record)
             except DeliveryFailed as failure:
-                attempt += 1
-                if not failure.retriable and len(record.value) > _DLQ_TRUNCATED_BYTES:
-                    record = OutboundRecord(
-                        record.topic,
-                        record.key,
-                        record.value[:_DLQ_TRUNCATED_BYTES],
-                        (*record.headers, ("dlq.truncated", b"true")),
-                    )
+                replacement = instead(record, failure)
+                if replacement is not None:
+                    record = replacement
                     continue
+                attempt += 1
                 if not await self._before_retry(attempt, failure):
                     return False
             else:

@@ -18,17 +18,8 @@ def _list_params(r: ListCustomers) -> dict[str, Any]:
     return given(limit=r.limit, email=r.email, starting_after=r.starting_after)
 
 
-def _create_params(r: CreateCustomer) -> dict[str, Any]:
-    return given(
-        email=r.email,
-        name=r.name,
-        phone=r.phone_number,
-        description=r.description,
-        metadata=r.metadata,
-    )
-
-
-def _update_params(r: UpdateCustomer) -> dict[str, Any]:
+def _contact_params(r: CreateCustomer | UpdateCustomer) -> dict[str, Any]:
+    """Create and update take the same fields (all optional on update)."""
     return given(
         email=r.email,
         name=r.name,
@@ -43,13 +34,13 @@ def _customer_id(r: GetCustomer | UpdateCustomer | DeleteCustomer) -> str:
 
 
 list_customers = Operation(ListCustomers, "GET", "/v1/customers", _list_params)
-create_customer = Operation(CreateCustomer, "POST", "/v1/customers", _create_params)
+create_customer = Operation(CreateCustomer, "POST", "/v1/customers", _contact_params)
 get_customer = Operation(GetCustomer, "GET", "/v1/customers/{customer_id}", no_params, _customer_id)
 update_customer = Operation(
     UpdateCustomer,
     "POST",
     "/v1/customers/{customer_id}",
-    _update_params,
+    _contact_params,
     _customer_id,
 )
 delete_customer = Operation(

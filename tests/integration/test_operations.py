@@ -10,26 +10,14 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from consumer.examples import EXAMPLE_PARAMETERS, EXPECTED_OBJECT, conductor_event_payload
+from consumer.examples import EXPECTED_OBJECT, conductor_requests
 from consumer.messages import OPERATION_NAMES
 from tests.support.service import KafkaClient, Topics, running_service, service_settings
 
 pytestmark = pytest.mark.integration
 
 WORKFLOW_ID = str(uuid.uuid4())
-TASK_IDS = {operation: str(uuid.uuid4()) for operation in OPERATION_NAMES}
-
-
-REQUESTS = {
-    operation: conductor_event_payload(
-        operation,
-        EXAMPLE_PARAMETERS[operation],
-        workflow_instance_id=WORKFLOW_ID,
-        task_id=TASK_IDS[operation],
-        task_ref_name=f"{operation}_task",
-    )
-    for operation in OPERATION_NAMES
-}
+TASK_IDS, REQUESTS = conductor_requests(workflow_instance_id=WORKFLOW_ID)
 
 
 @pytest_asyncio.fixture(scope="module")

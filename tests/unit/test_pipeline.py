@@ -1,0 +1,208 @@
+"""The consumer loop with fake Kafka ends: what it commits, when it pauses, what it sends
+when a reply cannot be delivered, what it does on revoke."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry
+
+from consumer.engine.pipeline import Pipeline, PipelineLimits
+from consumer.errors import RequestRejected
+from consumer.idempotency import RecordCoordinates
+from consumer.kafka_io import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
+from consumer.messages import ConductorFields
+from consumer.metrics import ServiceMetrics
+from consumer.processor import Handled, Prepared, PreparedMeterEvent
+from consumer.replies import Outcome, ReplyAddress, reply_record
+
+TP = TopicPartition("requests", 0)
+
+
+def record(offset: int, key: bytes | None = None) -> InboundRecord:
+    return InboundRecord(
+        "requests", 0, offset, key if key is not None else f"k{offset}".encode(), b"{}", (), 0
+    )
+
+
+class Source:
+    def __init__(self, records: list[InboundRecord]) -> None:
+        self.records = list(records)
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.paused: set[TopicPartition] = set()
+
+    async def fetch(self, timeout_s: float, max_records: int) -> list[InboundRecord]:
+        await asyncio.sleep(0.001)
+        if TP in self.paused:
+            return []
+        batch, self.records = self.records[:max_records], self.records[max_records:]
+        return batch
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(dict(offsets))
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TP}
+
+    def pause(self, partitions: set[TopicPartition]) -> None:
+        self.paused |= partitions
+
+    def resume(self, partitions: set[TopicPartition]) -> None:
+        self.paused -= partitions
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return None
+
+
+class Sink:
+    def __init__(
+        self, refuse: Callable[[OutboundRecord], DeliveryFailed | None] = lambda _: None
+    ) -> None:
+        self.sent: list[OutboundRecord] = []
+        self.refuse = refuse
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def send(self, outbound: OutboundRecord) -> None:
+        await self.gate.wait()
+        failure = self.refuse(outbound)
+        if failure is not None:
+            raise failure
+        self.sent.append(outbound)
+
+
+class Processor:
+    """Replies COMPLETED to every record (on `topic`), after `delay` seconds."""
+
+    def __init__(self, topic: str = "replies", delay: float = 0.0) -> None:
+        self.topic = topic
+        self.delay = delay
+        self.order: list[int] = []
+
+    async def process(self, inbound: InboundRecord) -> Handled:
+        await asyncio.sleep(self.delay)
+        self.order.append(inbound.offset)
+        outcome = Outcome.failed(RequestRejected("$", "x"))
+        address = ReplyAddress(self.topic, inbound.key, ConductorFields(), {})
+        coordinates = RecordCoordinates(inbound.topic, inbound.partition, inbound.offset)
+        return Handled(
+            coordinates,
+            "get_balance",
+            outcome,
+            reply=reply_record(address, "get_balance", outcome, None),
+            address=address,
+        )
+
+    def prepare_meter_event(self, inbound: InboundRecord) -> PreparedMeterEvent | None:
+        return None
+
+    def answer(self, inbound: InboundRecord, prepared: Prepared, outcome: Outcome) -> Handled:
+        raise NotImplementedError
+
+
+def pipeline(source: Source, sink: Sink, processor: Processor, **limits: float) -> Pipeline:
+    return Pipeline(
+        source,
+        sink,
+        processor,
+        ServiceMetrics(CollectorRegistry()),
+        reply_topic="replies",
+        limits=PipelineLimits(commit_interval_seconds=0.01, shutdown_grace_seconds=2, **limits),  # type: ignore[arg-type]
+    )
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 3) -> None:
+    """Poll a condition the code under test has no event for."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+async def run_until(p: Pipeline, condition: Callable[[], bool], timeout_s: float = 3) -> None:
+    stop = asyncio.Event()
+    await p.on_partitions_assigned({TP})
+    task = asyncio.create_task(p.run(stop))
+    await eventually(condition, timeout_s)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_offsets_are_committed_only_after_replies_are_acknowledged() -> None:
+    """While Kafka holds the replies, nothing is committed; once acknowledged, all is."""
+    source, sink = Source([record(i) for i in range(5)]), Sink()
+    sink.gate.clear()
+    p = pipeline(source, sink, Processor())
+    stop = asyncio.Event()
+    await p.on_partitions_assigned({TP})
+    task = asyncio.create_task(p.run(stop))
+    await asyncio.sleep(0.2)
+    assert source.commits == []
+    sink.gate.set()
+    await eventually(lambda: len(sink.sent) == 5)
+    await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    assert source.commits[-1] == {TP: 5}
+
+
+async def test_same_key_in_order_other_keys_concurrently() -> None:
+    """Records of one key are processed in offset order."""
+    source = Source([record(i, key=b"same") for i in range(6)])
+    processor = Processor(delay=0.01)
+    p = pipeline(source, Sink(), processor)
+    await run_until(p, lambda: len(processor.order) == 6)
+    assert processor.order == list(range(6))
+
+
+async def test_reply_a_custom_topic_refuses_becomes_a_failure_on_the_default_topic() -> None:
+    """A reply that cannot be written where asked is not lost: a terminal failure reply goes
+    to the default topic, and the offset moves on."""
+
+    def refuse(out: OutboundRecord) -> DeliveryFailed | None:
+        if out.topic == "replies.billing":
+            return DeliveryFailed("TopicAuthorizationFailedError", retriable=False)
+        return None
+
+    source, sink = Source([record(0)]), Sink(refuse)
+    p = pipeline(source, sink, Processor(topic="replies.billing"))
+    await run_until(p, lambda: bool(sink.sent))
+    [fallback] = sink.sent
+    assert fallback.topic == "replies"
+    assert b'"type":"reply_undeliverable"' in fallback.value
+    assert b"TopicAuthorizationFailedError" in fallback.value
+    assert source.commits[-1] == {TP: 1}
+
+
+async def test_partitions_pause_past_the_buffer_bound_and_resume_below_half() -> None:
+    """Back-pressure: fetching pauses while too much work is buffered, resumes later."""
+    source = Source([record(i) for i in range(40)])
+    processor = Processor(delay=0.02)
+    p = pipeline(source, Sink(), processor, max_in_flight=2, max_buffered=10, fetch_max_records=10)
+    paused_seen = False
+
+    def done() -> bool:
+        nonlocal paused_seen
+        paused_seen = paused_seen or bool(source.paused)
+        return len(processor.order) == 40
+
+    await run_until(p, done, timeout_s=10)
+    assert paused_seen
+    assert source.paused == set()
+
+
+async def test_revoked_partition_work_not_started_is_left_for_the_new_owner() -> None:
+    """After revoke, queued records of that partition are not processed here."""
+    source = Source([record(i, key=b"one-key") for i in range(5)])
+    processor = Processor(delay=0.05)
+    p = pipeline(source, Sink(), processor, revoke_timeout_seconds=0.01)
+    stop = asyncio.Event()
+    await p.on_partitions_assigned({TP})
+    task = asyncio.create_task(p.run(stop))
+    await eventually(lambda: bool(processor.order))
+    await p.on_partitions_revoked({TP})
+    await asyncio.sleep(0.3)
+    stop.set()
+    await task
+    assert len(processor.order) < 5
