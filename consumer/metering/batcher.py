@@ -207,10 +207,14 @@ class MeterEventBatcher:
                 return
 
     def _retry_later(self, entries: Sequence[_Entry]) -> None:
+        """Send these again after one backoff (with jitter), together, as they failed."""
+        failures = max(entry.failures for entry in entries) + 1
         for entry in entries:
-            entry.failures += 1
-            ceiling = min(self._max_backoff, 0.1 * 2 ** min(entry.failures, 10))
-            self._later_enqueue(entry, ceiling * (0.5 + random.random() / 2))  # noqa: S311  (jitter)
+            entry.failures = failures
+        ceiling = min(self._max_backoff, 0.1 * 2 ** min(failures, 10))
+        delay = ceiling * (0.5 + random.random() / 2)  # noqa: S311  (jitter, not security)
+        for entry in entries:
+            self._later_enqueue(entry, delay)
 
     def _resolve(self, entry: _Entry, result: MeterResult) -> None:
         self._known.pop((entry.event.scope, entry.event.identifier), None)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from consumer.kafka_io import committed_offsets, end_offsets
 from tests.support.process import ServiceProcess
 from tests.support.service import KafkaClient, Topics
 from tests.support.stack import StandIn, standin_request
@@ -36,6 +37,9 @@ class Harness:
         return {
             "KAFKA_BOOTSTRAP_SERVERS": self.stack["KAFKA_BOOTSTRAP_SERVERS"],
             "STRIPE_API_BASE": self.standin.url,
+            "STRIPE_METER_EVENTS_BASE": self.standin.url,
+            "CONSUMER_DEDUP_REDIS_URL": self.stack["REDIS_URL"],
+            "CONSUMER_METER_CLAIM_SECONDS": "3",
             "STRIPE_API_KEY": "sk_test_51FaultTests",
             "STRIPE_RATE_LIMIT": "100000",
             "STRIPE_TIMEOUT_SECONDS": "5",
@@ -60,6 +64,13 @@ class Harness:
             self.standin.url, "GET", "/_standin/stats" + ("?full=1" if full else "")
         )
         return result
+
+    async def all_committed(self, topic: str) -> bool:
+        """Every record of the topic answered and committed by the group."""
+        group = self.topics.environ()["CONSUMER_GROUP_ID"]
+        committed = await committed_offsets(self.client.connection, group)
+        ends = await end_offsets(self.client.connection, topic)
+        return all(committed.get(tp) == end for tp, end in ends.items())
 
     async def wait_for(
         self, condition: Callable[[], Awaitable[bool]], timeout_s: float, what: str
