@@ -33,7 +33,7 @@ def _settings() -> Settings | None:
 
 
 def _run() -> int:
-    from consumer.app import redactor_for, run_service
+    from consumer.app import redactor_for, run_service, tune_garbage_collector
     from consumer.logs import configure_logging
 
     settings = _settings()
@@ -48,6 +48,7 @@ def _run() -> int:
             loop.add_signal_handler(signum, stop.set)
         await run_service(settings, stop)
 
+    tune_garbage_collector()
     _event_loop_runner()(main())
     return 0
 

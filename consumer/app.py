@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import socket
 import time
@@ -47,6 +48,25 @@ from consumer.stripe_gateway import StripeGateway, open_gateway
 _log = get_logger()
 # The consumer loop fetches at least every 0.2 s; silence this long means it is stuck.
 LIVENESS_WINDOW_SECONDS: Final = 60.0
+
+
+# Young-generation size for the cyclic garbage collector (CPython's default is 700).
+GC_YOUNG_GENERATION: Final = 20_000
+
+
+def tune_garbage_collector() -> None:
+    """Fewer, larger young collections, and none over start-up's long-lived objects.
+
+    Most of this service's garbage is freed by reference counting; the cyclic collector
+    mostly re-walks live objects (the SDK, aiohttp and aiokafka keep many). Measured with the
+    100 ms stand-in on this 2-core machine: about 900 requests/s with CPython's defaults,
+    1,100-1,400 with start-up objects frozen and young collections 15-70x rarer (10,000 to
+    50,000 measured alike; 20,000 keeps each pause short). Memory stays bounded (the
+    benchmark's 100,000-record backlog run).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_GENERATION, 20, 20)
 
 
 def redactor_for(settings: Settings) -> Redactor:
@@ -256,6 +276,7 @@ async def run_service(
                 limits=PipelineLimits(
                     max_in_flight=settings.max_in_flight,
                     max_buffered=settings.max_buffered,
+                    max_buffered_meter_events=settings.max_buffered_meter_events,
                     commit_interval_seconds=settings.commit_interval_seconds,
                     revoke_timeout_seconds=settings.revoke_timeout_seconds,
                     shutdown_grace_seconds=settings.shutdown_grace_seconds,

@@ -196,7 +196,10 @@ class RecordSource:
 class RecordSink:
     """An idempotent producer (``acks=all``): ``send`` returns when the broker has the record."""
 
-    def __init__(self, connection: KafkaConnection, *, linger_ms: int = 5) -> None:
+    def __init__(self, connection: KafkaConnection, *, linger_ms: int = 0) -> None:
+        """``linger_ms=0``: aiokafka keeps one produce request in flight per broker, so
+        replies batch up naturally while it is out; lingering only added latency (measured:
+        the reply's wait for its acknowledgement, p50 7.5 ms with 5 ms linger, 3 ms without)."""
         self._producer = aiokafka.AIOKafkaProducer(
             acks="all",
             enable_idempotence=True,

@@ -411,6 +411,8 @@ class CreateMeterEvent(OperationRequest, tag="create_meter_event", kw_only=True,
     def decimal_value(self) -> str:
         """The value as Stripe wants it: a plain decimal string."""
         value = 1 if self.value is None else self.value
+        if type(value) is int:  # the common case: no Decimal round trip
+            return str(value)
         if isinstance(value, float) and not math.isfinite(value):
             raise FieldError("$.value", "Expected a finite number")
         try:

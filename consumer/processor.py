@@ -263,7 +263,7 @@ class RequestProcessor:
             return remembered.remembered()
         if isinstance(request, CreateMeterEvent):
             event = _meter_event(request, prepared)
-            outcome = meter_outcome(event, await self._meter_events.submit(event))
+            outcome = meter_outcome(event, await self._meter_events.deliver(event))
         else:
             outcome = await self._execute(request, prepared.credential, prepared.idempotency_key)
         self._memory.remember(memory_key, prepared.request_hash, outcome)
@@ -406,8 +406,9 @@ def _meter_event(request: CreateMeterEvent, prepared: Prepared) -> MeterEvent:
     )
 
 
-def meter_outcome(event: MeterEvent, result: MeterResult) -> Outcome:
-    """A meter event's result as a reply outcome: counted (now or before) or failed."""
+def meter_outcome(event: MeterEvent, result: MeterResult, *, with_output: bool = True) -> Outcome:
+    """A meter event's result as a reply outcome: counted (now or before) or failed.
+    ``with_output=False`` skips building the reply's output (no reply is due)."""
     if result.status == "failed":
         failure = result.failure or StripeFailure(
             ReplyError(type="api_error", message="Stripe refused the meter event"),
@@ -416,7 +417,7 @@ def meter_outcome(event: MeterEvent, result: MeterResult) -> Outcome:
         return Outcome.failed(failure, Attempts(count=result.attempts))
     return Outcome(
         "COMPLETED",
-        output=msgspec.Raw(msgspec.json.encode(event.as_object())),
+        output=msgspec.Raw(msgspec.json.encode(event.as_object())) if with_output else None,
         stripe_request_id=result.request_id,
         attempts=result.attempts,
         deduplicated=result.status == "deduplicated",

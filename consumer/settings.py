@@ -104,6 +104,7 @@ class Settings:
     log_format: Literal["json", "text"]
     max_in_flight: int
     max_buffered: int
+    max_buffered_meter_events: int
     commit_interval_seconds: float
     revoke_timeout_seconds: float
     shutdown_grace_seconds: float
@@ -382,12 +383,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         http_host=reader.text("CONSUMER_HTTP_HOST", "127.0.0.1"),
         http_port=reader.integer("CONSUMER_HTTP_PORT", 8000, 0, 65535),
         max_record_bytes=reader.integer("CONSUMER_MAX_RECORD_BYTES", 1_048_576, 64, 104_857_600),
+        # Conductor republishes a task's record while it is pending (minutes) and retries a
+        # failed task after its retry delay (60 s by default): an hour covers both. Each
+        # entry holds a Stripe object (about 3 KiB), so 20,000 entries stay near 60 MiB.
         reply_memory_seconds=reader.number(
-            "CONSUMER_REPLY_MEMORY_SECONDS", 86_400.0, 0.0, 2_592_000.0
+            "CONSUMER_REPLY_MEMORY_SECONDS", 3_600.0, 0.0, 2_592_000.0
         ),
-        reply_memory_entries=reader.integer(
-            "CONSUMER_REPLY_MEMORY_ENTRIES", 100_000, 0, 10_000_000
-        ),
+        reply_memory_entries=reader.integer("CONSUMER_REPLY_MEMORY_ENTRIES", 20_000, 0, 10_000_000),
         log_level=reader.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         log_format=log_format,  # type: ignore[arg-type]  # checked by choice()
         kafka_security=client.kafka_security,
@@ -395,6 +397,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_in_flight=max_in_flight,
         max_buffered=reader.integer(
             "CONSUMER_MAX_BUFFERED", max(1000, 4 * max_in_flight), max_in_flight, 1_000_000
+        ),
+        max_buffered_meter_events=reader.integer(
+            "CONSUMER_MAX_BUFFERED_METER_EVENTS", 20_000, 100, 1_000_000
         ),
         commit_interval_seconds=reader.number("CONSUMER_COMMIT_INTERVAL_SECONDS", 1.0, 0.05, 60.0),
         revoke_timeout_seconds=reader.number("CONSUMER_REVOKE_TIMEOUT_SECONDS", 10.0, 0.0, 120.0),
@@ -418,6 +423,6 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         ),
         meter_claim_seconds=reader.number("CONSUMER_METER_CLAIM_SECONDS", 60.0, 1.0, 3600.0),
         meter_dedup_max_entries=reader.integer(
-            "CONSUMER_METER_DEDUP_MAX_ENTRIES", 1_000_000, 1_000, 100_000_000
+            "CONSUMER_METER_DEDUP_MAX_ENTRIES", 200_000, 1_000, 100_000_000
         ),
     )

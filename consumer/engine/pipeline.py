@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -45,11 +47,21 @@ _DLQ_TRUNCATED_BYTES: Final = 64 * 1024
 class PipelineLimits:
     max_in_flight: int = 256
     max_buffered: int = 2048
+    max_buffered_meter_events: int = 20_000
     fetch_max_records: int = 500
     commit_interval_seconds: float = 1.0
     revoke_timeout_seconds: float = 10.0
     shutdown_grace_seconds: float = 25.0
     custom_reply_topic_timeout_seconds: float = 30.0
+
+
+@dataclass(slots=True)
+class Timing:
+    """When a record was fetched, started, processed: the log line's breakdown."""
+
+    received: float
+    started: float = 0.0
+    processed: float = 0.0
 
 
 class Source(Protocol):
@@ -72,7 +84,7 @@ class Processor(Protocol):
 
 
 class MeterBatcher(Protocol):
-    def submit(self, event: MeterEvent) -> asyncio.Future[MeterResult]: ...
+    def submit(self, event: MeterEvent, on_result: Callable[[MeterResult], None]) -> None: ...
     def flush_all(self) -> None: ...
 
 
@@ -102,7 +114,7 @@ class Pipeline:
         self._offsets = OffsetTracker()
         self._scheduler = KeyedScheduler(limits.max_in_flight)
         self._assigned: set[TopicPartition] = set()
-        self._paused = False
+        self._paused: set[TopicPartition] = set()
         self._stopping = False
         self._last_commit = time.monotonic()
         self._commit_lock = asyncio.Lock()
@@ -118,8 +130,13 @@ class Pipeline:
                 records = await self._source.fetch(0.2, self._limits.fetch_max_records)
                 self.last_fetch_monotonic = time.monotonic()
                 self._metrics.last_poll.set(time.time())
+                consumed: Counter[str] = Counter()
                 for record in records:
+                    consumed[record.topic] += 1
                     self._admit(record)
+                for topic, count in consumed.items():
+                    self._metrics.records_consumed.labels(topic).inc(count)
+                self._metrics.in_flight.set(self._in_flight)
                 self._apply_backpressure()
                 if time.monotonic() - self._last_commit >= self._limits.commit_interval_seconds:
                     await self.commit()
@@ -129,16 +146,14 @@ class Pipeline:
 
     def _admit(self, record: InboundRecord) -> None:
         tp = record.topic_partition
-        self._metrics.records_consumed.labels(record.topic).inc()
         self._offsets.track(tp, record.offset)
-        received = time.perf_counter()
-        if record.topic == self._meter_topic and self._admit_meter_event(record, received):
+        timing = Timing(time.perf_counter())
+        if record.topic == self._meter_topic and self._admit_meter_event(record, timing):
             return
         key: Hashable = (
             (record.topic, record.key) if record.key is not None else (tp, record.offset)
         )
-        self._scheduler.submit(key, lambda: self._handle(record, received))
-        self._metrics.in_flight.set(self._in_flight)
+        self._scheduler.submit(key, lambda: self._handle(record, timing))
 
     @property
     def _in_flight(self) -> int:
@@ -146,16 +161,17 @@ class Pipeline:
 
     # -- the meter lane -------------------------------------------------------------------
 
-    def _admit_meter_event(self, record: InboundRecord, received: float) -> bool:
+    def _admit_meter_event(self, record: InboundRecord, timing: Timing) -> bool:
         """Valid meter events skip the per-key scheduler: usage adds up whatever the order,
         and batching needs many events at once. Anything else takes the ordinary path."""
         prepared = self._processor.prepare_meter_event(record)
         if prepared is None or self._meter_batcher is None:
             return False
         self._metered += 1
-        future = self._meter_batcher.submit(prepared.event)
-        future.add_done_callback(
-            lambda done: self._meter_event_answered(record, prepared, received, done)
+        timing.started = timing.received  # batched at once
+        self._meter_batcher.submit(
+            prepared.event,
+            lambda result: self._meter_event_answered(record, prepared, timing, result),
         )
         return True
 
@@ -163,43 +179,43 @@ class Pipeline:
         self,
         record: InboundRecord,
         prepared: PreparedMeterEvent,
-        received: float,
-        done: asyncio.Future[MeterResult],
+        timing: Timing,
+        result: MeterResult,
     ) -> None:
         self._metered -= 1
-        if done.cancelled():
-            return  # shutting down: left uncommitted, redelivered
-        outcome = meter_outcome(prepared.event, done.result())
+        timing.processed = time.perf_counter()
+        outcome = meter_outcome(prepared.event, result, with_output=prepared.prepared.reply_due)
         handled = self._processor.answer(record, prepared.prepared, outcome)
         if handled.reply is None and handled.dead_letter is None:
-            self._finished(record, handled, received)
+            self._finished(record, handled, timing)
             return
-        task = asyncio.create_task(self._deliver_and_finish(record, handled, received))
+        task = asyncio.create_task(self._deliver_and_finish(record, handled, timing))
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
 
     async def _deliver_and_finish(
-        self, record: InboundRecord, handled: Handled, received: float
+        self, record: InboundRecord, handled: Handled, timing: Timing
     ) -> None:
         if await self._deliver(handled):
-            self._finished(record, handled, received)
+            self._finished(record, handled, timing)
 
-    async def _handle(self, record: InboundRecord, received: float) -> None:
-        """Process one record; ``received`` is when it was fetched (queueing counts)."""
+    async def _handle(self, record: InboundRecord, timing: Timing) -> None:
+        """Process one record; timed from when it was fetched (queueing counts)."""
         tp = record.topic_partition
         if tp not in self._assigned:
             return  # revoked before it started: the partition's new owner answers it
+        timing.started = time.perf_counter()
         handled = await self._processor.process(record)
+        timing.processed = time.perf_counter()
         if not await self._deliver(handled):
             return  # stopping before Kafka took the reply: left uncommitted, redelivered
-        self._finished(record, handled, received)
+        self._finished(record, handled, timing)
 
-    def _finished(self, record: InboundRecord, handled: Handled, received: float) -> None:
+    def _finished(self, record: InboundRecord, handled: Handled, timing: Timing) -> None:
         """Its reply (if any) is acknowledged: the offset may be committed."""
         self._offsets.done(record.topic_partition, record.offset)
         self._progress.set()
-        self._metrics.in_flight.set(self._in_flight)
-        self._observe(handled, time.perf_counter() - received)
+        self._observe(handled, timing, time.perf_counter())
 
     # -- delivery -------------------------------------------------------------------------
 
@@ -295,14 +311,39 @@ class Pipeline:
             self._metrics.commits.labels("ok").inc()
 
     def _apply_backpressure(self) -> None:
-        buffered = self._scheduler.queued
-        if not self._paused and buffered >= self._limits.max_buffered:
-            self._source.pause(self._assigned)
-            self._paused = True
-        elif self._paused and buffered <= self._limits.max_buffered // 2:
-            self._source.resume(self._assigned)
-            self._paused = False
-        self._metrics.paused_partitions.set(len(self._assigned) if self._paused else 0)
+        """Pause partitions whose work is piling up; resume below half. Requests (per-key
+        scheduler) and meter events (batches) have their own bounds, so a usage backlog
+        never holds up Conductor's requests, and pausing stays rare for each."""
+        full_requests = self._full(
+            self._scheduler.queued, self._limits.max_buffered, self._requests_paused
+        )
+        full_meter = self._full(
+            self._metered, self._limits.max_buffered_meter_events, self._meter_paused
+        )
+        wanted = {
+            tp
+            for tp in self._assigned
+            if (full_meter or full_requests if tp.topic == self._meter_topic else full_requests)
+        }
+        if wanted - self._paused:
+            self._source.pause(wanted - self._paused)
+        if self._paused - wanted:
+            self._source.resume(self._paused - wanted)
+        self._paused = wanted
+        self._metrics.paused_partitions.set(len(self._paused))
+
+    @property
+    def _requests_paused(self) -> bool:
+        return any(tp.topic != self._meter_topic for tp in self._paused)
+
+    @property
+    def _meter_paused(self) -> bool:
+        return any(tp.topic == self._meter_topic for tp in self._paused)
+
+    @staticmethod
+    def _full(buffered: int, bound: int, paused: bool) -> bool:
+        """Hysteresis: full at the bound; once paused, full until below half of it."""
+        return buffered >= bound or (paused and buffered > bound // 2)
 
     def _update_lag(self) -> None:
         for tp in self._assigned:
@@ -315,6 +356,7 @@ class Pipeline:
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self._assigned -= revoked
+        self._paused -= revoked
         if self._meter_batcher is not None:
             self._meter_batcher.flush_all()  # no lingering: the partitions are leaving
         await self._wait_answered(revoked, self._limits.revoke_timeout_seconds)
@@ -340,8 +382,7 @@ class Pipeline:
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned |= assigned
         self._metrics.rebalances.inc()
-        if self._paused:
-            self._source.pause(assigned)
+        self._apply_backpressure()
         self.group_joined.set()
 
     # -- shutdown -------------------------------------------------------------------------
@@ -361,7 +402,8 @@ class Pipeline:
 
     # -- observation ----------------------------------------------------------------------
 
-    def _observe(self, handled: Handled, seconds: float) -> None:
+    def _observe(self, handled: Handled, timing: Timing, now: float) -> None:
+        seconds = now - timing.received
         operation = handled.operation or "unknown"
         status = handled.status if handled.reply is not None else "NO_REPLY"
         self._metrics.requests.labels(operation, status).inc()
@@ -369,8 +411,15 @@ class Pipeline:
         if handled.dead_letter_reason is not None:
             self._metrics.dlq.labels(handled.dead_letter_reason).inc()
         outcome = handled.outcome
+        # One line per request; quiet meter events (thousands a second, no reply asked for)
+        # only at DEBUG unless they failed: their metrics tell the story.
+        quiet = handled.reply is None and handled.dead_letter is None
+        level = logging.DEBUG if quiet and outcome.status == "COMPLETED" else logging.INFO
+        if not _log.isEnabledFor(level):
+            return
         error = outcome.error
-        _log.info(
+        _log.log(
+            level,
             "request",
             extra={
                 "operation": handled.operation,
@@ -389,7 +438,9 @@ class Pipeline:
                 "reply_topic": handled.reply.topic if handled.reply else None,
                 "dlq_reason": handled.dead_letter_reason,
                 "duration_ms": round(seconds * 1000, 2),
+                "queued_ms": round((timing.started - timing.received) * 1000, 2),
                 "stripe_ms": round(outcome.stripe_seconds * 1000, 2),
+                "reply_ms": round((now - timing.processed) * 1000, 2),
             },
         )
 

@@ -1,16 +1,18 @@
 """Batching meter events, each identifier sent once.
 
-``submit(event)`` returns a future. Events gather per Stripe account and go out when a batch
+``submit(event, on_result)`` calls ``on_result`` with the event's result (directly, from the
+batch's task: no future and no scheduled callback per event); ``deliver(event)`` awaits it.
+Events gather per Stripe account and go out when a batch
 is full (100, the stream's limit) or has lingered ``linger`` seconds; several batches are in
 flight at once. For each batch:
 
 1. claim the identifiers in the ledger: already ``DELIVERED`` ones resolve as deduplicated at
    once; ones another sender holds (``PENDING``) wait and are claimed again shortly;
-2. send the claimed events; on success mark them delivered, then resolve the futures;
+2. send the claimed events; on success mark them delivered, then answer the events;
 3. a transient failure (rate limit, 5xx, connection, expired session) releases the claims and
    retries the same events (same identifiers) after a backoff, for as long as it takes:
    usage is never dropped because Stripe is briefly unavailable;
-4. a terminal failure releases the claims and resolves the futures as failed (the caller
+4. a terminal failure releases the claims and answers the events as failed (the caller
    answers: reply or DLQ), so one bad batch never blocks the partition.
 
 Duplicates within this process (the same identifier queued twice) share one send. An event is
@@ -23,7 +25,7 @@ import asyncio
 import contextlib
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -41,7 +43,7 @@ _log = get_logger()
 @dataclass(slots=True)
 class _Entry:
     event: MeterEvent
-    futures: list[asyncio.Future[MeterResult]] = field(default_factory=list)
+    answer: list[Callable[[MeterResult], None]] = field(default_factory=list)
     failures: int = 0
 
 
@@ -73,16 +75,20 @@ class MeterEventBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
 
-    def submit(self, event: MeterEvent) -> asyncio.Future[MeterResult]:
-        future: asyncio.Future[MeterResult] = asyncio.get_running_loop().create_future()
+    def submit(self, event: MeterEvent, on_result: Callable[[MeterResult], None]) -> None:
         known = self._known.get((event.scope, event.identifier))
         if known is not None:  # a duplicate of one already queued or in flight here
-            known.futures.append(future)
-            return future
-        entry = _Entry(event, [future])
+            known.answer.append(on_result)
+            return
+        entry = _Entry(event, [on_result])
         self._known[(event.scope, event.identifier)] = entry
         self._enqueue(entry)
-        return future
+
+    async def deliver(self, event: MeterEvent) -> MeterResult:
+        """Submit and wait for the result."""
+        future: asyncio.Future[MeterResult] = asyncio.get_running_loop().create_future()
+        self.submit(event, future.set_result)
+        return await future
 
     def _enqueue(self, entry: _Entry) -> None:
         scope = entry.event.scope
@@ -218,14 +224,19 @@ class MeterEventBatcher:
 
     def _resolve(self, entry: _Entry, result: MeterResult) -> None:
         self._known.pop((entry.event.scope, entry.event.identifier), None)
-        first, *duplicates = entry.futures
-        if not first.done():
-            first.set_result(result)
+        first, *duplicates = entry.answer
+        _answer(first, result)
         for duplicate in duplicates:
-            if duplicate.done():
-                continue
             if result.status == "failed":
-                duplicate.set_result(result)
+                _answer(duplicate, result)
             else:
                 self._metrics.deduplicated.labels("meter_identifier").inc()
-                duplicate.set_result(MeterResult("deduplicated", request_id=result.request_id))
+                _answer(duplicate, MeterResult("deduplicated", request_id=result.request_id))
+
+
+def _answer(on_result: Callable[[MeterResult], None], result: MeterResult) -> None:
+    """Hand a result over; a caller's failure must not stop the rest of the batch."""
+    try:
+        on_result(result)
+    except Exception:
+        _log.exception("answering a meter event failed")

@@ -50,6 +50,13 @@ class Transport:
         return [MeterResult("delivered", attempts=1)] * len(events)
 
 
+def submitted(b: MeterEventBatcher, e: MeterEvent) -> asyncio.Future[MeterResult]:
+    """The event's result as a future (the batcher calls back with it)."""
+    future: asyncio.Future[MeterResult] = asyncio.get_running_loop().create_future()
+    b.submit(e, future.set_result)
+    return future
+
+
 def failure(retryable: bool) -> StripeFailure:
     return StripeFailure(
         ReplyError(type="api_error", message="x", retryable=retryable), category="api_error"
@@ -75,7 +82,7 @@ async def test_full_batches_go_at_once_and_the_rest_after_the_linger() -> None:
     """250 events: two batches of 100 immediately, the last 50 after the linger."""
     transport = Transport()
     b = batcher(transport, linger=0.05)
-    futures = [b.submit(event(f"e{i}")) for i in range(250)]
+    futures = [submitted(b, event(f"e{i}")) for i in range(250)]
     await asyncio.sleep(0.02)
     assert [len(x) for x in transport.batches] == [100, 100]
     results = await asyncio.gather(*futures)
@@ -87,7 +94,7 @@ async def test_duplicates_in_this_process_share_one_send() -> None:
     """The same identifier submitted twice: one send, the second answered as deduplicated."""
     transport = Transport()
     b = batcher(transport)
-    first, second = b.submit(event("dup")), b.submit(event("dup"))
+    first, second = submitted(b, event("dup")), submitted(b, event("dup"))
     assert (await first).status == "delivered"
     assert (await second).status == "deduplicated"
     assert transport.batches == [["dup"]]
@@ -99,7 +106,7 @@ async def test_identifier_delivered_before_is_not_sent() -> None:
     await ledger.claim(SCOPE, ["old"])
     await ledger.mark_delivered(SCOPE, ["old"])
     transport = Transport()
-    result = await batcher(transport, ledger).submit(event("old"))
+    result = await submitted(batcher(transport, ledger), event("old"))
     assert result.status == "deduplicated"
     assert transport.batches == []
 
@@ -110,7 +117,7 @@ async def test_identifier_held_elsewhere_waits_until_delivered_there() -> None:
     other = ledger  # same store, another holder: claim as if another replica did
     await other.claim(SCOPE, ["shared"])
     transport = Transport()
-    future = batcher(transport, ledger).submit(event("shared"))
+    future = submitted(batcher(transport, ledger), event("shared"))
     await asyncio.sleep(0.05)
     assert not future.done()
     await other.mark_delivered(SCOPE, ["shared"])
@@ -123,7 +130,7 @@ async def test_transient_failure_retries_the_same_identifiers_until_accepted() -
     transport = Transport(failures=[failure(retryable=True)] * 3)
     b = batcher(transport)
     results = await asyncio.wait_for(
-        asyncio.gather(*(b.submit(event(f"t{i}")) for i in range(5))), 5
+        asyncio.gather(*(submitted(b, event(f"t{i}")) for i in range(5))), 5
     )
     assert {r.status for r in results} == {"delivered"}
     sent = sorted(identifier for batch in transport.batches for identifier in batch)
@@ -134,7 +141,7 @@ async def test_terminal_failure_is_answered_and_releases_the_claims() -> None:
     """Refused for good: each event is answered failed, and its identifier is free again."""
     ledger = MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me")
     transport = Transport(failures=[failure(retryable=False)])
-    result = await batcher(transport, ledger).submit(event("bad"))
+    result = await submitted(batcher(transport, ledger), event("bad"))
     assert result.status == "failed"
     assert result.failure is not None
     assert not result.failure.retryable
@@ -154,7 +161,7 @@ async def test_ledger_outage_never_sends_unclaimed() -> None:
 
     ledger = Flaky(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me")
     transport = Transport()
-    future = batcher(transport, ledger).submit(event("x"))
+    future = submitted(batcher(transport, ledger), event("x"))
     await asyncio.sleep(0.1)
     assert transport.batches == []
     ledger.down = False
@@ -165,6 +172,6 @@ async def test_close_flushes_what_is_queued() -> None:
     """On shutdown, queued events go out without waiting for the linger."""
     transport = Transport()
     b = batcher(transport, linger=10)
-    future = b.submit(event("late"))
+    future = submitted(b, event("late"))
     assert await b.close(timeout_s=2)
     assert (await future).status == "delivered"

@@ -34,7 +34,7 @@ class Source:
 
     async def fetch(self, timeout_s: float, max_records: int) -> list[InboundRecord]:
         await asyncio.sleep(0.001)
-        if TP in self.paused:
+        if self.paused:
             return []
         batch, self.records = self.records[:max_records], self.records[max_records:]
         return batch
@@ -206,3 +206,44 @@ async def test_revoked_partition_work_not_started_is_left_for_the_new_owner() ->
     stop.set()
     await task
     assert len(processor.order) < 5
+
+
+async def test_meter_lane_counts_towards_back_pressure() -> None:
+    """Meter events waiting in batches count as buffered: a backlog cannot flood memory."""
+    from consumer.metering.events import MeterEvent, MeterResult
+
+    class Lane:
+        def __init__(self) -> None:
+            self.waiting: list[Callable[[MeterResult], None]] = []
+
+        def submit(self, event: MeterEvent, on_result: Callable[[MeterResult], None]) -> None:
+            self.waiting.append(on_result)
+
+        def flush_all(self) -> None: ...
+
+    class MeterProcessor(Processor):
+        def prepare_meter_event(self, inbound: InboundRecord) -> PreparedMeterEvent | None:
+            return PreparedMeterEvent(prepared=None, event=None)  # type: ignore[arg-type]
+
+    source = Source([InboundRecord("meter", 0, i, b"k", b"{}", (), 0) for i in range(100)])
+    lane = Lane()
+    p = Pipeline(
+        source,
+        Sink(),
+        MeterProcessor(),
+        ServiceMetrics(CollectorRegistry()),
+        reply_topic="replies",
+        meter_topic="meter",
+        meter_batcher=lane,
+        limits=PipelineLimits(
+            max_buffered_meter_events=20, fetch_max_records=5, shutdown_grace_seconds=0.1
+        ),
+    )
+    stop = asyncio.Event()
+    await p.on_partitions_assigned({TopicPartition("meter", 0)})
+    task = asyncio.create_task(p.run(stop))
+    await asyncio.sleep(0.3)
+    assert 20 <= len(lane.waiting) < 30  # paused at the bound, not the whole backlog
+    assert source.paused
+    stop.set()
+    await task
