@@ -9,7 +9,7 @@ STACK  := $(PYTHON) deploy/local/stack.py
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help install up up-lite down status demo run test test-unit test-contract \
-        test-integration test-fault test-e2e lint format docs bench clean
+        test-integration test-fault test-e2e test-chart tools lint format docs bench clean
 
 help:
 	@echo "make demo     run every operation end to end on a real local stack"
@@ -48,8 +48,15 @@ run: install up-lite
 	set -a && . ./.local/stack.env && set +a && \
 	STRIPE_API_KEY=$${STRIPE_API_KEY:-sk_test_123} LOG_FORMAT=text $(PY) -m consumer run
 
-test: install
-	$(PYTEST) tests/unit tests/contract tests/integration tests/fault tests/e2e
+test: install tools
+	$(PYTEST) tests/unit tests/contract tests/integration tests/fault tests/e2e tests/chart
+
+# helm and promtool (go install), the CRD schemas: built once into ~/.cache (7-9 min cold).
+tools:
+	$(PYTHON) deploy/local/tools.py install
+
+test-chart: install tools
+	$(PYTEST) tests/chart
 
 test-unit: install
 	$(PYTEST) tests/unit

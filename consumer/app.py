@@ -32,7 +32,13 @@ from consumer.engine.rate_limit import RateLimiter, default_rate_limit
 from consumer.engine.reply_memory import ReplyMemory
 from consumer.engine.retry import RetryPolicy
 from consumer.identifier_ledger import IdentifierLedger, MemoryLedger
-from consumer.kafka_io import KafkaConnection, RecordSink, RecordSource, ensure_topics
+from consumer.kafka_io import (
+    BrokerProbe,
+    KafkaConnection,
+    RecordSink,
+    RecordSource,
+    ensure_topics,
+)
 from consumer.logs import get_logger
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.sessions import MeterEventSessions
@@ -52,6 +58,16 @@ LIVENESS_WINDOW_SECONDS: Final = 60.0
 
 # Young-generation size for the cyclic garbage collector (CPython's default is 700).
 GC_YOUNG_GENERATION: Final = 20_000
+
+
+BROKER_CHECK_SECONDS: Final = 10.0
+
+
+async def _check_broker_every(broker: BrokerProbe, seconds: float) -> None:
+    """Readiness asks the broker itself, not only whether the loop fetched recently."""
+    while True:
+        await broker.check()
+        await asyncio.sleep(seconds)
 
 
 def tune_garbage_collector() -> None:
@@ -91,6 +107,7 @@ def kafka_connection(settings: Settings) -> KafkaConnection:
 class HealthProbe:
     pipeline: Pipeline
     gate: CredentialGate
+    broker: BrokerProbe
 
     def alive(self) -> tuple[bool, str]:
         silent = time.monotonic() - self.pipeline.last_fetch_monotonic
@@ -104,6 +121,8 @@ class HealthProbe:
             return False, why
         if not self.pipeline.group_joined.is_set():
             return False, "not yet a member of the consumer group"
+        if not self.broker.reachable:
+            return False, "no Kafka broker answers"
         rejected = self.gate.rejected()
         if rejected:
             return False, f"Stripe rejects the key of: {', '.join(sorted(rejected))}"
@@ -282,8 +301,10 @@ async def run_service(
                     shutdown_grace_seconds=settings.shutdown_grace_seconds,
                 ),
             )
+            broker = BrokerProbe(connection)
+            checking = asyncio.create_task(_check_broker_every(broker, BROKER_CHECK_SECONDS))
             async with _http_server(
-                settings, registry, HealthProbe(pipeline, executor.gate)
+                settings, registry, HealthProbe(pipeline, executor.gate, broker)
             ) as port:
                 await source.start(rebalance=pipeline)
                 _log.info(
@@ -299,6 +320,8 @@ async def run_service(
                 try:
                     await pipeline.run(stop)
                 finally:
+                    checking.cancel()
+                    await broker.close()
                     await source.stop()
                     for batcher in {single_events, lane}:
                         await batcher.close(timeout_s=1.0)

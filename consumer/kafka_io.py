@@ -288,18 +288,44 @@ async def end_offsets(connection: KafkaConnection, topic: str) -> dict[TopicPart
 
 async def broker_reachable(connection: KafkaConnection, timeout_s: float = 5.0) -> bool:
     """True when a broker answers a metadata request."""
-    admin = AIOKafkaAdminClient(
-        request_timeout_ms=int(timeout_s * 1000), **connection.client_options()
-    )
+    probe = BrokerProbe(connection, timeout_s=timeout_s)
     try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-        await asyncio.wait_for(admin.list_topics(), timeout_s)
-    except (KafkaError, OSError, TimeoutError):
-        return False
+        return await probe.check()
     finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
-    return True
+        await probe.close()
+
+
+class BrokerProbe:
+    """Answers "is a broker reachable?" for readiness, on one long-lived admin connection
+    (reconnected after a failure), at most one metadata request at a time."""
+
+    def __init__(self, connection: KafkaConnection, *, timeout_s: float = 5.0) -> None:
+        self._connection = connection
+        self._timeout_s = timeout_s
+        self._admin: AIOKafkaAdminClient | None = None
+        self.reachable = False
+
+    async def check(self) -> bool:
+        try:
+            if self._admin is None:
+                self._admin = AIOKafkaAdminClient(
+                    request_timeout_ms=int(self._timeout_s * 1000),
+                    **self._connection.client_options(),
+                )
+                await asyncio.wait_for(self._admin.start(), self._timeout_s)
+            await asyncio.wait_for(self._admin.describe_cluster(), self._timeout_s)
+        except (KafkaError, OSError, TimeoutError):
+            await self.close()
+            self.reachable = False
+        else:
+            self.reachable = True
+        return self.reachable
+
+    async def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                await admin.close()
 
 
 @contextlib.asynccontextmanager

@@ -59,8 +59,9 @@ class TextFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, fmt: str, redact: Redactor) -> None:
+    """``fmt``: json, text, or auto (text on a terminal, JSON otherwise)."""
     handler = logging.StreamHandler(sys.stderr)
-    use_text = fmt == "text"
+    use_text = fmt == "text" or (fmt == "auto" and sys.stderr.isatty())
     handler.setFormatter(TextFormatter(redact) if use_text else JsonFormatter(redact))
     root = logging.getLogger()
     for existing in list(root.handlers):

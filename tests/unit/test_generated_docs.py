@@ -4,6 +4,7 @@ Structs; these tests fail when the checked-in files drift (fix: `make docs`)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import msgspec
@@ -90,3 +91,13 @@ def test_orkes_handlers_are_rooted_at_the_record_value() -> None:
     assert "payload" not in orkes
     assert "${taskId}" in orkes
     assert '"kafka:kafka:stripe.replies"' in orkes
+
+
+def test_readme_documents_every_variable() -> None:
+    """Every environment variable settings.py reads has a row in the README's table."""
+    source = (ROOT / "consumer" / "settings.py").read_text(encoding="utf-8")
+    variables = set(re.findall(r'"((?:KAFKA|STRIPE|CONSUMER|LOG)_[A-Z0-9_]+)"', source))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"`((?:KAFKA|STRIPE|CONSUMER|LOG)_[A-Z0-9_]+)`", readme))
+    assert variables, "no variables found"
+    assert variables <= documented, f"undocumented: {sorted(variables - documented)}"
