@@ -1,6 +1,6 @@
 """Each meter-event identifier counts exactly once in Stripe: with duplicates spread across
 partitions, across a graceful restart, after a SIGKILL, and with two replicas sharing the
-Redis ledger. The stand-in counts deliveries per identifier on the v2 stream."""
+Redis ledger. The stand-in counts deliveries per identifier (v2 stream and v1 endpoint)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import msgspec
+import pytest
 
 from consumer.kafka_io import OutboundRecord, RecordSink
 from tests.fault.conftest import Harness
@@ -64,13 +65,17 @@ async def wait_answered(harness: Harness, timeout_s: float = 120) -> None:
     await harness.wait_for(done, timeout_s, "every meter event answered and committed")
 
 
-async def test_duplicates_across_partitions_count_once(harness: Harness) -> None:
+@pytest.mark.parametrize(("api", "count"), [("v2_stream", 3000), ("v1", 600)])
+async def test_duplicates_across_partitions_count_once(
+    harness: Harness, api: str, count: int
+) -> None:
     """20% duplicate identifiers on other partitions: each identifier arrives once, none is
-    missing; the duplicates are counted as deduplicated."""
-    batch = events(3000, duplicate_share=0.2)
+    missing; the duplicates are counted as deduplicated. On the v2 stream in batches; on the
+    v1 fallback one call per unique identifier (fewer events: v1 is one call each)."""
+    batch = events(count, duplicate_share=0.2)
     identifiers = {event["identifier"] for _, event in batch}
     await publish(harness, batch)
-    service = harness.service().start()
+    service = harness.service(CONSUMER_METER_API=api).start()
     await wait_answered(harness)
     counts = await delivered(harness)
     assert set(counts) == identifiers
@@ -79,11 +84,13 @@ async def test_duplicates_across_partitions_count_once(harness: Harness) -> None
         "stripe_consumer_deduplicated_total", {"kind": "meter_identifier"}
     )
     assert deduplicated == len(batch) - len(identifiers)
-    assert service.metric("stripe_consumer_meter_events_total", {"api": "v2_stream"}) == len(
-        identifiers
-    )
+    assert service.metric("stripe_consumer_meter_events_total", {"api": api}) == len(identifiers)
     stats = await harness.stats()
-    assert stats["meter_stream_requests"] < len(batch) / 10  # batched, not one call per event
+    if api == "v2_stream":
+        assert stats["meter_stream_requests"] < len(batch) / 10  # batched, not one per event
+    else:
+        assert stats["calls_by_path"].get("/v1/billing/meter_events") == len(identifiers)
+        assert stats["meter_stream_requests"] == 0
 
 
 async def test_dedup_memory_outlives_a_graceful_restart(harness: Harness) -> None:
