@@ -13,15 +13,11 @@ import time
 
 import aiokafka
 
+from bench.plain_kafka import plain_consumer
+
 
 async def run(bootstrap: str, topic: str, reply_topic: str, group: str, count: int) -> float:
-    consumer = aiokafka.AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    consumer = plain_consumer(bootstrap, topic, group)
     producer = aiokafka.AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
     )

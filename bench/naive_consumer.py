@@ -14,17 +14,13 @@ import json
 import aiokafka
 import stripe
 
+from bench.plain_kafka import plain_consumer
+
 
 async def run(
     *, bootstrap: str, topic: str, reply_topic: str, group: str, api_base: str, count: int
 ) -> None:
-    consumer = aiokafka.AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    consumer = plain_consumer(bootstrap, topic, group)
     producer = aiokafka.AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     client = stripe.StripeClient("sk_test_123", base_addresses={"api": api_base})
     await consumer.start()

@@ -7,18 +7,13 @@ import argparse
 import asyncio
 import time
 
-import aiokafka
 import msgspec
+
+from bench.plain_kafka import plain_consumer
 
 
 async def run(*, bootstrap: str, topic: str, group: str, count: int) -> float:
-    consumer = aiokafka.AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    consumer = plain_consumer(bootstrap, topic, group)
     decoder = msgspec.json.Decoder()
     await consumer.start()
     try:

@@ -47,10 +47,12 @@ RESULTS = ROOT / "bench" / "results" / "latest.json"
 
 async def run_process(command: list[str]) -> str:
     """Run a helper process to completion; its stdout."""
-    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, cwd=ROOT
+    )
     out, _ = await asyncio.wait_for(process.communicate(), 600)
     if process.returncode != 0:
-        raise RuntimeError(f"{command[1]} exited with {process.returncode}")
+        raise RuntimeError(f"{command[2]} exited with {process.returncode}")
     return out.decode()
 
 
@@ -153,7 +155,7 @@ class Bench:
         )
         await run_process(
             [
-                sys.executable, str(ROOT / "bench/naive_consumer.py"),
+                sys.executable, "-m", "bench.naive_consumer",
                 "--bootstrap", self.stack["KAFKA_BOOTSTRAP_SERVERS"],
                 "--topic", topics["CONSUMER_REQUEST_TOPICS"],
                 "--reply-topic", topics["CONSUMER_REPLY_TOPIC"],
@@ -192,7 +194,7 @@ class Bench:
         await self.publish(topics["CONSUMER_REQUEST_TOPICS"], [f"b-{i}" for i in range(count)])
         ceiling_out = await run_process(
             [
-                sys.executable, str(ROOT / "bench/ceiling.py"),
+                sys.executable, "-m", "bench.ceiling",
                 "--bootstrap", self.stack["KAFKA_BOOTSTRAP_SERVERS"],
                 "--topic", topics["CONSUMER_REQUEST_TOPICS"],
                 "--reply-topic", topics["CONSUMER_REPLY_TOPIC"] + ".ceiling",
@@ -347,7 +349,7 @@ class Bench:
             await sink.stop()
         read_out = await run_process(
             [
-                sys.executable, str(ROOT / "bench/read_decode.py"),
+                sys.executable, "-m", "bench.read_decode",
                 "--bootstrap", self.stack["KAFKA_BOOTSTRAP_SERVERS"],
                 "--topic", meter_topic,
                 "--group", topics["CONSUMER_GROUP_ID"] + ".read",

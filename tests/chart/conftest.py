@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.support.stack import ROOT
+from tests.support.stack import ROOT, load_local_script
 
 CHART = ROOT / "deploy" / "helm" / "stripe-consumer"
 BASE_VALUES: dict[str, Any] = {
@@ -36,20 +33,10 @@ ALL_ON: dict[str, Any] = {
 }
 
 
-def _tools_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("local_tools", ROOT / "deploy/local/tools.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["local_tools"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def tools() -> dict[str, Path]:
     """helm, promtool and the CRDs (`make tools` builds them once; cached after)."""
-    installed: dict[str, Path] = _tools_module().install()
+    installed: dict[str, Path] = load_local_script("tools").install()
     return installed
 
 

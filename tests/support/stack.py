@@ -21,14 +21,23 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_stack_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("local_stack", ROOT / "deploy/local/stack.py")
+def load_local_script(name: str) -> ModuleType:
+    """Import ``deploy/local/<name>.py`` (scripts, not a package) as ``local_<name>``."""
+    module_name = f"local_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    path = ROOT / "deploy/local" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["local_stack"] = module
+    sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_stack_module() -> ModuleType:
+    return load_local_script("stack")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
