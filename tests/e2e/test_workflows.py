@@ -16,7 +16,9 @@ from consumer.messages import OPERATION_NAMES
 from tests.e2e.conftest import Conductor, ad_hoc_workflow
 from tests.support.stack import standin_request
 
-pytestmark = pytest.mark.e2e
+# A test's limit covers its fixtures' setup: here a Conductor start, the event handlers'
+# first poll of the reply topic and 23 workflows run together.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 def task(execution: dict[str, Any], ref: str) -> dict[str, Any]:
