@@ -412,6 +412,8 @@ class CreateMeterEvent(OperationRequest, tag="create_meter_event", kw_only=True,
         """The value as Stripe wants it: a plain decimal string."""
         value = 1 if self.value is None else self.value
         if type(value) is int:  # the common case: no Decimal round trip
+            if not -_METER_VALUE_LIMIT < value < _METER_VALUE_LIMIT:
+                raise FieldError("$.value", _METER_VALUE_RANGE)
             return str(value)
         if isinstance(value, float) and not math.isfinite(value):
             raise FieldError("$.value", "Expected a finite number")
@@ -421,9 +423,24 @@ class CreateMeterEvent(OperationRequest, tag="create_meter_event", kw_only=True,
             raise FieldError("$.value", f"Expected a number, got {value!r}") from None
         if not number.is_finite():
             raise FieldError("$.value", "Expected a finite number")
+        # Bound the digits before any arithmetic: "1e999999999" is a short string, and
+        # writing it out (or normalising it) would take minutes or overflow.
+        if number and not -_METER_VALUE_DECIMALS <= number.adjusted() < _METER_VALUE_DIGITS:
+            raise FieldError("$.value", _METER_VALUE_RANGE)
+        exponent = number.normalize().as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -_METER_VALUE_DECIMALS:
+            raise FieldError("$.value", _METER_VALUE_RANGE)
         if number == number.to_integral_value():
             return str(int(number))
         return format(number.normalize(), "f")
+
+
+# A meter event's value: below 10^18 in magnitude, at most 12 decimal places. Far beyond any
+# real usage count, and it keeps a short input from expanding into millions of digits.
+_METER_VALUE_DIGITS: Final = 18
+_METER_VALUE_DECIMALS: Final = 12
+_METER_VALUE_LIMIT: Final = 10**_METER_VALUE_DIGITS
+_METER_VALUE_RANGE: Final = "Expected a number below 10^18 in magnitude, with at most 12 decimals"
 
 
 # One union of every request, decoded by its `operation` tag. The order is the README's.

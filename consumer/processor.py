@@ -239,7 +239,14 @@ class RequestProcessor:
 
     def prepare_meter_event(self, record: InboundRecord) -> PreparedMeterEvent | None:
         """The meter lane's fast path: a valid, routable meter event ready to batch, or None
-        (then the record takes the ordinary path, which answers whatever is wrong with it)."""
+        (then the record takes the ordinary path, which answers whatever is wrong with it,
+        and turns an unexpected error into a reply and a DLQ record)."""
+        try:
+            return self._prepare_meter_event(record)
+        except Exception:
+            return None
+
+    def _prepare_meter_event(self, record: InboundRecord) -> PreparedMeterEvent | None:
         decoded = self._decoder.decode(record.value, self._wall_clock())
         if not isinstance(decoded, ValidRequest) or not isinstance(
             decoded.request, CreateMeterEvent

@@ -3,8 +3,6 @@ dead letters; valid requests decode to their Struct."""
 
 from __future__ import annotations
 
-import time
-
 import msgspec
 import pytest
 
@@ -309,6 +307,26 @@ def test_cross_field_rules(value: dict[str, object], param: str, message: str) -
     assert rejection(value) == (param, message)
 
 
+@pytest.mark.parametrize(
+    "value", ["1e999999999", "1e-999999999", 10**18, -(10**18), 1e300, "0.0000000000001"]
+)
+def test_meter_value_out_of_range_is_rejected_at_once(value: object) -> None:
+    """A value too large or too fine is a validation error, not millions of digits (the
+    per-test timeout catches a regression: writing 1e999999999 out took minutes)."""
+    found = rejection(
+        {
+            "operation": "create_meter_event",
+            "event_name": "e",
+            "customer_id": "cus_1",
+            "value": value,
+        }
+    )
+    assert found == (
+        "$.value",
+        "Expected a number below 10^18 in magnitude, with at most 12 decimals",
+    )
+
+
 def test_meter_event_timestamp_at_the_window_edges_is_accepted() -> None:
     """35 days back and 5 minutes ahead are inside the window."""
     for timestamp in (int(NOW) - 35 * 86400 + 1, int(NOW) + 300):
@@ -325,7 +343,17 @@ def test_meter_event_timestamp_at_the_window_edges_is_accepted() -> None:
 
 @pytest.mark.parametrize(
     ("value", "sent"),
-    [(3, "3"), (2.5, "2.5"), ("1.50", "1.5"), ("10", "10"), ("1e2", "100"), (0, "0")],
+    [
+        (3, "3"),
+        (2.5, "2.5"),
+        ("1.50", "1.5"),
+        ("10", "10"),
+        ("1e2", "100"),
+        (0, "0"),
+        (-4, "-4"),
+        (10**18 - 1, "999999999999999999"),
+        ("0.000000000001", "0.000000000001"),
+    ],
 )
 def test_meter_value_is_sent_as_a_decimal_string(value: object, sent: str) -> None:
     """`value` accepts an integer, a decimal or a numeric string and becomes a string."""
@@ -423,15 +451,6 @@ def test_encode_reply_puts_underscore_fields_first() -> None:
     assert list(decoded)[:3] == ["_createdBy", "_n", "taskId"]
     assert decoded["output"] == {"object": "balance"}
     assert decoded["error"] is None
-
-
-def test_decoding_is_fast_enough_to_not_matter() -> None:
-    """Sanity: decoding works for a large batch without error (no timing assertion)."""
-    raw = msgspec.json.encode(CHARGE)
-    started = time.perf_counter()
-    results = [decoder.decode(raw, NOW) for _ in range(1000)]
-    assert all(isinstance(r, ValidRequest) for r in results)
-    assert time.perf_counter() >= started
 
 
 def test_null_optional_parameters_mean_not_given() -> None:
