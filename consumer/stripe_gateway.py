@@ -170,9 +170,24 @@ class StripeGateway:
         """Up to 100 events on the v2 stream (its own host), authorised by a session token."""
         with map_stripe_errors(self._redact):
             await self._client.v2.billing.meter_event_stream.create_async(
-                params={"events": events},  # type: ignore[typeddict-item]
+                params={"events": _JsonOnlyEvents(events)},  # type: ignore[typeddict-item]
                 options={"api_key": token},
             )
+
+
+class _JsonOnlyEvents(list[dict[str, object]]):
+    """A v2 stream batch, which the SDK sends as JSON and need not also form-encode.
+
+    The SDK's requestor form-encodes every request's parameters before it looks at the API
+    version, and for a v2 request throws that encoding away (the body is ``json.dumps`` of the
+    parameters). For a batch of 100 events that costs 2.2 ms, a third of the meter lane's CPU
+    (profiled with py-spy under ``make bench``). Its form encoder passes a value with an ``id``
+    attribute through as that id, so this list is not walked there; ``json.dumps`` encodes it
+    as the list it is. Should the SDK change either step, the batch is still sent correctly,
+    only slower; ``tests/contract`` pins the JSON body Stripe receives.
+    """
+
+    id = "events"  # what the discarded form encoding shows instead of walking the batch
 
 
 @contextlib.asynccontextmanager

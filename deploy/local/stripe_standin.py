@@ -81,6 +81,7 @@ class Stats:
     meter_stream_requests: int = 0
     meter_sessions: int = 0
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=2000))
+    recent_stream_events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
 
     def summary(self, full: bool) -> dict[str, Any]:
         per_second = sorted(self.calls_per_second.items())
@@ -109,6 +110,7 @@ class Stats:
             result["meter_deliveries"] = dict(self.meter_deliveries)
             result["calls_per_second"] = {str(k): v for k, v in per_second}
             result["recent"] = list(self.recent)
+            result["recent_stream_events"] = list(self.recent_stream_events)
         return result
 
 
@@ -428,13 +430,16 @@ class StripeStandIn:
             return _v2_error(
                 401, "temporary_session_expired", "The meter event session has expired"
             )
+        if request.content_type != "application/json":  # v2 takes JSON bodies only
+            return _v2_error(400, "invalid_request_error", "Expected a JSON request body")
         body = await request.json()
         events = body.get("events", [])
-        if not 1 <= len(events) <= 100:
+        if not isinstance(events, list) or not 1 <= len(events) <= 100:
             return _v2_error(400, "invalid_request_error", "Between 1 and 100 events per request")
         self.stats.meter_stream_requests += 1
         for event in events:
             self.stats.meter_deliveries[str(event.get("identifier"))] += 1
+        self.stats.recent_stream_events.extend(events)
         return web.json_response({}, status=200)
 
 
