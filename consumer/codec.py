@@ -14,7 +14,6 @@ Decoding never raises on input.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import msgspec
@@ -43,14 +42,12 @@ _MEANING_BY_PATTERN_REPR: Final = {repr(p): meaning for p, meaning in PATTERN_ME
 _OPERATIONS_HINT: Final = "expected one of: " + ", ".join(OPERATION_NAMES)
 
 
-@dataclass(frozen=True, slots=True)
-class ValidRequest:
+class ValidRequest(msgspec.Struct, frozen=True):
     request: OperationRequest
     passthrough: dict[str, Any]  # the request's `_`-prefixed fields, echoed into the reply
 
 
-@dataclass(frozen=True, slots=True)
-class InvalidRequest:
+class InvalidRequest(msgspec.Struct, frozen=True):
     error: RequestRejected
     operation: str | None
     conductor: ConductorFields  # whatever Conductor fields could be read, for the reply
@@ -58,8 +55,7 @@ class InvalidRequest:
     reply_topic: str | None  # as requested (still subject to the allow-list)
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(msgspec.Struct, frozen=True):
     reason: DeadLetterReason
     detail: str
 

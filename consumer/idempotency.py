@@ -17,7 +17,6 @@ identifiers are derived the same way, shortened to Stripe's 100 characters.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -32,8 +31,7 @@ _HASH_CHARS: Final = 16
 _canonical = msgspec.json.Encoder(order="sorted")
 
 
-@dataclass(frozen=True, slots=True)
-class RecordCoordinates:
+class RecordCoordinates(msgspec.Struct, frozen=True):
     """Where a record sits in Kafka; unique and stable across redelivery."""
 
     topic: str

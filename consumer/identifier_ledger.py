@@ -30,8 +30,9 @@ import enum
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
+
+import msgspec
 
 
 class ClaimState(enum.Enum):
@@ -40,8 +41,7 @@ class ClaimState(enum.Enum):
     PENDING = "pending"
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerScope:
+class LedgerScope(msgspec.Struct, frozen=True):
     """Identifiers are unique per Stripe account: the integration and connected account."""
 
     integration: str

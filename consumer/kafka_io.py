@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, Protocol
 
 import aiokafka
+import msgspec
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
@@ -33,8 +34,7 @@ class TopicPartition(NamedTuple):
     partition: int
 
 
-@dataclass(frozen=True, slots=True)
-class InboundRecord:
+class InboundRecord(msgspec.Struct, frozen=True):
     topic: str
     partition: int
     offset: int
@@ -48,12 +48,11 @@ class InboundRecord:
         return TopicPartition(self.topic, self.partition)
 
 
-@dataclass(frozen=True, slots=True)
-class OutboundRecord:
+class OutboundRecord(msgspec.Struct, frozen=True):
     topic: str
     key: bytes | None
     value: bytes
-    headers: Headers = field(default=())
+    headers: Headers = ()
 
 
 class DeliveryFailed(Exception):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import msgspec
@@ -54,14 +53,13 @@ REJECTED: Final = "rejected"  # DLQ reason: invalid, and no reply to say so
 REFUSED: Final = "refused"  # DLQ reason: Stripe refused it for good, and no reply to say so
 
 
-@dataclass(frozen=True, slots=True)
-class Handled:
+class Handled(msgspec.Struct, frozen=True):
     """What processing one record produced: its outcome and the records to deliver."""
 
     coordinates: RecordCoordinates
     operation: str | None
     outcome: Outcome
-    conductor: ConductorFields = field(default_factory=ConductorFields)
+    conductor: ConductorFields = msgspec.field(default_factory=ConductorFields)
     idempotency_key: str | None = None
     reply: OutboundRecord | None = None  # None when no reply is due (quiet meter events)
     dead_letter: OutboundRecord | None = None
@@ -81,7 +79,7 @@ class Handled:
                 type="reply_undeliverable", message=f"The reply could not be delivered: {why}"
             )
         )
-        outcome = replace(Outcome.failed(failure), attempts=self.outcome.attempts)
+        outcome = msgspec.structs.replace(Outcome.failed(failure), attempts=self.outcome.attempts)
         return reply_record(
             ReplyAddress(default_topic, address.record_key, address.conductor, {}),
             self.operation,
@@ -90,8 +88,7 @@ class Handled:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
+class Prepared(msgspec.Struct, frozen=True):
     """A valid request, routed: where its reply goes, whose key calls Stripe, its keys."""
 
     request: OperationRequest
@@ -107,8 +104,7 @@ class Prepared:
         return ReplyAddress(self.reply_topic, record.key, self.request, self.passthrough)
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedMeterEvent:
+class PreparedMeterEvent(msgspec.Struct, frozen=True):
     prepared: Prepared
     event: MeterEvent
 

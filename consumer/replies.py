@@ -6,7 +6,6 @@ not JSON objects, a dead-letter record holding the original value unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import msgspec
@@ -21,8 +20,7 @@ from consumer.messages import ConductorFields, Reply, ReplyError, ReplyStatus
 TERMINAL_STATUSES: Final = frozenset({"COMPLETED", "FAILED_WITH_TERMINAL_ERROR"})
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True):
     """The result of one request: the Stripe object, or why there is none."""
 
     status: ReplyStatus
@@ -67,11 +65,10 @@ class Outcome:
 
     def remembered(self) -> Outcome:
         """The same outcome, marked as answered from memory (no Stripe call this time)."""
-        return replace(self, deduplicated=True, attempts=0, stripe_seconds=0.0)
+        return msgspec.structs.replace(self, deduplicated=True, attempts=0, stripe_seconds=0.0)
 
 
-@dataclass(frozen=True, slots=True)
-class ReplyAddress:
+class ReplyAddress(msgspec.Struct, frozen=True):
     """Where a reply goes and what it echoes."""
 
     topic: str

@@ -30,6 +30,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+import msgspec
+
 from consumer.engine.offsets import OffsetTracker
 from consumer.engine.scheduler import KeyedScheduler
 from consumer.kafka_io import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
@@ -55,8 +57,7 @@ class PipelineLimits:
     custom_reply_topic_timeout_seconds: float = 30.0
 
 
-@dataclass(slots=True)
-class Timing:
+class Timing(msgspec.Struct, gc=False):
     """When a record was fetched, started, processed: the log line's breakdown."""
 
     received: float
@@ -184,6 +185,14 @@ class Pipeline:
     ) -> None:
         self._metered -= 1
         timing.processed = time.perf_counter()
+        quiet = not prepared.prepared.reply_due and result.status != "failed"
+        if quiet and not _log.isEnabledFor(logging.DEBUG):
+            # Counted, and nobody asked for a reply: the common case, thousands a second.
+            # Nothing to deliver and no log line: only the offset and the metrics.
+            self._offsets.done(record.topic_partition, record.offset)
+            self._progress.set()
+            self._count("create_meter_event", "NO_REPLY", timing.processed - timing.received)
+            return
         outcome = meter_outcome(prepared.event, result, with_output=prepared.prepared.reply_due)
         handled = self._processor.answer(record, prepared.prepared, outcome)
         if handled.reply is None and handled.dead_letter is None:
@@ -402,12 +411,14 @@ class Pipeline:
 
     # -- observation ----------------------------------------------------------------------
 
-    def _observe(self, handled: Handled, timing: Timing, now: float) -> None:
-        seconds = now - timing.received
-        operation = handled.operation or "unknown"
-        status = handled.status if handled.reply is not None else "NO_REPLY"
+    def _count(self, operation: str, status: str, seconds: float) -> None:
         self._metrics.requests.labels(operation, status).inc()
         self._metrics.request_duration.labels(operation).observe(seconds)
+
+    def _observe(self, handled: Handled, timing: Timing, now: float) -> None:
+        seconds = now - timing.received
+        status = handled.status if handled.reply is not None else "NO_REPLY"
+        self._count(handled.operation or "unknown", status, seconds)
         if handled.dead_letter_reason is not None:
             self._metrics.dlq.labels(handled.dead_letter_reason).inc()
         outcome = handled.outcome

@@ -16,15 +16,15 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+
+import msgspec
 
 from consumer.replies import Outcome
 
 MemoryKey = tuple[str, str, str]  # (integration, stripe_account, idempotency key)
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
+class _Entry(msgspec.Struct, frozen=True):
     outcome: Outcome
     request_hash: str
     expires_at: float

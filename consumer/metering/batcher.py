@@ -26,8 +26,9 @@ import contextlib
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Final
+
+import msgspec
 
 from consumer.errors import StripeFailure
 from consumer.identifier_ledger import ClaimState, IdentifierLedger, LedgerScope
@@ -40,10 +41,9 @@ MAX_BATCH: Final = 100
 _log = get_logger()
 
 
-@dataclass(slots=True)
-class _Entry:
+class _Entry(msgspec.Struct):
     event: MeterEvent
-    answer: list[Callable[[MeterResult], None]] = field(default_factory=list)
+    answer: list[Callable[[MeterResult], None]] = msgspec.field(default_factory=list)
     failures: int = 0
 
 

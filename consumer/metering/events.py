@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any, Literal
+
+import msgspec
 
 from consumer.errors import StripeFailure
 from consumer.identifier_ledger import LedgerScope
@@ -13,8 +14,7 @@ from consumer.operations.meter_events import meter_event_payload
 from consumer.settings import StripeCredential
 
 
-@dataclass(frozen=True, slots=True)
-class MeterEvent:
+class MeterEvent(msgspec.Struct, frozen=True):
     """One usage event; ``identifier`` is always set (given, or derived from the record)."""
 
     scope: LedgerScope
@@ -72,8 +72,7 @@ class MeterEvent:
 MeterStatus = Literal["delivered", "deduplicated", "failed"]
 
 
-@dataclass(frozen=True, slots=True)
-class MeterResult:
+class MeterResult(msgspec.Struct, frozen=True):
     """``delivered``: Stripe accepted it now. ``deduplicated``: it was counted before (the
     ledger, or Stripe said the identifier exists). ``failed``: retrying cannot help."""
 

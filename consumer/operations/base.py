@@ -24,8 +24,7 @@ _PLACEHOLDER: Final = re.compile(r"\{[a-z_]+\}")
 HttpMethod = Literal["GET", "POST", "DELETE"]
 
 
-@dataclass(frozen=True, slots=True)
-class StripeCall:
+class StripeCall(msgspec.Struct, frozen=True):
     """One call to Stripe's API: ``POST /v1/customers/cus_123`` with its parameters."""
 
     http_method: HttpMethod
@@ -39,8 +38,7 @@ class StripeCall:
         return self.http_method == "POST"
 
 
-@dataclass(frozen=True, slots=True)
-class StripeResponse:
+class StripeResponse(msgspec.Struct, frozen=True):
     """Stripe's answer to a successful call: the JSON body as sent, untouched."""
 
     body: msgspec.Raw
