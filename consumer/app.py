@@ -41,7 +41,7 @@ from consumer.kafka_io import (
 )
 from consumer.logs import get_logger
 from consumer.metering.batcher import MeterEventBatcher
-from consumer.metering.sessions import MeterEventSessions
+from consumer.metering.sessions import ExecutorSessionCreator, MeterEventSessions
 from consumer.metering.transports import SingleEventTransport, StreamTransport
 from consumer.metrics import ServiceMetrics
 from consumer.operations import check_complete
@@ -229,7 +229,11 @@ def meter_batchers(
     if settings.meter_api == "v1":
         return single_events, single_events
     stream = MeterEventBatcher(
-        StreamTransport(gateway, MeterEventSessions(gateway)),
+        StreamTransport(
+            gateway,
+            MeterEventSessions(ExecutorSessionCreator(executor)),
+            fallback=SingleEventTransport(executor),
+        ),
         ledger,
         metrics,
         batch_size=settings.meter_batch_size,

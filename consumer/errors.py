@@ -18,6 +18,8 @@ A retryable failure that outlives the service's own retries becomes a `FAILED` r
 
 from __future__ import annotations
 
+import msgspec
+
 from consumer.messages import ReplyError, ReplyStatus
 
 VALIDATION_ERROR = "validation_error"
@@ -74,3 +76,11 @@ class StripeFailure(ServiceError):
         self.category = category
         self.authentication = authentication
         self.retry_after = retry_after
+
+    def as_retryable(self) -> StripeFailure:
+        """The same failure, to be retried (a refused session token: a new one may work)."""
+        return StripeFailure(
+            msgspec.structs.replace(self.detail, retryable=True),
+            category=self.category,
+            retry_after=self.retry_after,
+        )

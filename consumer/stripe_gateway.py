@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping
-from datetime import datetime
 from typing import Any, Final
 
 import aiohttp
@@ -151,20 +150,6 @@ class StripeGateway:
             request_id=response.request_id,
             http_status=response.code,
         )
-
-    async def create_meter_event_session(
-        self, *, credential: StripeCredential, stripe_account: str | None
-    ) -> tuple[str, float]:
-        """A v2 meter event session: its token and expiry (Unix time)."""
-        options: dict[str, Any] = {"api_key": credential.api_key.reveal()}
-        if stripe_account:
-            options["stripe_account"] = stripe_account
-        with map_stripe_errors(self._redact):
-            session = await self._client.v2.billing.meter_event_session.create_async(
-                options=options  # type: ignore[arg-type]  # a TypedDict built field by field
-            )
-        expires_at = datetime.fromisoformat(session.expires_at).timestamp()
-        return session.authentication_token, expires_at
 
     async def send_meter_event_stream(self, *, token: str, events: list[dict[str, object]]) -> None:
         """Up to 100 events on the v2 stream (its own host), authorised by a session token."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -33,11 +33,16 @@ import msgspec
 from consumer.errors import StripeFailure
 from consumer.identifier_ledger import ClaimState, IdentifierLedger, LedgerScope
 from consumer.logs import get_logger
+from consumer.messages import ReplyError
 from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metering.transports import MeterTransport
 from consumer.metrics import ServiceMetrics
 
 MAX_BATCH: Final = 100
+_UNEXPECTED: Final = StripeFailure(
+    ReplyError(type="api_error", message="The batch could not be sent", retryable=True),
+    category="api_error",
+)
 _log = get_logger()
 
 
@@ -173,14 +178,16 @@ class MeterEventBatcher:
             results = await self._transport.send(scope, credential, [e.event for e in claimed])
         except StripeFailure as failure:
             results = [MeterResult("failed", failure=failure)] * len(claimed)
+        except Exception:  # a bug, not Stripe's answer: retry, never strand the events
+            _log.exception("sending a meter event batch failed unexpectedly; retrying it")
+            results = [MeterResult("failed", failure=_UNEXPECTED)] * len(claimed)
         accepted = [e for e, r in zip(claimed, results, strict=True) if r.status != "failed"]
         refused = [(e, r) for e, r in zip(claimed, results, strict=True) if r.status == "failed"]
         if accepted:
             await self._mark_delivered(scope, [e.event.identifier for e in accepted])
-            delivered = sum(
-                1 for _, r in zip(claimed, results, strict=True) if r.status == "delivered"
-            )
-            self._metrics.meter_events.labels(self._transport.name).inc(delivered)
+            delivered = Counter(r.api for r in results if r.status == "delivered")
+            for api, count in delivered.items():
+                self._metrics.meter_events.labels(api or self._transport.name).inc(count)
         if refused:
             with contextlib.suppress(Exception):  # an unreleased claim only expires later
                 await self._ledger.release(scope, [e.event.identifier for e, _ in refused])

@@ -80,3 +80,4 @@ class MeterResult(msgspec.Struct, frozen=True):
     failure: StripeFailure | None = None
     request_id: str | None = None
     attempts: int = 0
+    api: str = ""  # which endpoint answered: `v2_stream` or `v1` (the metric's label)

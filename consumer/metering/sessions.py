@@ -4,17 +4,29 @@ A session token lasts 15 minutes. One is kept per Stripe account (integration an
 account), created on first use, refreshed a minute before it expires, and dropped when
 Stripe says it expired anyway (clock skew, a revoked session), so the next batch gets a new
 one. Concurrent batches share one creation.
+
+Sessions are created with the account's API key through the executor
+(:class:`ExecutorSessionCreator`): behind the credential gate, so a key Stripe rejects holds
+the meter lane (its events wait, uncommitted, and readiness says why) instead of failing
+every event; within the key's rate limit; transient failures retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, Protocol
 
+import msgspec
+
+from consumer.engine.executor import StripeCallExecutor
+from consumer.engine.retry import Attempts
 from consumer.identifier_ledger import LedgerScope
+from consumer.operations.base import StripeCall
 from consumer.settings import StripeCredential
 
 REFRESH_MARGIN_SECONDS: Final = 60.0
@@ -26,6 +38,37 @@ class SessionCreator(Protocol):
     ) -> tuple[str, float]:
         """A new session: (authentication token, expiry as Unix time)."""
         ...
+
+
+class _SessionBody(msgspec.Struct):
+    authentication_token: str
+    expires_at: str  # RFC 3339
+
+
+_session_decoder: Final = msgspec.json.Decoder(_SessionBody)
+SESSION_PATH: Final = "/v2/billing/meter_event_session"
+
+
+class ExecutorSessionCreator:
+    """Creates sessions as an ordinary Stripe call, through the executor."""
+
+    def __init__(self, executor: StripeCallExecutor) -> None:
+        self._executor = executor
+
+    async def create_meter_event_session(
+        self, *, credential: StripeCredential, stripe_account: str | None
+    ) -> tuple[str, float]:
+        response = await self._executor.execute(
+            StripeCall("POST", SESSION_PATH, {}),
+            operation="create_meter_event",
+            credential=credential,
+            stripe_account=stripe_account,
+            idempotency_key=f"meter-event-session:{uuid.uuid4().hex}",
+            attempts=Attempts(),
+        )
+        session = _session_decoder.decode(response.body)
+        expires_at = datetime.fromisoformat(session.expires_at).timestamp()
+        return session.authentication_token, expires_at
 
 
 @dataclass(slots=True)

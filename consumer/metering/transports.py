@@ -12,17 +12,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Protocol
+import time
+from collections.abc import Callable, Sequence
+from typing import Final, Protocol
 
 from consumer.engine.executor import StripeCallExecutor
 from consumer.engine.retry import Attempts
 from consumer.errors import StripeFailure
 from consumer.identifier_ledger import LedgerScope
+from consumer.logs import get_logger
 from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metering.sessions import MeterEventSessions
 from consumer.operations.base import StripeCall
 from consumer.settings import StripeCredential
+
+_log = get_logger()
 
 
 class StreamSender(Protocol):
@@ -42,25 +46,71 @@ class MeterTransport(Protocol):
 
 
 class StreamTransport:
+    """Batches on the v2 stream; a batch the stream refuses for good goes through ``fallback``
+    (the v1 endpoint: per-event answers), and so does that account's traffic for a while.
+
+    - session expired, or its token refused (401): drop the session; the batch is retried
+      (a new session is created through the executor, where a rejected API key waits at the
+      credential gate instead of failing the events);
+    - transient failure (429, 5xx, connection): raised as is; the batcher retries the batch;
+    - anything else (the stream not enabled for the account, a permission missing, a batch
+      refused whole): this batch and the account's next ones for ``fallback_seconds`` go
+      through ``fallback``, which answers each event on its own merits: usage is never
+      dead-lettered because the stream refused a batch.
+    """
+
     name = "v2_stream"
 
-    def __init__(self, sender: StreamSender, sessions: MeterEventSessions) -> None:
+    def __init__(
+        self,
+        sender: StreamSender,
+        sessions: MeterEventSessions,
+        fallback: MeterTransport,
+        *,
+        fallback_seconds: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._sender = sender
         self._sessions = sessions
+        self._fallback = fallback
+        self._fallback_seconds = fallback_seconds
+        self._clock = clock
+        self._fallback_until: dict[LedgerScope, float] = {}
 
     async def send(
         self, scope: LedgerScope, credential: StripeCredential, events: Sequence[MeterEvent]
     ) -> list[MeterResult]:
-        token = await self._sessions.token(scope, credential)
+        if self._clock() < self._fallback_until.get(scope, 0.0):
+            return await self._fallback.send(scope, credential, events)
+        token = ""
         try:
+            token = await self._sessions.token(scope, credential)
             await self._sender.send_meter_event_stream(
                 token=token, events=[event.stream_body() for event in events]
             )
         except StripeFailure as failure:
-            if failure.category == "temporary_session_expired":
+            if token and (
+                failure.category == "temporary_session_expired" or failure.authentication
+            ):
                 self._sessions.expired(scope, token)
-            raise
-        return [MeterResult("delivered", attempts=1)] * len(events)
+                raise failure.as_retryable() from None
+            if failure.retryable:
+                raise
+            _log.warning(
+                "the meter event stream refused a batch; sending through the v1 endpoint",
+                extra={
+                    "integration": scope.integration,
+                    "error_type": failure.detail.type,
+                    "error": failure.detail.message,
+                    "fallback_seconds": self._fallback_seconds,
+                },
+            )
+            self._fallback_until[scope] = self._clock() + self._fallback_seconds
+            return await self._fallback.send(scope, credential, events)
+        return [_STREAM_DELIVERED] * len(events)
+
+
+_STREAM_DELIVERED: Final = MeterResult("delivered", attempts=1, api=StreamTransport.name)
 
 
 def _identifier_exists(failure: StripeFailure) -> bool:
@@ -107,7 +157,12 @@ class SingleEventTransport:
         except StripeFailure as failure:
             if _identifier_exists(failure):
                 return MeterResult(
-                    "deduplicated", request_id=failure.detail.request_id, attempts=attempts.count
+                    "deduplicated",
+                    request_id=failure.detail.request_id,
+                    attempts=attempts.count,
+                    api=self.name,
                 )
-            return MeterResult("failed", failure=failure, attempts=attempts.count)
-        return MeterResult("delivered", request_id=response.request_id, attempts=attempts.count)
+            return MeterResult("failed", failure=failure, attempts=attempts.count, api=self.name)
+        return MeterResult(
+            "delivered", request_id=response.request_id, attempts=attempts.count, api=self.name
+        )

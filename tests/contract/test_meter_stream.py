@@ -3,12 +3,17 @@ session and stream endpoints: what Stripe receives, and how an expired session r
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from prometheus_client import CollectorRegistry
 
+from consumer.app import stripe_executor
 from consumer.errors import StripeFailure
+from consumer.metering.sessions import ExecutorSessionCreator
+from consumer.metrics import ServiceMetrics
 from consumer.redaction import Redactor
 from consumer.settings import Settings
 from consumer.stripe_gateway import StripeGateway, open_gateway
@@ -35,17 +40,23 @@ async def stream_gateway(standin: StandIn) -> AsyncIterator[tuple[StripeGateway,
         yield gateway, settings
 
 
+async def new_session(gateway: StripeGateway, settings: Settings) -> tuple[str, float]:
+    """A session created as the service does: an ordinary call through the executor."""
+    executor = stripe_executor(settings, gateway, ServiceMetrics(CollectorRegistry()))
+    return await ExecutorSessionCreator(executor).create_meter_event_session(
+        credential=settings.credentials["default"], stripe_account=None
+    )
+
+
 async def test_stream_batch_arrives_as_the_json_events_given(
     standin: StandIn, stream_gateway: tuple[StripeGateway, Settings]
 ) -> None:
     """A batch reaches the stream endpoint as a JSON body holding exactly the events given."""
     await standin_request(standin.url, "POST", "/_standin/reset")
     gateway, settings = stream_gateway
-    token, expires_at = await gateway.create_meter_event_session(
-        credential=settings.credentials["default"], stripe_account=None
-    )
+    token, expires_at = await new_session(gateway, settings)
     assert token.startswith("mes_")
-    assert expires_at > 0
+    assert expires_at > time.time() + 800  # Stripe's sessions last 15 minutes
     await gateway.send_meter_event_stream(token=token, events=list(EVENTS))
     stats = await standin_request(standin.url, "GET", "/_standin/stats?full=1")
     assert stats["meter_stream_requests"] == 1
@@ -59,9 +70,7 @@ async def test_expired_session_is_a_retryable_session_failure(
     await standin_request(standin.url, "POST", "/_standin/reset")
     await standin_request(standin.url, "POST", "/_standin/config", {"session_ttl_seconds": 0})
     gateway, settings = stream_gateway
-    token, _ = await gateway.create_meter_event_session(
-        credential=settings.credentials["default"], stripe_account=None
-    )
+    token, _ = await new_session(gateway, settings)
     try:
         with pytest.raises(StripeFailure) as caught:
             await gateway.send_meter_event_stream(token=token, events=list(EVENTS))

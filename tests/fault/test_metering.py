@@ -122,7 +122,7 @@ async def test_sigkill_mid_run_loses_nothing(harness: Harness) -> None:
 
     await harness.wait_for(some_delivered, 60, "4000 meter events delivered")
     first.kill()
-    at_kill = await harness.stats()
+    at_kill = await harness.stats(full=True)
     harness.service().start()
     await wait_answered(harness, timeout_s=180)
     counts = await delivered(harness)
@@ -134,7 +134,9 @@ async def test_sigkill_mid_run_loses_nothing(harness: Harness) -> None:
     )
     assert len(counts) == len(batch)  # none missing
     assert max(counts.values()) <= 2
-    # In flight at the kill: at most CONSUMER_METER_STREAM_CONCURRENCY (8) batches of 100.
+    # Sent twice only if first sent before the kill, and not yet marked in the ledger: at
+    # most CONSUMER_METER_STREAM_CONCURRENCY (8) batches of 100 in flight.
+    assert set(twice) <= set(at_kill["meter_deliveries"])
     assert len(twice) <= 8 * 100
 
 
@@ -156,3 +158,32 @@ async def test_two_replicas_share_the_dedup_memory(harness: Harness) -> None:
         for process in (one, two)
     ]
     assert all(n > 0 for n in consumed)
+
+
+async def test_rejected_key_holds_usage_instead_of_dead_lettering_it(harness: Harness) -> None:
+    """Stripe rejects the key: meter events wait (uncommitted, nothing dead-lettered),
+    readiness and the metric say why; once the key works, every event counts once."""
+    key = "sk_test_51MeterKeyRevoked"
+    await harness.configure(revoked_keys=[key])
+    batch = events(500)
+    service = harness.service(
+        STRIPE_API_KEY=key, CONSUMER_CREDENTIAL_PROBE_SECONDS="0.5"
+    ).start()  # ready: no Stripe call has been made yet
+    await publish(harness, batch)
+
+    async def held() -> bool:
+        rejected = service.metric("stripe_consumer_credential_rejected", {"integration": "default"})
+        return rejected == 1
+
+    await harness.wait_for(held, 30, "the rejected key reported")
+    status, body = service.http_get("/readyz")
+    assert (status, "Stripe rejects the key of: default" in body) == (503, True)
+    assert (await harness.stats())["meter_events_delivered"] == 0
+    assert not await harness.all_committed(harness.topics.meter)
+    await harness.configure(revoked_keys=[])
+    await wait_answered(harness)
+    counts = await delivered(harness)
+    assert len(counts) == len(batch)
+    assert set(counts.values()) == {1}
+    assert service.metric("stripe_consumer_dlq_total", {"reason": "refused"}) == 0
+    assert service.http_get("/readyz")[0] == 200

@@ -36,7 +36,7 @@ def event(identifier: str) -> MeterEvent:
 class Transport:
     name = "v2_stream"
 
-    def __init__(self, failures: list[StripeFailure] | None = None) -> None:
+    def __init__(self, failures: list[Exception] | None = None) -> None:
         self.batches: list[list[str]] = []
         self.failures = failures or []
 
@@ -135,6 +135,35 @@ async def test_transient_failure_retries_the_same_identifiers_until_accepted() -
     assert {r.status for r in results} == {"delivered"}
     sent = sorted(identifier for batch in transport.batches for identifier in batch)
     assert sent == [f"t{i}" for i in range(5)]  # each once, after the failures
+
+
+async def test_unexpected_error_in_sending_retries_instead_of_stranding_events() -> None:
+    """A bug in the send path (not Stripe's answer) retries the batch: its events are never
+    left unanswered, which would hold their partitions' offsets for ever."""
+    transport = Transport(failures=[KeyError("surprise")])
+    b = batcher(transport)
+    result = await asyncio.wait_for(submitted(b, event("u")), 5)
+    assert result.status == "delivered"
+    assert transport.batches == [["u"]]
+
+
+async def test_delivered_events_are_counted_by_the_api_that_took_them() -> None:
+    """`meter_events_total{api}` follows each result's endpoint (v1 after a fallback)."""
+
+    class Fallen(Transport):
+        async def send(
+            self, scope: LedgerScope, credential: StripeCredential, events: Sequence[MeterEvent]
+        ) -> list[MeterResult]:
+            return [MeterResult("delivered", api="v1")] * len(events)
+
+    registry = CollectorRegistry()
+    ledger = MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me")
+    b = MeterEventBatcher(Fallen(), ledger, ServiceMetrics(registry), linger_seconds=0.01)
+    await asyncio.gather(*(submitted(b, event(f"f{i}")) for i in range(4)))
+    assert registry.get_sample_value("stripe_consumer_meter_events_total", {"api": "v1"}) == 4
+    assert registry.get_sample_value(
+        "stripe_consumer_meter_events_total", {"api": "v2_stream"}
+    ) in (None, 0)
 
 
 async def test_terminal_failure_is_answered_and_releases_the_claims() -> None:
