@@ -62,6 +62,12 @@ class OffsetTracker:
         chosen = self._partitions if partitions is None else partitions
         return sum(len(self._partitions[tp].pending) for tp in chosen if tp in self._partitions)
 
+    def position(self, tp: TopicPartition) -> int | None:
+        """The partition's commit point now (committed or not): the first offset not yet
+        answered; None before anything was fetched from it."""
+        state = self._partitions.get(tp)
+        return state.commit_point() if state is not None else None
+
     def committable(
         self, partitions: Iterable[TopicPartition] | None = None
     ) -> dict[TopicPartition, int]:

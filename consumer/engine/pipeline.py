@@ -357,7 +357,7 @@ class Pipeline:
     def _update_lag(self) -> None:
         for tp in self._assigned:
             end = self._source.highwater(tp)
-            point = self._offsets.committable([tp]).get(tp)
+            point = self._offsets.position(tp)
             if end is not None and point is not None:
                 self._metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - point))
 

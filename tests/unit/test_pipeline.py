@@ -52,7 +52,9 @@ class Source:
         self.paused -= partitions
 
     def highwater(self, tp: TopicPartition) -> int | None:
-        return None
+        return self.end
+
+    end: int | None = None  # the partition's end offset, as the last fetch saw it
 
 
 class Sink:
@@ -145,6 +147,37 @@ async def test_offsets_are_committed_only_after_replies_are_acknowledged() -> No
     stop.set()
     await task
     assert source.commits[-1] == {TP: 5}
+
+
+async def test_lag_keeps_growing_while_the_head_record_is_stuck() -> None:
+    """`stripe_consumer_lag` is the partition's end minus the first unanswered offset, every
+    commit interval, even when that point has not moved (a stuck record is when it matters)."""
+    source, sink = Source([record(0)]), Sink()
+    sink.gate.clear()  # offset 0's reply is never acknowledged
+    registry = CollectorRegistry()
+    p = Pipeline(
+        source,
+        sink,
+        Processor(),
+        ServiceMetrics(registry),
+        reply_topic="replies",
+        limits=PipelineLimits(commit_interval_seconds=0.01, shutdown_grace_seconds=0.1),
+    )
+
+    def lag() -> float | None:
+        return registry.get_sample_value(
+            "stripe_consumer_lag", {"topic": "requests", "partition": "0"}
+        )
+
+    stop = asyncio.Event()
+    await p.on_partitions_assigned({TP})
+    task = asyncio.create_task(p.run(stop))
+    source.end = 10
+    await eventually(lambda: lag() == 10)
+    source.end = 500  # more records arrive while the head stays unanswered
+    await eventually(lambda: lag() == 500)
+    stop.set()
+    await task
 
 
 async def test_same_key_in_order_other_keys_concurrently() -> None:
