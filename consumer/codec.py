@@ -125,7 +125,12 @@ class RequestDecoder:
         try:
             request: OperationRequest = self._typed.decode(value)
         except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as first_error:
-            return self._slow_path(value, now, first_error)
+            try:
+                return self._slow_path(value, now, first_error)
+            except RecursionError:
+                return _too_deep(value)
+        except RecursionError:
+            return _too_deep(value)
         return self._checked(request, now, {})
 
     def _slow_path(self, value: bytes, now: float, first_error: Exception) -> Decoded:
@@ -178,6 +183,20 @@ class RequestDecoder:
             passthrough=passthrough,
             reply_topic=reply_topic if isinstance(reply_topic, str) else None,
         )
+
+
+def _too_deep(value: bytes) -> Decoded:
+    """JSON nested deeper than the decoder goes (about 1,000 levels; a request needs 3): an
+    object is an invalid request (its fields unread), anything else a dead letter."""
+    if not value.lstrip().startswith(b"{"):
+        return DeadLetter("not_object", "The record value is JSON nested too deeply to read")
+    return InvalidRequest(
+        error=RequestRejected("$", "The request is nested too deeply to read"),
+        operation=None,
+        conductor=ConductorFields(),
+        passthrough={},
+        reply_topic=None,
+    )
 
 
 def _not_json(value: bytes, exc: Exception) -> DeadLetter:

@@ -166,7 +166,7 @@ class OperationRequest(
     """Fields every operation request carries. Subclasses add their operation's parameters."""
 
     idempotency_key: IdempotencyKey | UnsetType | None = UNSET
-    integration: IntegrationName = "default"
+    integration: IntegrationName | None = "default"  # null: `default` (see credential_name)
     stripe_account: AccountId | UnsetType | None = UNSET
     reply_topic: TopicName | UnsetType | None = UNSET
 
@@ -175,6 +175,11 @@ class OperationRequest(
     @property
     def operation(self) -> str:
         return str(type(self).__struct_config__.tag)
+
+    @property
+    def credential_name(self) -> str:
+        """The integration whose Stripe key serves this request (null means `default`)."""
+        return self.integration or "default"
 
     def parameters(self) -> dict[str, Any]:
         """The operation's own parameters as given (no common or Conductor fields)."""
@@ -242,7 +247,7 @@ class CreateCoupon(OperationRequest, tag="create_coupon", kw_only=True, frozen=T
     currency: Currency | UnsetType | None = UNSET
     duration: CouponDuration | UnsetType | None = UNSET
     duration_in_months: MonthCount | MonthCountText | UnsetType | None = UNSET
-    name: Annotated[str, Meta(min_length=1, max_length=40)] | UnsetType = UNSET
+    name: Annotated[str, Meta(min_length=1, max_length=40)] | UnsetType | None = UNSET
     metadata: Metadata | UnsetType | None = UNSET
 
     def check(self, now: float) -> None:

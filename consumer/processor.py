@@ -164,7 +164,11 @@ class RequestProcessor:
                 operation=request.operation,
                 conductor=request,
                 passthrough=decoded.passthrough,
-                topic=self._settings.reply_topic,
+                # Its allowed reply topic, as for any rejection; the default topic when the
+                # reply topic itself is what was rejected.
+                topic=self._allowed_reply_topic(
+                    request.reply_topic if isinstance(request.reply_topic, str) else None
+                ),
                 reply_due=self._reply_due(record, request, request.reply_topic),
             )
         return self.answer(record, prepared, await self._outcome(prepared))
@@ -205,11 +209,12 @@ class RequestProcessor:
                     f"{self._settings.reply_topic} or {self._settings.reply_topic}.<suffix>",
                 )
             topic = request.reply_topic
-        credential = self._settings.credentials.get(request.integration)
+        credential = self._settings.credentials.get(request.credential_name)
         if credential is None:
             known = ", ".join(sorted(self._settings.credentials))
             raise RequestRejected(
-                "$.integration", f"Unknown integration {request.integration!r}; configured: {known}"
+                "$.integration",
+                f"Unknown integration {request.credential_name!r}; configured: {known}",
             )
         digest = request_hash(request)
         key = derive_key(request, digest, record.key, coordinates)
@@ -259,7 +264,11 @@ class RequestProcessor:
 
     async def _outcome(self, prepared: Prepared) -> Outcome:
         request = prepared.request
-        memory_key = (request.integration, request.stripe_account or "", prepared.idempotency_key)
+        memory_key = (
+            request.credential_name,
+            request.stripe_account or "",
+            prepared.idempotency_key,
+        )
         remembered = self._memory.recall(memory_key, prepared.request_hash)
         if remembered is not None:
             self._metrics.deduplicated.labels("reply_memory").inc()

@@ -46,6 +46,34 @@ def test_records_that_are_not_json_objects_are_dead_letters(value: bytes, reason
     assert result.reason == reason
 
 
+def test_deeply_nested_input_is_answered_not_raised() -> None:
+    """Nesting deeper than the decoder goes: an object is an invalid request naming `$`, an
+    array a dead letter; decoding never raises (it used to raise RecursionError)."""
+    deep_object = b'{"operation": "get_balance", "a": ' + b"[" * 1500 + b"]" * 1500 + b"}"
+    result = decode(deep_object)
+    assert isinstance(result, InvalidRequest)
+    assert (result.error.detail.param, result.error.detail.message) == (
+        "$",
+        "The request is nested too deeply to read",
+    )
+    assert decode(b"[" * 1500 + b"]" * 1500) == DeadLetter(
+        "not_object", "The record value is JSON nested too deeply to read"
+    )
+
+
+def test_null_integration_and_coupon_name_mean_not_given() -> None:
+    """Conductor resolves a missing workflow input to null: `integration` is then `default`
+    and a coupon's `name` is not sent."""
+    balance = decode({"operation": "get_balance", "integration": None})
+    assert isinstance(balance, ValidRequest)
+    assert balance.request.credential_name == "default"
+    coupon = decode({"operation": "create_coupon", "id": "C1", "percent_off": 5, "name": None})
+    assert isinstance(coupon, ValidRequest)
+    from consumer.operations import stripe_call
+
+    assert "name" not in stripe_call(coupon.request).params
+
+
 def test_none_value_is_a_dead_letter() -> None:
     """A tombstone (no value) is a dead letter, not a crash."""
     assert decoder.decode(None, NOW) == DeadLetter("empty", "The record has no value")

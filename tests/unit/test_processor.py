@@ -242,6 +242,35 @@ async def test_invalid_request_replies_on_its_allowed_reply_topic() -> None:
     assert reply["reasonForIncompletion"] == "validation_error: Expected `int` >= 1 - at `$.amount`"
 
 
+@pytest.mark.parametrize(
+    ("request_fields", "param"),
+    [
+        (
+            {
+                "operation": "create_meter_event",
+                "event_name": "api_requests",
+                "customer_id": "cus_1",
+                "integration": "nobody",
+            },
+            "$.integration",
+        ),
+        ({"operation": "get_balance"}, "$.operation"),
+    ],
+)
+async def test_routing_rejection_replies_on_its_allowed_reply_topic(
+    request_fields: dict[str, str], param: str
+) -> None:
+    """Rejections found while routing (an unknown integration; an operation the meter topic
+    does not take) also answer where the workflow listens, not on the default topic."""
+    h = Harness()
+    request = {**request_fields, "taskId": "task-9", "reply_topic": "stripe.replies.billing"}
+    handled = await h.process(request, topic="stripe.meter-events")
+    assert handled.reply is not None
+    assert handled.reply.topic == "stripe.replies.billing"
+    assert reply_of(handled)["error"]["param"] == param
+    assert h.stripe.calls == []
+
+
 async def test_named_integration_uses_its_own_key(tmp_path: Any) -> None:
     """`integration` picks the configured credential; an unknown one is rejected."""
     (tmp_path / "billing").write_text("sk_test_51BillingIntegrationKey\n")
