@@ -230,6 +230,8 @@ class RecordSink:
             raise DeliveryFailed(
                 f"{type(exc).__name__}: {exc}", retriable=bool(exc.retriable)
             ) from None
+        except Exception as exc:  # not Kafka's answer: send again rather than strand the offset
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}", retriable=True) from exc
 
 
 async def ensure_topics(
