@@ -7,17 +7,25 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.fault.conftest import Harness
 
 
-async def test_429_storm_fails_after_the_budget_then_recovers(
-    harness: Harness, charges: Callable[[int, str], dict[str, dict[str, Any]]]
+@pytest.mark.parametrize(
+    ("status", "error_type"), [(429, "invalid_request_error"), (503, "api_error")]
+)
+async def test_storm_outliving_the_budget_fails_then_recovers(
+    harness: Harness,
+    charges: Callable[[int, str], dict[str, dict[str, Any]]],
+    status: int,
+    error_type: str,
 ) -> None:
-    """Every call rate-limited: replies are FAILED (retryable) only after the retry budget;
-    nothing executed. After the storm, Conductor's retry (new taskId, same workflow and
-    task ref) completes each charge exactly once."""
-    requests = charges(20, "storm429")
-    await harness.configure(faults=[{"status": 429, "times": -1, "path_prefix": "/v1/charges"}])
+    """Every call rate-limited (429) or failing (503): replies are FAILED (retryable) only
+    once the 2 s retry budget is used, never later; nothing executed. After the storm,
+    Conductor's retry (new taskId, same workflow and task ref) completes each charge once."""
+    requests = charges(20, f"storm{status}")
+    await harness.configure(faults=[{"status": status, "times": -1, "path_prefix": "/v1/charges"}])
     service = harness.service(CONSUMER_RETRY_BUDGET_SECONDS="2").start()
     for key, request in requests.items():
         await harness.client.publish(request, key=key)
@@ -28,13 +36,24 @@ async def test_429_storm_fails_after_the_budget_then_recovers(
     for record in replies.values():
         reply = json.loads(record.value or b"{}")
         assert reply["status"] == "FAILED"
-        assert reply["error"]["code"] == "rate_limit"
+        assert (reply["error"]["type"], reply["error"]["http_status"]) == (error_type, status)
         assert reply["error"]["retryable"] is True
-        assert reply["attempts"] >= 2
+        # Backoff 0.25 s, 0.5 s, 1 s (each jittered to 50-100%) fits the 2 s budget: at
+        # least three attempts before giving up.
+        assert reply["attempts"] >= 3
+    durations = [
+        line["duration_ms"]
+        for line in (json.loads(text) for text in service.log_lines() if text.startswith("{"))
+        if line.get("event") == "request" and line.get("taskId") in requests
+    ]
+    assert len(durations) == len(requests)
+    # Given up only after the first two backoffs (at least 0.375 s), and within the budget
+    # (plus the time of one call).
+    assert all(375 <= ms <= 3500 for ms in durations)
     assert (await harness.stats())["executions_total"] == 0
     assert service.metric(
         "stripe_consumer_stripe_retries_total", {"operation": "create_charge"}
-    ) >= len(requests)
+    ) >= 2 * len(requests)
 
     await harness.configure()
     retried = {
