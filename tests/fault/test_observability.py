@@ -183,3 +183,37 @@ async def test_metrics_move_as_the_traffic_implies(harness: Harness, tmp_path: P
         0.0,
         1.0,
     }  # only the held one waits
+
+
+async def test_backlog_shows_in_paused_partitions_and_lag_then_clears(harness: Harness) -> None:
+    """A backlog past the buffer bound pauses the partition and shows as lag; once it is
+    worked off, both return to zero."""
+    await harness.configure(latency_ms=50)
+    service = harness.service(CONSUMER_MAX_IN_FLIGHT="2", CONSUMER_MAX_BUFFERED="4").start()
+    keys = {f"backlog-{i}" for i in range(60)}
+    for key in sorted(keys):
+        await harness.client.publish({"operation": "get_balance"}, key=key)
+    seen = {"paused": 0.0, "lag": 0.0}
+
+    async def answered() -> bool:
+        text = service.http_get("/metrics")[1]
+        seen["paused"] = max(seen["paused"], sample(text, "stripe_consumer_paused_partitions"))
+        lags = [line for line in text.splitlines() if line.startswith("stripe_consumer_lag{")]
+        seen["lag"] = max([seen["lag"], *(float(line.rpartition(" ")[2]) for line in lags)])
+        done = sample(
+            text, "stripe_consumer_requests_total", operation="get_balance", status="COMPLETED"
+        )
+        return done == len(keys)
+
+    await harness.wait_for(answered, 60, "the backlog answered")
+    assert seen["paused"] >= 1
+    assert seen["lag"] > 4  # more behind than the buffer holds
+
+    async def cleared() -> bool:
+        text = service.http_get("/metrics")[1]
+        lags = [line for line in text.splitlines() if line.startswith("stripe_consumer_lag{")]
+        return sample(text, "stripe_consumer_paused_partitions") == 0 and all(
+            float(line.rpartition(" ")[2]) == 0 for line in lags
+        )
+
+    await harness.wait_for(cleared, 10, "no pause and no lag once answered")
