@@ -339,8 +339,9 @@ def test_cross_field_rules(value: dict[str, object], param: str, message: str) -
     "value", ["1e999999999", "1e-999999999", 10**18, -(10**18), 1e300, "0.0000000000001"]
 )
 def test_meter_value_out_of_range_is_rejected_at_once(value: object) -> None:
-    """A value too large or too fine is a validation error, not millions of digits (the
-    per-test timeout catches a regression: writing 1e999999999 out took minutes)."""
+    """A value too large or too fine is a validation error, not millions of digits. (Before
+    the bound, 1e999999999 spent minutes in Decimal's C code holding the GIL, out of reach
+    of any in-process timeout: a regression shows as a hang.)"""
     found = rejection(
         {
             "operation": "create_meter_event",
