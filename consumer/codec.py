@@ -123,14 +123,15 @@ class RequestDecoder:
                 f"The record value has {len(value)} bytes; the limit is {self._max_record_bytes}",
             )
         try:
+            return self._decode_object(value, now)
+        except RecursionError:  # nested past the decoder's depth, on either path
+            return _too_deep(value)
+
+    def _decode_object(self, value: bytes, now: float) -> Decoded:
+        try:
             request: OperationRequest = self._typed.decode(value)
         except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as first_error:
-            try:
-                return self._slow_path(value, now, first_error)
-            except RecursionError:
-                return _too_deep(value)
-        except RecursionError:
-            return _too_deep(value)
+            return self._slow_path(value, now, first_error)
         return self._checked(request, now, {})
 
     def _slow_path(self, value: bytes, now: float, first_error: Exception) -> Decoded:

@@ -189,8 +189,7 @@ class Pipeline:
         if quiet and not _log.isEnabledFor(logging.DEBUG):
             # Counted, and nobody asked for a reply: the common case, thousands a second.
             # Nothing to deliver and no log line: only the offset and the metrics.
-            self._offsets.done(record.topic_partition, record.offset)
-            self._progress.set()
+            self._answered(record)
             self._count("create_meter_event", "NO_REPLY", timing.processed - timing.received)
             return
         outcome = meter_outcome(prepared.event, result, with_output=prepared.prepared.reply_due)
@@ -222,9 +221,12 @@ class Pipeline:
 
     def _finished(self, record: InboundRecord, handled: Handled, timing: Timing) -> None:
         """Its reply (if any) is acknowledged: the offset may be committed."""
+        self._answered(record)
+        self._observe(handled, timing, time.perf_counter())
+
+    def _answered(self, record: InboundRecord) -> None:
         self._offsets.done(record.topic_partition, record.offset)
         self._progress.set()
-        self._observe(handled, timing, time.perf_counter())
 
     # -- delivery -------------------------------------------------------------------------
 

@@ -55,11 +55,13 @@ def failure(
     retryable: bool,
     code: str | None = None,
     message: str = "boom",
+    authentication: bool = False,
     **extra: object,
 ) -> StripeFailure:
     return StripeFailure(
         ReplyError(type=error_type, code=code, message=message, retryable=retryable, **extra),  # type: ignore[arg-type]
         category=error_type,
+        authentication=authentication,
     )
 
 

@@ -17,13 +17,12 @@ from consumer.engine.rate_limit import RateLimiter
 from consumer.engine.retry import RetryPolicy
 from consumer.errors import StripeFailure
 from consumer.identifier_ledger import LedgerScope
-from consumer.messages import ReplyError
 from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metering.sessions import ExecutorSessionCreator, MeterEventSessions
 from consumer.metering.transports import StreamTransport
 from consumer.metrics import ServiceMetrics
 from consumer.settings import StripeCredential
-from tests.unit.fakes import FakeStripe, settings
+from tests.unit.fakes import FakeStripe, failure, settings
 
 SCOPE = LedgerScope("default", None)
 CREDENTIAL = settings().credentials["default"]
@@ -31,16 +30,6 @@ EVENTS = [
     MeterEvent(SCOPE, CREDENTIAL, "api_requests", f"id-{i}", {"value": "1"}, None, f"k-{i}")
     for i in range(3)
 ]
-
-
-def stripe_failure(
-    category: str, *, retryable: bool = False, authentication: bool = False
-) -> StripeFailure:
-    return StripeFailure(
-        ReplyError(type="invalid_request_error", message=category, retryable=retryable),
-        category=category,
-        authentication=authentication,
-    )
 
 
 class Sender:
@@ -106,8 +95,8 @@ async def test_batch_goes_on_the_stream_and_reports_its_api() -> None:
 async def test_refused_token_drops_the_session_and_is_retryable(category: str) -> None:
     """An expired or refused token is not the events' fault: the batch is retried (by the
     batcher) and the retry gets a new session."""
-    failure = stripe_failure(category, authentication=category == "authentication_error")
-    sender, v1 = Sender([failure]), V1()
+    refused = failure(category, retryable=False, authentication=category == "authentication_error")
+    sender, v1 = Sender([refused]), V1()
     stream, sessions = transport(sender, v1, [0.0])
     with pytest.raises(StripeFailure) as caught:
         await stream.send(SCOPE, CREDENTIAL, EVENTS)
@@ -120,7 +109,7 @@ async def test_refused_token_drops_the_session_and_is_retryable(category: str) -
 
 async def test_transient_stream_failure_is_raised_for_the_batcher_to_retry() -> None:
     """A 5xx on the stream stays a retryable failure of the whole batch, not a fallback."""
-    sender, v1 = Sender([stripe_failure("api_error", retryable=True)]), V1()
+    sender, v1 = Sender([failure("api_error", retryable=True)]), V1()
     stream, _ = transport(sender, v1, [0.0])
     with pytest.raises(StripeFailure):
         await stream.send(SCOPE, CREDENTIAL, EVENTS)
@@ -131,7 +120,7 @@ async def test_stream_refusing_for_good_falls_back_to_v1_for_a_while() -> None:
     """A batch the stream refuses terminally is sent through v1 (each event answered on its
     own), and so is the account's traffic for the fallback period; then the stream again."""
     clock = [0.0]
-    sender, v1 = Sender([stripe_failure("permission_error")]), V1()
+    sender, v1 = Sender([failure("permission_error", retryable=False)]), V1()
     stream, _ = transport(sender, v1, clock)
     results = await stream.send(SCOPE, CREDENTIAL, EVENTS)
     assert [(r.status, r.api) for r in results] == [("delivered", "v1")] * 3
@@ -149,10 +138,8 @@ async def test_rejected_key_holds_session_creation_until_the_key_works() -> None
     """Sessions are created through the executor: a 401 on the API key waits at the
     credential gate (readiness and the metric say so) instead of failing the events."""
     registry = CollectorRegistry()
-    rejected = StripeFailure(
-        ReplyError(type="invalid_request_error", message="Invalid API Key", http_status=401),
-        category="authentication_error",
-        authentication=True,
+    rejected = failure(
+        "authentication_error", retryable=False, authentication=True, http_status=401
     )
     stripe = FakeStripe(failures=[rejected, rejected])
     stripe.body = lambda _: {
