@@ -6,6 +6,11 @@ it for that. It is stateless, so it cannot show what this stand-in shows:
 - idempotency as Stripe does it: the first response for a key is stored and replayed for the
   same parameters, a different body gets 400 `idempotency_error`, a concurrent request with
   the same key gets 409 `idempotency_key_in_use`; *executions per key* count side effects;
+  a key is forgotten 24 hours after its first use (Stripe prunes keys at least 24 hours old,
+  and a reused pruned key is a new request): ``clock_offset_seconds`` moves the stand-in's
+  clock forward to show what happens past that window;
+- customers it created can be deleted once: deleting one again (or an id it never made) gets
+  404 `resource_missing`, as Stripe answers (DELETE carries no idempotency key);
 - declines: source `tok_chargeDeclined` (or payment method `pm_card_chargeDeclined`) gets a
   402 `card_declined`;
 - latency, injected 429/5xx/timeouts/connection resets, an optional rate limit;
@@ -57,12 +62,16 @@ class Fault:
     path_prefix: str = ""
     should_retry: bool | None = None  # sets the Stripe-Should-Retry header when not None
     code: str | None = None  # e.g. "lock_timeout" for a 429
+    # Apply the fault after the request took effect: Stripe executed it, the client never
+    # learns (a "timeout" then holds the response, as a connection lost after the call).
+    after_effect: bool = False
 
 
 @dataclass
 class Config:
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
+    clock_offset_seconds: float = 0.0  # added to the wall clock (idempotency keys' age)
     faults: list[Fault] = field(default_factory=list)
     fault_probability: float = 0.0  # chance of a 500 on any request (after `faults`)
     rate_limit_per_second: int = 0  # 0: no limit; else 429 beyond it (1-second windows)
@@ -124,6 +133,10 @@ class _Stored:
     fingerprint: str
     status: int
     body: dict[str, Any]
+    created: float  # the stand-in's clock when the key was first used
+
+
+IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600.0
 
 
 class StripeStandIn:
@@ -133,6 +146,11 @@ class StripeStandIn:
         self._idempotency: dict[tuple[str, str], _Stored] = {}
         self._in_progress: set[tuple[str, str]] = set()
         self._sessions: dict[str, float] = {}  # token -> expiry (time.time)
+        self._customers: set[str] = set()  # created and not deleted
+
+    def now(self) -> float:
+        """The stand-in's clock: the wall clock, moved by ``clock_offset_seconds``."""
+        return time.time() + self.config.clock_offset_seconds
 
     # -- framework ------------------------------------------------------------------------
 
@@ -145,10 +163,10 @@ class StripeStandIn:
                 web.post("/_standin/reset", self._reset),
                 web.get("/v1/balance", self._balance),
                 web.get("/v1/customers", self._list("customer")),
-                web.post("/v1/customers", self._create("customer", "cus")),
+                web.post("/v1/customers", self._create_customer),
                 web.get("/v1/customers/{id}", self._retrieve("customer")),
                 web.post("/v1/customers/{id}", self._update("customer")),
-                web.delete("/v1/customers/{id}", self._delete("customer")),
+                web.delete("/v1/customers/{id}", self._delete_customer),
                 web.get("/v1/coupons", self._list("coupon")),
                 web.post("/v1/coupons", self._create("coupon", None)),
                 web.post("/v1/payment_intents", self._create("payment_intent", "pi")),
@@ -215,11 +233,13 @@ class StripeStandIn:
             self.stats.faults_injected += 1
             return _error(429, "invalid_request_error", "Too many requests", "rate_limit")
         fault = self._take_fault(request.path)
-        if fault is not None:
+        if fault is not None and not fault.after_effect:
             return await self._inject(request, fault)
         if request.method == "POST" and not is_stream and request.path.startswith("/v1/"):
-            return await self._idempotent(request, key or "", handler)
-        return await handler(request)
+            response = await self._idempotent(request, key or "", handler)
+        else:
+            response = await handler(request)
+        return response if fault is None else await self._inject(request, fault)
 
     def _take_fault(self, path: str) -> Fault | None:
         for fault in self.config.faults:
@@ -259,6 +279,9 @@ class StripeStandIn:
         slot = (api_key, key)
         fingerprint = f"{request.method} {request.path} {await request.text()}"
         stored = self._idempotency.get(slot)
+        if stored is not None and self.now() - stored.created >= IDEMPOTENCY_KEY_TTL_SECONDS:
+            del self._idempotency[slot]  # pruned: the key is new again
+            stored = None
         response: web.StreamResponse
         if stored is not None:
             if stored.fingerprint != fingerprint:
@@ -293,7 +316,7 @@ class StripeStandIn:
             and response.body is not None
         ):
             body = json.loads(bytes(response.body))  # type: ignore[arg-type]
-            self._idempotency[slot] = _Stored(fingerprint, response.status, body)
+            self._idempotency[slot] = _Stored(fingerprint, response.status, body, self.now())
         return response
 
     # -- control plane --------------------------------------------------------------------
@@ -353,11 +376,24 @@ class StripeStandIn:
 
         return handler
 
-    def _delete(self, object_name: str) -> Handler:
-        async def handler(request: web.Request) -> web.Response:
-            return _ok({"id": request.match_info["id"], "object": object_name, "deleted": True})
+    async def _create_customer(self, request: web.Request) -> web.Response:
+        params = _form(await request.post())
+        customer_id = _new_id("cus")
+        self._customers.add(customer_id)
+        return _ok({"id": customer_id, "object": "customer", "livemode": False, **params})
 
-        return handler
+    async def _delete_customer(self, request: web.Request) -> web.Response:
+        customer_id = request.match_info["id"]
+        if customer_id not in self._customers:
+            return _error(
+                404,
+                "invalid_request_error",
+                f"No such customer: '{customer_id}'",
+                "resource_missing",
+                param="id",
+            )
+        self._customers.discard(customer_id)
+        return _ok({"id": customer_id, "object": "customer", "deleted": True})
 
     async def _create_charge(self, request: web.Request) -> web.Response:
         params = _form(await request.post())
@@ -459,10 +495,14 @@ def _ok(body: dict[str, Any]) -> web.Response:
     return response
 
 
-def _error(status: int, kind: str, message: str, code: str | None) -> web.Response:
+def _error(
+    status: int, kind: str, message: str, code: str | None, *, param: str | None = None
+) -> web.Response:
     error: dict[str, Any] = {"type": kind, "message": message}
     if code:
         error["code"] = code
+    if param:
+        error["param"] = param
     response = web.json_response({"error": error}, status=status)
     response.headers["Request-Id"] = f"req_standin{next(_ids):010d}"
     return response
