@@ -28,10 +28,10 @@ from consumer.engine.credential_gate import CredentialGate
 from consumer.engine.executor import StripeCaller, StripeCallExecutor
 from consumer.engine.object_locks import ObjectLocks
 from consumer.engine.pipeline import Pipeline, PipelineLimits
-from consumer.engine.rate_limit import RateLimiter, default_rate_limit
+from consumer.engine.rate_limit import RateLimit
 from consumer.engine.reply_memory import ReplyMemory
 from consumer.engine.retry import RetryPolicy
-from consumer.identifier_ledger import IdentifierLedger, MemoryLedger
+from consumer.identifier_ledger import IdentifierLedger
 from consumer.kafka_io import (
     BrokerProbe,
     KafkaConnection,
@@ -47,8 +47,9 @@ from consumer.metrics import ServiceMetrics
 from consumer.operations import check_complete
 from consumer.processor import RequestProcessor
 from consumer.redaction import Redactor
-from consumer.redis_ledger import RedisLedger
 from consumer.settings import Settings
+from consumer.shared_state.redis_client import RedisConnection
+from consumer.shared_state.wiring import identifier_ledger, rate_limiters, redis_connection
 from consumer.stripe_gateway import StripeGateway, open_gateway
 
 _log = get_logger()
@@ -87,8 +88,8 @@ def tune_garbage_collector() -> None:
 
 def redactor_for(settings: Settings) -> Redactor:
     secrets = [c.api_key.reveal() for c in settings.credentials.values()]
-    if settings.dedup_redis_url is not None:
-        url = settings.dedup_redis_url.reveal()
+    if settings.redis_url is not None:
+        url = settings.redis_url.reveal()
         secrets += [url, urlsplit(url).password or ""]
     security = settings.kafka_security
     for secret in (security.sasl_password, security.ssl_key_password):
@@ -168,46 +169,19 @@ async def _http_server(
 
 
 def stripe_executor(
-    settings: Settings, caller: StripeCaller, metrics: ServiceMetrics
+    settings: Settings,
+    caller: StripeCaller,
+    metrics: ServiceMetrics,
+    limiters: dict[str, RateLimit] | None = None,
 ) -> StripeCallExecutor:
-    """One rate limiter per credential (each Stripe account has its own limit)."""
-    limiters = {
-        name: RateLimiter(
-            settings.stripe_rate_limit or default_rate_limit(credential.live_mode),
-            settings.stripe_rate_burst,
-        )
-        for name, credential in settings.credentials.items()
-    }
+    """Rate limiters per credential: the given ones, or this process's share of each."""
     return StripeCallExecutor(
         caller,
         metrics,
         retry=RetryPolicy(budget_seconds=settings.retry_budget_seconds),
-        limiters=limiters,
+        limiters=limiters if limiters is not None else rate_limiters(settings, None, ""),
         locks=ObjectLocks(),
         gate=CredentialGate(settings.credential_probe_seconds),
-    )
-
-
-def identifier_ledger(settings: Settings) -> IdentifierLedger:
-    """Redis when configured (shared by replicas, kept across restarts); otherwise this
-    process's memory, which is exact only for one replica that never restarts."""
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    if settings.dedup_redis_url is not None:
-        return RedisLedger(
-            settings.dedup_redis_url.reveal(),
-            window_seconds=settings.meter_dedup_window_seconds,
-            lease_seconds=settings.meter_claim_seconds,
-            owner=owner,
-        )
-    _log.warning(
-        "CONSUMER_DEDUP_REDIS_URL is not set: meter-event identifiers are remembered in this "
-        "process only (not shared by replicas, lost on restart)"
-    )
-    return MemoryLedger(
-        window_seconds=settings.meter_dedup_window_seconds,
-        lease_seconds=settings.meter_claim_seconds,
-        max_entries=settings.meter_dedup_max_entries,
-        owner=owner,
     )
 
 
@@ -271,12 +245,17 @@ async def run_service(
     redact = redactor_for(settings)
     connection = kafka_connection(settings)
     await _create_topics(settings, connection)
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     async with open_gateway(settings, redact) as gateway:
         sink = RecordSink(connection)
         await sink.start()
-        ledger = identifier_ledger(settings)
+        redis = redis_connection(settings, metrics)
+        watching = asyncio.create_task(redis.watch()) if redis is not None else None
+        ledger = identifier_ledger(settings, redis, owner)
         try:
-            executor = stripe_executor(settings, gateway, metrics)
+            executor = stripe_executor(
+                settings, gateway, metrics, rate_limiters(settings, redis, owner)
+            )
             single_events, lane = meter_batchers(settings, gateway, executor, ledger, metrics)
             processor = RequestProcessor(
                 settings,
@@ -332,4 +311,14 @@ async def run_service(
         finally:
             await sink.stop()
             await ledger.close()
+            await _close_redis(redis, watching)
     _log.info("stopped")
+
+
+async def _close_redis(redis: RedisConnection | None, watching: asyncio.Task[None] | None) -> None:
+    if watching is not None:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+    if redis is not None:
+        await redis.close()

@@ -14,6 +14,9 @@
 
 A retryable failure that outlives the service's own retries becomes a `FAILED` reply
 (Conductor's retry policy may try again); a terminal one becomes `FAILED_WITH_TERMINAL_ERROR`.
+
+Apart from that tree, :class:`SharedStateUnavailable`: Redis, where replicas share state, did
+not answer (raised by its adapter, ``shared_state/redis_client.py``); never a reply of its own.
 """
 
 from __future__ import annotations
@@ -84,3 +87,8 @@ class StripeFailure(ServiceError):
             category=self.category,
             retry_after=self.retry_after,
         )
+
+
+class SharedStateUnavailable(Exception):
+    """Redis did not answer: down, unreachable, too slow, or refusing the command. Each user
+    of shared state degrades its own way (see ``shared_state/``)."""

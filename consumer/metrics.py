@@ -141,3 +141,19 @@ class ServiceMetrics:
             ("integration",),
         )
         self.last_poll = gauge("last_poll_timestamp_seconds", "Unix time of the last Kafka fetch.")
+        self.redis_unavailable = gauge(
+            "redis_unavailable",
+            "1 while Redis (the shared state: meter ledger, rate limit, memories) does not "
+            "answer; 0 otherwise, and without Redis.",
+        )
+        self.redis_errors = counter(
+            "redis_errors",
+            "Redis calls that failed, by what they were for (`meter_ledger`, `rate_limit`, "
+            "`reply_memory`, `delete_record`, `health`).",
+            ("use",),
+        )
+        self.redis_data_lost = counter(
+            "redis_data_lost",
+            "Times Redis came back without the data it held (restarted empty, a failover "
+            "without persistence, flushed).",
+        )

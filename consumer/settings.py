@@ -114,12 +114,14 @@ class Settings:
     topic_replication_factor: int
     stripe_rate_limit: int | None  # None: Stripe's published limit for each key's mode
     stripe_rate_burst: int | None
+    replicas: int  # replicas sharing each rate limit: a process's share is limit / replicas
     credential_probe_seconds: float
     meter_api: Literal["v2_stream", "v1"]
     meter_batch_size: int
     meter_linger_seconds: float
     meter_stream_concurrency: int
-    dedup_redis_url: Secret | None  # None: the identifier ledger lives in this process only
+    redis_url: Secret | None  # None: shared state (ledger, limit, memories) in process only
+    redis_key_prefix: str  # every key this service writes in Redis starts with it
     meter_dedup_window_seconds: float
     meter_claim_seconds: float
     meter_dedup_max_entries: int
@@ -307,16 +309,31 @@ def _read_kafka_security(reader: _Reader) -> KafkaSecurity:
     )
 
 
+REDIS_URL_VARIABLES: Final = ("CONSUMER_REDIS_URL", "CONSUMER_DEDUP_REDIS_URL")
+
+
 def _redis_url(reader: _Reader) -> Secret | None:
-    """A Redis URL may hold a password (redis://:secret@host): kept as a Secret."""
-    value = reader.raw("CONSUMER_DEDUP_REDIS_URL")
-    if value is None:
-        return None
-    if not re.match(r"^(redis|rediss|unix)://", value):
+    """The Redis of all shared state. `CONSUMER_REDIS_URL`; the older name
+    `CONSUMER_DEDUP_REDIS_URL` (when it held only the meter ledger) still works, and the new
+    name wins when both are set. A URL may hold a password: kept as a Secret."""
+    for name in REDIS_URL_VARIABLES:
+        value = reader.raw(name)
+        if value is None:
+            continue
+        if not re.match(r"^(redis|rediss|unix)://", value):
+            raise SettingsError(f"{name}: expected redis://host:port/db, rediss://… or unix://…")
+        return Secret(value)
+    return None
+
+
+def _redis_key_prefix(reader: _Reader) -> str:
+    value = reader.text("CONSUMER_REDIS_KEY_PREFIX", "stripe-consumer:")
+    if not re.fullmatch(r"[A-Za-z0-9:._{}-]{1,100}", value):
         raise SettingsError(
-            "CONSUMER_DEDUP_REDIS_URL: expected redis://host:port/db, rediss://… or unix://…"
+            f"CONSUMER_REDIS_KEY_PREFIX: expected up to 100 of A-Z a-z 0-9 : . _ - {{ }}, "
+            f"got {value!r}"
         )
-    return Secret(value)
+    return value
 
 
 def _reply_pattern(reader: _Reader, reply_topic: str) -> re.Pattern[str]:
@@ -410,6 +427,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         topic_replication_factor=reader.integer("CONSUMER_TOPIC_REPLICATION_FACTOR", 3, 1, 7),
         stripe_rate_limit=reader.optional_integer("STRIPE_RATE_LIMIT", 1, 100_000),
         stripe_rate_burst=reader.optional_integer("STRIPE_RATE_BURST", 1, 100_000),
+        replicas=reader.integer("CONSUMER_REPLICAS", 1, 1, 1_000),
         credential_probe_seconds=reader.number(
             "CONSUMER_CREDENTIAL_PROBE_SECONDS", 30.0, 0.1, 3600.0
         ),
@@ -417,7 +435,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         meter_batch_size=reader.integer("CONSUMER_METER_BATCH_SIZE", 100, 1, 100),
         meter_linger_seconds=reader.number("CONSUMER_METER_LINGER_MS", 25.0, 0.0, 5000.0) / 1000,
         meter_stream_concurrency=reader.integer("CONSUMER_METER_STREAM_CONCURRENCY", 8, 1, 256),
-        dedup_redis_url=_redis_url(reader),
+        redis_url=_redis_url(reader),
+        redis_key_prefix=_redis_key_prefix(reader),
         meter_dedup_window_seconds=reader.number(
             "CONSUMER_METER_DEDUP_WINDOW_SECONDS", 35 * 86_400.0, 60.0, 400 * 86_400.0
         ),

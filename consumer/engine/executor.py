@@ -11,7 +11,7 @@ from typing import Protocol
 
 from consumer.engine.credential_gate import CredentialGate
 from consumer.engine.object_locks import ObjectLocks
-from consumer.engine.rate_limit import RateLimiter
+from consumer.engine.rate_limit import RateLimit
 from consumer.engine.retry import Attempts, RetryPolicy, with_retries
 from consumer.errors import StripeFailure
 from consumer.logs import get_logger
@@ -43,7 +43,7 @@ class StripeCallExecutor:
         metrics: ServiceMetrics,
         *,
         retry: RetryPolicy,
-        limiters: Mapping[str, RateLimiter],
+        limiters: Mapping[str, RateLimit],
         locks: ObjectLocks,
         gate: CredentialGate,
     ) -> None:

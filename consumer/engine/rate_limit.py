@@ -8,6 +8,10 @@ stay small, and no calendar second (which is what Stripe counts) ever sees more 
 
 After a 429 the limit halves for a cool-down, then recovers step by step: a neighbour sharing
 the account (another service, the dashboard) may be using part of the budget.
+
+This limiter counts this process's calls only. Replicas of the group share one limit through
+Redis (``shared_state/rate_limit.py``, the same rules in one Lua script); without Redis each
+replica keeps to its share, the limit divided by the replica count (:func:`share_of`).
 """
 
 from __future__ import annotations
@@ -16,11 +20,19 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, Protocol
 
-_WINDOW_SECONDS: Final = 1.0
-_COOLDOWN_SECONDS: Final = 5.0
+WINDOW_SECONDS: Final = 1.0
+COOLDOWN_SECONDS: Final = 5.0
 _MIN_LIMIT: Final = 1
+
+
+class RateLimit(Protocol):
+    """What the executor needs of a limiter: wait for a slot; hear about a 429."""
+
+    async def acquire(self) -> float: ...
+
+    def slow_down(self) -> None: ...
 
 
 class RateLimiter:
@@ -36,7 +48,7 @@ class RateLimiter:
             raise ValueError("limit must be at least 1")
         self.configured_limit = limit
         self._limit = limit
-        self._burst = max(1, min(limit, burst if burst is not None else max(1, limit // 10)))
+        self._burst = max(1, min(limit, burst if burst is not None else default_burst(limit)))
         self._starts: deque[float] = deque()
         self._lock = asyncio.Lock()
         self._clock = clock
@@ -66,31 +78,41 @@ class RateLimiter:
         """Stripe said 429: halve the limit for a while. Concurrent calls that were refused
         together are one signal, not many: the limit halves at most once per window."""
         now = self._clock()
-        if now - self._slowed_at < _WINDOW_SECONDS:
+        if now - self._slowed_at < WINDOW_SECONDS:
             return
         self._slowed_at = now
         self._limit = max(_MIN_LIMIT, self._limit // 2)
-        self._recover_at = now + _COOLDOWN_SECONDS
+        self._recover_at = now + COOLDOWN_SECONDS
 
     def _recover(self, now: float) -> None:
         while self._limit < self.configured_limit and now >= self._recover_at:
             step = max(1, self.configured_limit // 10)
             self._limit = min(self.configured_limit, self._limit + step)
-            self._recover_at += _COOLDOWN_SECONDS / 5
+            self._recover_at += COOLDOWN_SECONDS / 5
 
     def _wait_needed(self, now: float) -> float:
         self._recover(now)
         starts = self._starts
-        while starts and starts[0] <= now - _WINDOW_SECONDS:
+        while starts and starts[0] <= now - WINDOW_SECONDS:
             starts.popleft()
         waits = [0.0]
         if len(starts) >= self._limit:
-            waits.append(starts[-self._limit] + _WINDOW_SECONDS - now)
+            waits.append(starts[-self._limit] + WINDOW_SECONDS - now)
         burst = min(self._burst, self._limit)
-        burst_window = _WINDOW_SECONDS * burst / self._limit
+        burst_window = WINDOW_SECONDS * burst / self._limit
         if len(starts) >= burst:
             waits.append(starts[-burst] + burst_window - now)
         return max(waits)
+
+
+def default_burst(limit: int) -> int:
+    """Calls that may start at once when not configured: a tenth of the limit."""
+    return max(1, limit // 10)
+
+
+def share_of(limit: int, replicas: int) -> int:
+    """One replica's part of a limit the group shares (never below one call a second)."""
+    return max(_MIN_LIMIT, limit // replicas)
 
 
 def default_rate_limit(live_mode: bool) -> int:

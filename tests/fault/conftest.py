@@ -38,7 +38,8 @@ class Harness:
             "KAFKA_BOOTSTRAP_SERVERS": self.stack["KAFKA_BOOTSTRAP_SERVERS"],
             "STRIPE_API_BASE": self.standin.url,
             "STRIPE_METER_EVENTS_BASE": self.standin.url,
-            "CONSUMER_DEDUP_REDIS_URL": self.stack["REDIS_URL"],
+            "CONSUMER_REDIS_URL": self.stack["REDIS_URL"],
+            "CONSUMER_REDIS_KEY_PREFIX": f"{self.topics.prefix}:",  # this test's keys alone
             "CONSUMER_METER_CLAIM_SECONDS": "3",
             "STRIPE_API_KEY": "sk_test_51FaultTests",
             "STRIPE_RATE_LIMIT": "100000",

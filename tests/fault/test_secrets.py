@@ -28,7 +28,7 @@ async def test_canary_secrets_appear_nowhere(harness: Harness, tmp_path: Path) -
     service = harness.service(
         STRIPE_API_KEY=DEFAULT_KEY,
         STRIPE_CREDENTIALS_DIR=str(key_dir),
-        CONSUMER_DEDUP_REDIS_URL=redis,
+        CONSUMER_REDIS_URL=redis,
         LOG_LEVEL="DEBUG",
     ).start()
     client = harness.client

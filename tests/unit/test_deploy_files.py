@@ -36,7 +36,7 @@ def test_compose_service_configuration_is_valid() -> None:
     }
     settings = load_settings(environment)
     assert settings.stripe_api_base == "http://stripe-mock:12111"
-    assert settings.dedup_redis_url is not None
+    assert settings.redis_url is not None
 
 
 def test_compose_prometheus_loads_the_charts_alerts_and_grafana_its_dashboard() -> None:

@@ -100,3 +100,43 @@ def test_secrets_are_masked_when_printed() -> None:
     assert "sk_test_51Secret000Key" not in repr(settings)
     assert "sk_test_51Secret000Key" not in f"{settings.credentials['default']}"
     assert str(Secret("x")) == "Secret('**********')"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, None),
+        ({"CONSUMER_REDIS_URL": "redis://shared:6379/0"}, "redis://shared:6379/0"),
+        ({"CONSUMER_DEDUP_REDIS_URL": "redis://old:6379/1"}, "redis://old:6379/1"),
+        (
+            {
+                "CONSUMER_REDIS_URL": "redis://shared:6379/0",
+                "CONSUMER_DEDUP_REDIS_URL": "redis://old:6379/1",
+            },
+            "redis://shared:6379/0",
+        ),
+    ],
+)
+def test_one_redis_url_for_all_shared_state_with_the_old_name_as_alias(
+    environ: dict[str, str], expected: str | None
+) -> None:
+    """CONSUMER_REDIS_URL holds all shared state; CONSUMER_DEDUP_REDIS_URL still works, and
+    the new name wins when both are set."""
+    url = load_settings({**BASE, **environ}).redis_url
+    assert (url.reveal() if url is not None else None) == expected
+
+
+@pytest.mark.parametrize("name", ["CONSUMER_REDIS_URL", "CONSUMER_DEDUP_REDIS_URL"])
+def test_a_bad_redis_url_names_the_variable_it_came_from(name: str) -> None:
+    """Whichever name held it, a malformed URL is reported under that name."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**BASE, name: "http://redis:6379"})
+    assert str(caught.value).startswith(f"{name}: expected redis://host:port/db")
+
+
+def test_replicas_default_to_one_and_are_bounded() -> None:
+    """CONSUMER_REPLICAS (how many processes share a rate limit) is 1 unless set, at least 1."""
+    assert load_settings(BASE).replicas == 1
+    assert load_settings({**BASE, "CONSUMER_REPLICAS": "4"}).replicas == 4
+    with pytest.raises(SettingsError, match="CONSUMER_REPLICAS: expected an integer from 1"):
+        load_settings({**BASE, "CONSUMER_REPLICAS": "0"})

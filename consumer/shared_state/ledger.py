@@ -1,12 +1,14 @@
-"""The identifier ledger in Redis: the only module that imports ``redis``.
+"""The identifier ledger in Redis (see ``identifier_ledger.py`` for what it records).
 
 Shared by every replica of the consumer group and kept across restarts (Redis persistence),
 with Redis's own key expiry for the window. Each operation is one Lua script call per batch
 (up to 100 identifiers), so the cost is one round trip per batch, and a claim is atomic: two
-replicas holding duplicates of one event never both get ``CLAIMED``.
+replicas holding duplicates of one event never both get ``CLAIMED``. When Redis does not
+answer, every call raises :class:`SharedStateUnavailable`: the batcher then waits and tries
+again, and never sends an identifier it could not claim.
 
-Keys: ``<prefix><integration>:<account>:<identifier>``; values ``pending:<owner>`` (with the
-lease as TTL) or ``delivered`` (with the window as TTL). Memory is about 100 bytes per
+Keys: ``<prefix>meter:<integration>:<account>:<identifier>``; values ``pending:<owner>`` (with
+the lease as TTL) or ``delivered`` (with the window as TTL). Memory is about 100 bytes per
 identifier in the window: 10 million identifiers take about 1 GiB. For Redis Cluster, all
 keys of one call must share a slot: not supported (use a standalone or Sentinel Redis).
 """
@@ -14,12 +16,12 @@ keys of one call must share a slot: not supported (use a standalone or Sentinel 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
-
-import redis.asyncio as redis
+from typing import Final
 
 from consumer.identifier_ledger import ClaimState, LedgerScope
+from consumer.shared_state.redis_client import RedisConnection
 
+_USE: Final = "meter_ledger"
 _CLAIM: Final = """
 local states = {}
 for i, key in ipairs(KEYS) do
@@ -48,33 +50,29 @@ return released
 class RedisLedger:
     def __init__(
         self,
-        url: str,
+        connection: RedisConnection,
         *,
         window_seconds: float,
         lease_seconds: float,
         owner: str,
-        prefix: str = "stripe-consumer:meter:",
     ) -> None:
-        self._client: Any = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        self._redis = connection
         self._window_ms = str(int(window_seconds * 1000))
         self._lease_ms = str(int(lease_seconds * 1000))
         self._pending = f"pending:{owner}"
-        self._prefix = prefix
-        self._claim = self._client.register_script(_CLAIM)
-        self._delivered = self._client.register_script(_DELIVERED)
-        self._release = self._client.register_script(_RELEASE)
+        self._prefix = f"{connection.prefix}meter:"
+        self._claim = connection.script(_CLAIM)
+        self._delivered = connection.script(_DELIVERED)
+        self._release = connection.script(_RELEASE)
 
     def _keys(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[str]:
         return [self._prefix + scope.key(identifier) for identifier in identifiers]
 
-    async def ping(self) -> bool:
-        return bool(await self._client.ping())
-
     async def claim(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[ClaimState]:
         if not identifiers:
             return []
-        states = await self._claim(
-            keys=self._keys(scope, identifiers), args=[self._pending, self._lease_ms]
+        states = await self._redis.run(
+            self._claim, self._keys(scope, identifiers), [self._pending, self._lease_ms], use=_USE
         )
         return [
             ClaimState(state.decode() if isinstance(state, bytes) else state) for state in states
@@ -82,11 +80,15 @@ class RedisLedger:
 
     async def mark_delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> None:
         if identifiers:
-            await self._delivered(keys=self._keys(scope, identifiers), args=[self._window_ms])
+            await self._redis.run(
+                self._delivered, self._keys(scope, identifiers), [self._window_ms], use=_USE
+            )
 
     async def release(self, scope: LedgerScope, identifiers: Sequence[str]) -> None:
         if identifiers:
-            await self._release(keys=self._keys(scope, identifiers), args=[self._pending])
+            await self._redis.run(
+                self._release, self._keys(scope, identifiers), [self._pending], use=_USE
+            )
 
     async def close(self) -> None:
-        await self._client.aclose()
+        return None  # the connection is closed by its owner (it serves every use)

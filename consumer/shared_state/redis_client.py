@@ -1,0 +1,206 @@
+"""The connection to Redis: the only module that imports ``redis``.
+
+Every use of Redis (meter ledger, rate limit, memories, delete records) goes through one
+:class:`RedisConnection`, which translates whatever Redis or the network raises into one
+exception, :class:`SharedStateUnavailable`, and keeps the health of the connection:
+
+- a failed call marks Redis unavailable (the ``redis_unavailable`` gauge, one warning in the
+  log); for ``retry_after_seconds`` afterwards calls fail at once instead of each waiting on
+  a dead server, and each user degrades its own way (the meter ledger waits, the rate limit
+  falls back to this process's share, memories stay in this process);
+- :meth:`watch` probes Redis every few seconds, so recovery is noticed (and logged) even when
+  nothing else calls, and notices when Redis came back *without its data* (restarted empty,
+  a failover without persistence): a marker key written once is gone or replaced. That is
+  counted (``redis_data_lost_total``) and logged as an error, because what Redis remembered
+  (delivered identifiers, answered requests, deletes sent) is forgotten.
+
+redis-py's own retries are off: each caller decides how to wait. Errors are logged with the
+redactor in front (a URL may hold a password).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TypeVar
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from consumer.errors import SharedStateUnavailable
+from consumer.logs import get_logger
+from consumer.metrics import ServiceMetrics
+
+DEFAULT_PREFIX: Final = "stripe-consumer:"
+DATA_MARKER: Final = "data-marker"  # a key written once; gone means Redis lost its data
+_MARKER_SCRIPT: Final = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""
+_log = get_logger()
+T = TypeVar("T")
+__all__ = ["DATA_MARKER", "LuaScript", "RedisConnection", "SharedStateUnavailable"]
+
+
+class LuaScript:
+    """A Lua script registered with the connection (run with :meth:`RedisConnection.run`)."""
+
+    def __init__(self, script: Any) -> None:
+        self._script = script
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        return await self._script(keys=list(keys), args=list(args))
+
+
+class RedisConnection:
+    def __init__(
+        self,
+        url: str,
+        metrics: ServiceMetrics,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        command_timeout_seconds: float = 2.0,
+        retry_after_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client: Any = redis.Redis.from_url(
+            url,
+            socket_timeout=command_timeout_seconds,
+            socket_connect_timeout=min(1.0, command_timeout_seconds),
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._metrics = metrics
+        self.prefix = prefix
+        self._retry_after = retry_after_seconds
+        self._clock = clock
+        self._failing_since: float | None = None
+        self._retry_at = 0.0
+        self._marker_key = prefix + DATA_MARKER
+        self._marker: str | None = None  # the marker this process saw last
+        self._marker_script = self.script(_MARKER_SCRIPT)
+
+    # -- health ---------------------------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        """False while Redis failed recently (calls fail at once until retried)."""
+        return self._failing_since is None or self._clock() >= self._retry_at
+
+    def _failed(self, use: str, exc: BaseException) -> None:
+        now = self._clock()
+        self._metrics.redis_errors.labels(use).inc()
+        self._metrics.redis_unavailable.set(1)
+        self._retry_at = now + self._retry_after
+        if self._failing_since is None:
+            self._failing_since = now
+            _log.warning(
+                "Redis unavailable: meter events wait for it; the rate limit falls back to "
+                "this process's share; reply memory and delete records stay in this process",
+                extra={"use": use, "error": repr(exc)},
+            )
+
+    def _succeeded(self) -> None:
+        if self._failing_since is not None:
+            _log.warning(
+                "Redis answers again",
+                extra={"unavailable_seconds": round(self._clock() - self._failing_since, 1)},
+            )
+            self._failing_since = None
+        self._metrics.redis_unavailable.set(0)
+
+    async def _call(
+        self,
+        use: str,
+        command: Callable[[], Awaitable[T]],
+        *,
+        timeout_seconds: float | None = None,
+        probe: bool = False,
+    ) -> T:
+        if not probe and not self.available:
+            raise SharedStateUnavailable("Redis failed recently; retrying shortly")
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                result = await command()
+        except (redis.RedisError, OSError, TimeoutError) as exc:
+            self._failed(use, exc)
+            raise SharedStateUnavailable(f"Redis did not answer ({type(exc).__name__})") from exc
+        self._succeeded()
+        return result
+
+    # -- commands -------------------------------------------------------------------------
+
+    def script(self, source: str) -> LuaScript:
+        return LuaScript(self._client.register_script(source))
+
+    async def run(
+        self,
+        script: LuaScript,
+        keys: Sequence[str],
+        args: Sequence[str | int],
+        *,
+        use: str,
+        timeout_seconds: float | None = None,
+    ) -> Any:
+        """Run a Lua script (atomic in Redis); SharedStateUnavailable when Redis fails."""
+        return await self._call(use, lambda: script(keys, args), timeout_seconds=timeout_seconds)
+
+    async def get_many(self, keys: Sequence[str], *, use: str) -> list[bytes | None]:
+        values: list[bytes | None] = await self._call(use, lambda: self._client.mget(list(keys)))
+        return values
+
+    async def put(self, key: str, value: bytes, *, ttl_seconds: float, use: str) -> None:
+        """SET with an expiry."""
+        ttl_ms = max(1, int(ttl_seconds * 1000))
+        await self._call(use, lambda: self._client.set(key, value, px=ttl_ms))
+
+    async def swap(self, key: str, value: bytes, *, ttl_seconds: float, use: str) -> bytes | None:
+        """SET with an expiry, answering the value it replaced (None: there was none)."""
+        ttl_ms = max(1, int(ttl_seconds * 1000))
+        previous: bytes | None = await self._call(
+            use, lambda: self._client.set(key, value, px=ttl_ms, get=True)
+        )
+        return previous
+
+    async def delete(self, key: str, *, use: str) -> None:
+        await self._call(use, lambda: self._client.delete(key))
+
+    # -- watching -------------------------------------------------------------------------
+
+    async def check(self) -> bool:
+        """Probe Redis (even while marked unavailable) and look for lost data; True when it
+        answered."""
+        proposed = uuid.uuid4().hex
+        try:
+            current = await self._call(
+                "health",
+                lambda: self._marker_script([self._marker_key], [proposed]),
+                timeout_seconds=2.0,
+                probe=True,
+            )
+        except SharedStateUnavailable:
+            return False
+        marker = current.decode() if isinstance(current, bytes) else str(current)
+        if self._marker is not None and marker != self._marker:
+            self._metrics.redis_data_lost.inc()
+            _log.error(
+                "Redis came back without its data (restarted empty, or a failover without "
+                "persistence): delivered meter identifiers, remembered replies and deletes sent "
+                "before now are forgotten; Stripe's own 24-hour idempotency still covers POSTs "
+                "and meter identifiers sent again",
+            )
+        self._marker = marker
+        return True
+
+    async def watch(self, interval_seconds: float = 2.0) -> None:
+        """Probe forever (a background task; cancel it to stop)."""
+        while True:
+            await self.check()
+            await asyncio.sleep(interval_seconds)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing a connection that never opened
+            await self._client.aclose()

@@ -1,0 +1,78 @@
+"""Where each piece of shared state lives: Redis when ``CONSUMER_REDIS_URL`` is set, shared by
+every replica and kept across restarts; this process otherwise.
+
+| state | with Redis | without |
+|---|---|---|
+| meter identifier ledger | Redis only (never sent unclaimed: waits for Redis) | this process |
+| Stripe rate limit | the group's limit; this process's share while Redis is away | the share |
+
+A process's share of a rate limit is ``STRIPE_RATE_LIMIT / CONSUMER_REPLICAS``.
+"""
+
+from __future__ import annotations
+
+from consumer.engine.rate_limit import RateLimit, RateLimiter, default_rate_limit, share_of
+from consumer.identifier_ledger import IdentifierLedger, MemoryLedger
+from consumer.logs import get_logger
+from consumer.metrics import ServiceMetrics
+from consumer.settings import Settings
+from consumer.shared_state.ledger import RedisLedger
+from consumer.shared_state.rate_limit import SharedRateLimiter
+from consumer.shared_state.redis_client import RedisConnection
+
+_log = get_logger()
+
+
+def redis_connection(settings: Settings, metrics: ServiceMetrics) -> RedisConnection | None:
+    if settings.redis_url is None:
+        _log.warning(
+            "CONSUMER_REDIS_URL is not set: meter identifiers are remembered in this process "
+            "only (not shared by replicas, lost on restart), and this process keeps to "
+            "STRIPE_RATE_LIMIT / CONSUMER_REPLICAS",
+            extra={"replicas": settings.replicas},
+        )
+        return None
+    return RedisConnection(settings.redis_url.reveal(), metrics, prefix=settings.redis_key_prefix)
+
+
+def rate_limiters(
+    settings: Settings, redis: RedisConnection | None, owner: str
+) -> dict[str, RateLimit]:
+    """One limiter per credential (each Stripe account has its own limit)."""
+    limiters: dict[str, RateLimit] = {}
+    for name, credential in settings.credentials.items():
+        limit = settings.stripe_rate_limit or default_rate_limit(credential.live_mode)
+        burst = settings.stripe_rate_burst
+        if redis is None:
+            share_burst = share_of(burst, settings.replicas) if burst else None
+            limiters[name] = RateLimiter(share_of(limit, settings.replicas), share_burst)
+        else:
+            limiters[name] = SharedRateLimiter(
+                redis,
+                integration=name,
+                limit=limit,
+                burst=burst,
+                replicas=settings.replicas,
+                owner=owner,
+            )
+    return limiters
+
+
+def identifier_ledger(
+    settings: Settings, redis: RedisConnection | None, owner: str
+) -> IdentifierLedger:
+    """Redis when configured; otherwise this process's memory, which is exact only for one
+    replica that never restarts."""
+    if redis is not None:
+        return RedisLedger(
+            redis,
+            window_seconds=settings.meter_dedup_window_seconds,
+            lease_seconds=settings.meter_claim_seconds,
+            owner=owner,
+        )
+    return MemoryLedger(
+        window_seconds=settings.meter_dedup_window_seconds,
+        lease_seconds=settings.meter_claim_seconds,
+        max_entries=settings.meter_dedup_max_entries,
+        owner=owner,
+    )

@@ -1,0 +1,98 @@
+"""The Redis adapters against real Redis: the ledger claims atomically, and the connection
+notices Redis failing or losing its data."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import pytest_asyncio
+from prometheus_client import CollectorRegistry
+
+from consumer.errors import SharedStateUnavailable
+from consumer.identifier_ledger import ClaimState, LedgerScope
+from consumer.metrics import ServiceMetrics
+from consumer.shared_state.ledger import RedisLedger
+from consumer.shared_state.redis_client import DATA_MARKER, RedisConnection
+from tests.support.process import free_port
+
+pytestmark = pytest.mark.integration
+Connect = Callable[..., RedisConnection]
+
+
+@pytest_asyncio.fixture
+async def connect(stack: dict[str, str]) -> AsyncIterator[Connect]:
+    """Connections as separate replicas hold them, on a key prefix private to this test."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    opened: list[RedisConnection] = []
+
+    def make(
+        url: str = stack["REDIS_URL"], registry: CollectorRegistry | None = None
+    ) -> RedisConnection:
+        metrics = ServiceMetrics(registry or CollectorRegistry())
+        opened.append(RedisConnection(url, metrics, prefix=prefix))
+        return opened[-1]
+
+    yield make
+    for connection in opened:
+        await connection.close()
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_the_ledger_claims_once_across_replicas(connect: Connect) -> None:
+    """Two replicas claim the same identifier: one gets it; once delivered, both see that."""
+    scope = LedgerScope("default", None)
+    one = RedisLedger(connect(), window_seconds=60, lease_seconds=5, owner="one")
+    two = RedisLedger(connect(), window_seconds=60, lease_seconds=5, owner="two")
+    assert await one.claim(scope, ["id-1"]) == [ClaimState.CLAIMED]
+    assert await two.claim(scope, ["id-1"]) == [ClaimState.PENDING]
+    await one.mark_delivered(scope, ["id-1"])
+    assert await two.claim(scope, ["id-1"]) == [ClaimState.DELIVERED]
+
+
+async def test_redis_coming_back_empty_is_noticed(
+    connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The data marker gone (Redis restarted without its data) is counted and logged as an
+    error by every replica that knew it; an unchanged marker is not."""
+    registries = CollectorRegistry(), CollectorRegistry()
+    watcher, other = (connect(registry=registry) for registry in registries)
+    assert await watcher.check()
+    assert await other.check()
+    assert await watcher.check()
+    assert sample(registries[0], "stripe_consumer_redis_data_lost_total") == 0
+    # What Redis restarted without its data leaves: no marker.
+    await watcher.delete(watcher.prefix + DATA_MARKER, use="health")
+    with caplog.at_level(logging.ERROR, logger="stripe_consumer"):
+        assert await watcher.check()
+        assert await other.check()
+    assert sample(registries[0], "stripe_consumer_redis_data_lost_total") == 1
+    assert sample(registries[1], "stripe_consumer_redis_data_lost_total") == 1
+    assert sum("Redis came back without its data" in r.message for r in caplog.records) == 2
+
+
+async def test_an_unreachable_redis_fails_fast_and_says_so(
+    connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing listening: calls raise SharedStateUnavailable at once (the next ones without
+    even trying), the gauge is 1, and one warning says what degrades."""
+    registry = CollectorRegistry()
+    connection = connect(f"redis://127.0.0.1:{free_port()}/0", registry)
+    ledger = RedisLedger(connection, window_seconds=60, lease_seconds=5, owner="one")
+    with caplog.at_level(logging.WARNING, logger="stripe_consumer"):
+        for _ in range(3):
+            with pytest.raises(SharedStateUnavailable):
+                await ledger.claim(LedgerScope("default", None), ["id-1"])
+    assert sample(registry, "stripe_consumer_redis_unavailable") == 1
+    assert sample(registry, "stripe_consumer_redis_errors_total", use="meter_ledger") == 1
+    assert not connection.available
+    assert [r.message for r in caplog.records].count(
+        "Redis unavailable: meter events wait for it; the rate limit falls back to this "
+        "process's share; reply memory and delete records stay in this process"
+    ) == 1
+    assert await connection.check() is False
