@@ -29,7 +29,6 @@ from consumer.engine.executor import StripeCaller, StripeCallExecutor
 from consumer.engine.object_locks import ObjectLocks
 from consumer.engine.pipeline import Pipeline, PipelineLimits
 from consumer.engine.rate_limit import RateLimit
-from consumer.engine.reply_memory import ReplyMemory
 from consumer.engine.retry import RetryPolicy
 from consumer.identifier_ledger import IdentifierLedger
 from consumer.kafka_io import (
@@ -49,7 +48,12 @@ from consumer.processor import RequestProcessor
 from consumer.redaction import Redactor
 from consumer.settings import Settings
 from consumer.shared_state.redis_client import RedisConnection
-from consumer.shared_state.wiring import identifier_ledger, rate_limiters, redis_connection
+from consumer.shared_state.wiring import (
+    identifier_ledger,
+    rate_limiters,
+    redis_connection,
+    reply_memory,
+)
 from consumer.stripe_gateway import StripeGateway, open_gateway
 
 _log = get_logger()
@@ -261,7 +265,7 @@ async def run_service(
                 settings,
                 executor,
                 metrics,
-                memory=ReplyMemory(settings.reply_memory_entries, settings.reply_memory_seconds),
+                memory=reply_memory(settings, redis),
                 meter_events=single_events,
             )
             source = RecordSource(

@@ -4,7 +4,8 @@ The steps, in order: decode (a dead letter, a rejection naming the field, or a r
 prepare (the meter topic takes meter events only; the reply topic must be allowed; the
 integration must be configured; derive the idempotency key, and the identifier of a meter
 event); answer from memory when this request was already answered; otherwise call Stripe
-(retrying transient failures with the same key) and remember a terminal outcome. Meter events
+(retrying transient failures with the same key) and remember the answer: a completion by
+idempotency key, a failure by taskId (engine/reply_memory.py). Meter events
 go through a batcher that sends each identifier once (the identifier ledger).
 
 A failure always reaches someone: a reply when one is due, else (a quiet meter event) the
@@ -22,13 +23,14 @@ import msgspec
 
 from consumer.codec import DeadLetter, InvalidRequest, RequestDecoder, ValidRequest
 from consumer.engine.executor import StripeCallExecutor
-from consumer.engine.reply_memory import ReplyMemory
+from consumer.engine.reply_memory import AnswerKeys, ReplyMemory
 from consumer.engine.retry import Attempts
 from consumer.errors import RequestRejected, ServiceError, StripeFailure
 from consumer.idempotency import (
     MAX_METER_IDENTIFIER_LENGTH,
     RecordCoordinates,
     derive_key,
+    key_text,
     request_hash,
 )
 from consumer.kafka_io import InboundRecord, OutboundRecord
@@ -99,6 +101,7 @@ class Prepared(msgspec.Struct, frozen=True):
     idempotency_key: str
     request_hash: str
     meter_identifier: str | None  # for meter events: given, or derived like the key
+    task_id: str | None  # the request's taskId, else its record key (as the reply says)
 
     def address(self, record: InboundRecord) -> ReplyAddress:
         return ReplyAddress(self.reply_topic, record.key, self.request, self.passthrough)
@@ -236,6 +239,7 @@ class RequestProcessor:
             idempotency_key=key,
             request_hash=digest,
             meter_identifier=identifier,
+            task_id=request.taskId if isinstance(request.taskId, str) else key_text(record.key),
         )
 
     def prepare_meter_event(self, record: InboundRecord) -> PreparedMeterEvent | None:
@@ -264,12 +268,13 @@ class RequestProcessor:
 
     async def _outcome(self, prepared: Prepared) -> Outcome:
         request = prepared.request
-        memory_key = (
+        memory_keys = AnswerKeys.of(
             request.credential_name,
-            request.stripe_account or "",
+            request.stripe_account if isinstance(request.stripe_account, str) else None,
             prepared.idempotency_key,
+            prepared.task_id,
         )
-        remembered = self._memory.recall(memory_key, prepared.request_hash)
+        remembered = await self._memory.recall(memory_keys, prepared.request_hash)
         if remembered is not None:
             self._metrics.deduplicated.labels("reply_memory").inc()
             return remembered.remembered()
@@ -278,7 +283,7 @@ class RequestProcessor:
             outcome = meter_outcome(event, await self._meter_events.deliver(event))
         else:
             outcome = await self._execute(request, prepared.credential, prepared.idempotency_key)
-        self._memory.remember(memory_key, prepared.request_hash, outcome)
+        await self._memory.remember(memory_keys, prepared.request_hash, outcome)
         return outcome
 
     def answer(self, record: InboundRecord, prepared: Prepared, outcome: Outcome) -> Handled:

@@ -1,63 +1,149 @@
-"""Recent terminal outcomes by idempotency key, so a republished request is answered again
-without calling Stripe.
+"""What the service already answered, so a copy of a request gets the same answer without a
+Stripe call (the contract's "Idempotency and deduplication"):
 
-Conductor republishes a pending `asyncComplete` EVENT task's record on every decide, and Kafka
-redelivers after a crash: the same logical request arrives many times. Only terminal outcomes
-are remembered (COMPLETED, FAILED_WITH_TERMINAL_ERROR): a transient FAILED must reach Stripe
-again when Conductor retries the task. An entry also remembers the request's hash, so a caller
-that reuses its own ``idempotency_key`` for different parameters is not answered with another
-request's result (Stripe answers that with an idempotency error instead).
+- **COMPLETED, by idempotency key** (within its integration and connected account): Conductor
+  republishes a pending EVENT task's record on every decide, Kafka redelivers after a crash,
+  and a Conductor retry of a task whose reply was lost carries the same key: all are answered
+  with the first result.
+- **FAILED and FAILED_WITH_TERMINAL_ERROR, by taskId** (and the same idempotency key): a copy
+  of a task already answered as failed is answered the same way, never run; the workflow has
+  taken its failure branch, and a charge now would be one it believes did not happen. A
+  Conductor *retry* carries a new taskId and runs (Stripe replays or executes it under the
+  same idempotency key). The taskId is the request's ``taskId``, else its record key (what
+  the reply names as taskId).
 
-Bounded (least recently used entries go first) and expiring; in process, per replica.
+An entry remembers the request's hash too, so a caller that reuses its own
+``idempotency_key`` for different parameters is not answered with another request's result.
+
+Two tiers: this process's memory (bounded, least recently used first, expiring) answers
+first; when Redis is configured the shared memory behind it answers for every replica and
+across restarts. Both keep an answer for the same window. Redis failing only narrows the
+memory to this process: a copy then reaches Stripe with the same idempotency key, which
+replays the first result within Stripe's 24 hours.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import msgspec
 
+from consumer.errors import SharedStateUnavailable
 from consumer.replies import Outcome
 
-MemoryKey = tuple[str, str, str]  # (integration, stripe_account, idempotency key)
 
-
-class _Entry(msgspec.Struct, frozen=True):
+class RememberedAnswer(msgspec.Struct, frozen=True):
     outcome: Outcome
     request_hash: str
-    expires_at: float
 
 
-class ReplyMemory:
+class AnswerKeys(msgspec.Struct, frozen=True):
+    """Where a request's answers are remembered."""
+
+    completed: str
+    failed: str | None  # None: no taskId (nor record key) to remember a failure by
+
+    def in_order(self) -> list[str]:
+        """A failure of this task answers before a completion of the same request."""
+        return [self.failed, self.completed] if self.failed is not None else [self.completed]
+
+    @classmethod
+    def of(
+        cls, integration: str, stripe_account: str | None, idempotency_key: str, task_id: str | None
+    ) -> AnswerKeys:
+        scoped = f"{integration}:{stripe_account or '-'}:{idempotency_key}"
+        return cls(
+            completed=f"completed:{scoped}",
+            failed=f"failed:{task_id}:{scoped}" if task_id else None,
+        )
+
+
+class SharedAnswers(Protocol):
+    """The memory replicas share (Redis); SharedStateUnavailable when it cannot answer."""
+
+    async def recall(self, keys: Sequence[str]) -> list[RememberedAnswer | None]: ...
+
+    async def remember(self, key: str, answer: RememberedAnswer, ttl_seconds: float) -> None: ...
+
+
+class LocalAnswers:
+    """This process's memory: bounded (least recently used entries go first) and expiring."""
+
     def __init__(
         self, max_entries: int, ttl_seconds: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._max_entries = max_entries
         self._ttl = ttl_seconds
         self._clock = clock
-        self._entries: OrderedDict[MemoryKey, _Entry] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[RememberedAnswer, float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def recall(self, key: MemoryKey, request_hash: str) -> Outcome | None:
+    def recall(self, key: str) -> RememberedAnswer | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if entry.expires_at <= self._clock():
+        if entry[1] <= self._clock():
             del self._entries[key]
             return None
-        if entry.request_hash != request_hash:
-            return None
         self._entries.move_to_end(key)
-        return entry.outcome
+        return entry[0]
 
-    def remember(self, key: MemoryKey, request_hash: str, outcome: Outcome) -> None:
-        if not outcome.terminal or self._max_entries == 0 or self._ttl <= 0:
+    def remember(self, key: str, answer: RememberedAnswer) -> None:
+        if self._max_entries == 0 or self._ttl <= 0:
             return
-        self._entries[key] = _Entry(outcome, request_hash, self._clock() + self._ttl)
+        self._entries[key] = (answer, self._clock() + self._ttl)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
+
+
+class ReplyMemory:
+    def __init__(
+        self,
+        max_entries: int,
+        ttl_seconds: float,
+        *,
+        shared: SharedAnswers | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._local = LocalAnswers(max_entries, ttl_seconds, clock)
+        self._shared = shared
+        self._ttl = ttl_seconds
+
+    def __len__(self) -> int:
+        return len(self._local)
+
+    async def recall(self, keys: AnswerKeys, request_hash: str) -> Outcome | None:
+        """A remembered failure of this task, else a remembered completion of this request."""
+        answers = {key: self._local.recall(key) for key in keys.in_order()}
+        missing = [key for key, answer in answers.items() if answer is None]
+        if missing and self._shared is not None:
+            try:
+                fetched = await self._shared.recall(missing)
+            except SharedStateUnavailable:  # its connection says so; Stripe's own
+                fetched = []  # idempotency covers what this process does not remember
+            for key, answer in zip(missing, fetched, strict=False):
+                if answer is not None:
+                    answers[key] = answer
+                    self._local.remember(key, answer)
+        for answer in answers.values():
+            if answer is not None and answer.request_hash == request_hash:
+                return answer.outcome
+        return None
+
+    async def remember(self, keys: AnswerKeys, request_hash: str, outcome: Outcome) -> None:
+        """COMPLETED by idempotency key; a failure by taskId; nothing else."""
+        key = keys.completed if outcome.status == "COMPLETED" else keys.failed
+        if key is None or self._ttl <= 0:
+            return
+        answer = RememberedAnswer(outcome, request_hash)
+        self._local.remember(key, answer)
+        if self._shared is not None:
+            with contextlib.suppress(SharedStateUnavailable):  # then in this process only
+                await self._shared.remember(key, answer, self._ttl)

@@ -1,25 +1,33 @@
-"""The Redis adapters against real Redis: the ledger claims atomically, and the connection
-notices Redis failing or losing its data."""
+"""The Redis adapters against real Redis: what one replica remembers another recalls, the
+ledger claims atomically, and the connection notices Redis failing or losing its data."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
+import msgspec
 import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
+from consumer.engine.reply_memory import AnswerKeys, RememberedAnswer, ReplyMemory
+from consumer.engine.retry import Attempts
 from consumer.errors import SharedStateUnavailable
 from consumer.identifier_ledger import ClaimState, LedgerScope
 from consumer.metrics import ServiceMetrics
+from consumer.replies import Outcome
 from consumer.shared_state.ledger import RedisLedger
+from consumer.shared_state.memories import RedisAnswers
 from consumer.shared_state.redis_client import DATA_MARKER, RedisConnection
 from tests.support.process import free_port
 
 pytestmark = pytest.mark.integration
 Connect = Callable[..., RedisConnection]
+DONE = Outcome.completed(msgspec.Raw(b'{"id":"ch_1","object":"charge"}'), "req_1", Attempts(1))
 
 
 @pytest_asyncio.fixture
@@ -42,6 +50,27 @@ async def connect(stack: dict[str, str]) -> AsyncIterator[Connect]:
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return registry.get_sample_value(name, labels) or 0.0
+
+
+async def test_one_replica_recalls_what_another_answered(connect: Connect) -> None:
+    """A completion and a task's failure remembered by one process answer in another."""
+    keys = AnswerKeys.of("default", None, "wf:ref:h", "task-1")
+    writer = ReplyMemory(10, 60, shared=RedisAnswers(connect()))
+    await writer.remember(keys, "h", DONE)
+    reader = ReplyMemory(10, 60, shared=RedisAnswers(connect()))
+    assert await reader.recall(AnswerKeys.of("default", None, "wf:ref:h", "task-2"), "h") == DONE
+    assert await reader.recall(AnswerKeys.of("default", "acct_1", "wf:ref:h", None), "h") is None
+
+
+async def test_remembered_answers_expire_in_redis(connect: Connect) -> None:
+    """Redis keeps an answer for the memory's window, not forever."""
+    answers = RedisAnswers(connect())
+    await answers.remember("completed:x", RememberedAnswer(DONE, "h"), ttl_seconds=0.3)
+    assert await answers.recall(["completed:x"]) == [RememberedAnswer(DONE, "h")]
+    deadline = time.monotonic() + 5
+    while await answers.recall(["completed:x"]) != [None]:
+        assert time.monotonic() < deadline, "the answer never expired"
+        await asyncio.sleep(0.05)
 
 
 async def test_the_ledger_claims_once_across_replicas(connect: Connect) -> None:

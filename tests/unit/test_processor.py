@@ -169,8 +169,10 @@ async def test_transient_failures_are_retried_with_the_same_key() -> None:
     assert h.metric("stripe_consumer_stripe_retries_total", operation="create_charge") == 2
 
 
-async def test_transient_failure_outliving_the_budget_is_failed_and_not_remembered() -> None:
-    """After the retry budget, FAILED (retryable); the next delivery tries Stripe again."""
+async def test_transient_failure_outliving_the_budget_is_failed_and_a_copy_is_not_run() -> None:
+    """After the retry budget, FAILED (retryable). A copy of that task (same taskId) is
+    answered FAILED from memory, never run; a Conductor retry (a new taskId, the same
+    workflow and task reference) runs, under the same idempotency key."""
     h = Harness(
         stripe=FakeStripe(failures=[failure("api_error", retryable=True, message="down")] * 1000)
     )
@@ -181,13 +183,49 @@ async def test_transient_failure_outliving_the_budget_is_failed_and_not_remember
     calls = len(h.stripe.calls)
     assert calls > 1
     h.stripe.failures.clear()
-    again = reply_of(await h.process(CHARGE))
-    assert again["status"] == "COMPLETED"
+    copies = [reply_of(await h.process(CHARGE)) for _ in range(4)]
+    assert [(c["status"], c["deduplicated"], c["attempts"]) for c in copies] == [
+        ("FAILED", True, 0)
+    ] * 4
+    assert copies[0]["error"] == reply["error"]
+    assert len(h.stripe.calls) == calls
+    retry = reply_of(await h.process({**CHARGE, "taskId": "task-1-retry"}, key=b"task-1-retry"))
+    assert retry["status"] == "COMPLETED"
+    assert len(h.stripe.calls) == calls + 1
+    assert h.stripe.calls[-1].idempotency_key == reply["idempotency_key"]
+    late_copy = reply_of(await h.process(CHARGE))
+    assert (late_copy["status"], late_copy["deduplicated"]) == ("FAILED", True)
     assert len(h.stripe.calls) == calls + 1
 
 
+async def test_a_retry_of_a_declined_task_is_not_answered_from_the_old_tasks_failure() -> None:
+    """Failures are remembered by taskId: a Conductor retry (new taskId) of a declined task
+    reaches Stripe again (which replays or runs it under the same key)."""
+    decline = failure("card_error", retryable=False, code="card_declined", message="Declined.")
+    h = Harness(stripe=FakeStripe(failures=[decline]))
+    assert reply_of(await h.process(CHARGE))["status"] == "FAILED_WITH_TERMINAL_ERROR"
+    retry = reply_of(await h.process({**CHARGE, "taskId": "task-9"}, key=b"task-9"))
+    assert (retry["status"], retry["deduplicated"]) == ("COMPLETED", False)
+    assert len(h.stripe.calls) == 2
+
+
+async def test_a_failure_is_remembered_by_record_key_when_there_is_no_task_id() -> None:
+    """Without taskId the record key names the task (as in the reply): a copy of the same
+    record is answered as failed; another request under that key still runs."""
+    decline = failure("card_error", retryable=False, code="card_declined", message="Declined.")
+    h = Harness(stripe=FakeStripe(failures=[decline]))
+    request = {k: v for k, v in CHARGE.items() if k != "taskId"}
+    assert reply_of(await h.process(request, key=b"k-1"))["status"] == "FAILED_WITH_TERMINAL_ERROR"
+    copy = reply_of(await h.process(request, key=b"k-1"))
+    assert (copy["status"], copy["deduplicated"]) == ("FAILED_WITH_TERMINAL_ERROR", True)
+    other = reply_of(await h.process({**request, "idempotency_key": "order-2"}, key=b"k-1"))
+    assert other["status"] == "COMPLETED"
+    assert len(h.stripe.calls) == 2
+
+
 async def test_card_decline_is_terminal_not_retried_and_remembered() -> None:
-    """A decline fails terminally at once; a republish is answered from memory."""
+    """A decline fails terminally at once; a republish (same taskId) is answered from
+    memory."""
     decline = failure(
         "card_error",
         retryable=False,

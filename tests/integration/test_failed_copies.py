@@ -1,0 +1,106 @@
+"""Copies of a task answered FAILED are answered FAILED again and never run, through the real
+broker: Conductor republishes a pending task until it reads the reply, and the workflow has
+already taken its failure branch. A Conductor retry (a new taskId) runs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+import pytest
+
+from consumer.examples import conductor_event_payload
+from tests.support.service import KafkaClient, Topics, running_service, service_settings
+from tests.support.stack import StandIn, standin_request
+
+pytestmark = pytest.mark.integration
+RATE_LIMITED = {"faults": [{"status": 429, "times": -1, "path_prefix": "/v1/charges"}]}
+
+
+def charge(task_id: str, workflow: str) -> dict[str, Any]:
+    payload = conductor_event_payload(
+        "create_charge",
+        {"amount": 4200, "currency": "usd", "source": "tok_visa"},
+        task_id=task_id,
+        task_ref_name="charge_card",
+    )
+    return {**payload, "workflowInstanceId": workflow}
+
+
+async def replies_of(client: KafkaClient, key: str, count: int) -> list[dict[str, Any]]:
+    records = await client.read(client.topics.replies, 1, keys={key}, per_key=count)
+    return [msgspec.json.decode(r.value) for r in records if r.value]
+
+
+async def test_copies_of_a_failed_task_are_answered_failed_and_never_run(
+    stack: dict[str, str], standin: StandIn
+) -> None:
+    """Five copies of a task whose charge FAILED (429s outlived the retry budget): five
+    FAILED replies and no charge, even once Stripe accepts again. The task's Conductor retry
+    charges once; a late copy of the failed task is still FAILED."""
+    await standin_request(standin.url, "POST", "/_standin/reset")
+    await standin_request(standin.url, "POST", "/_standin/config", RATE_LIMITED)
+    topics = Topics()
+    task_id, workflow = str(uuid.uuid4()), str(uuid.uuid4())
+    settings = service_settings(
+        {**stack, "STRIPE_API_BASE": standin.url}, topics, CONSUMER_RETRY_BUDGET_SECONDS="1"
+    )
+    async with (
+        KafkaClient(stack["KAFKA_BOOTSTRAP_SERVERS"], topics) as client,
+        running_service(settings),
+    ):
+        await client.publish(charge(task_id, workflow), key=task_id)
+        [failed] = await replies_of(client, task_id, 1)
+        await standin_request(standin.url, "POST", "/_standin/config", {})  # Stripe is back
+        for _ in range(4):
+            await client.publish(charge(task_id, workflow), key=task_id)
+        copies = await replies_of(client, task_id, 5)
+        retry_id = str(uuid.uuid4())
+        await client.publish(charge(retry_id, workflow), key=retry_id)
+        [retried] = await replies_of(client, retry_id, 1)
+        await client.publish(charge(task_id, workflow), key=task_id)
+        late = (await replies_of(client, task_id, 6))[-1]
+    assert failed["status"] == "FAILED"
+    assert [(c["status"], c["deduplicated"]) for c in copies[1:]] == [("FAILED", True)] * 4
+    assert (late["status"], late["deduplicated"]) == ("FAILED", True)
+    assert (retried["status"], retried["idempotency_key"]) == (
+        "COMPLETED",
+        failed["idempotency_key"],
+    )
+    stats = await standin_request(standin.url, "GET", "/_standin/stats?full=1")
+    assert stats["executions"] == {failed["idempotency_key"]: 1}  # the retry's charge only
+
+
+async def test_a_restarted_service_remembers_the_failure_through_redis(
+    stack: dict[str, str], standin: StandIn
+) -> None:
+    """The failure memory is in Redis: after a restart (or on another replica) a copy of the
+    failed task is still answered FAILED, without a charge."""
+    await standin_request(standin.url, "POST", "/_standin/reset")
+    await standin_request(standin.url, "POST", "/_standin/config", RATE_LIMITED)
+    topics = Topics()
+    task_id, workflow = str(uuid.uuid4()), str(uuid.uuid4())
+    settings = service_settings(
+        {**stack, "STRIPE_API_BASE": standin.url},
+        topics,
+        CONSUMER_RETRY_BUDGET_SECONDS="1",
+        CONSUMER_REDIS_URL=stack["REDIS_URL"],
+        CONSUMER_REDIS_KEY_PREFIX=f"{topics.prefix}:",
+    )
+    async with KafkaClient(stack["KAFKA_BOOTSTRAP_SERVERS"], topics) as client:
+        async with running_service(settings):
+            await client.publish(charge(task_id, workflow), key=task_id)
+            [failed] = await replies_of(client, task_id, 1)
+        await standin_request(standin.url, "POST", "/_standin/config", {})
+        async with running_service(settings):
+            await client.publish(charge(task_id, workflow), key=task_id)
+            copy = (await replies_of(client, task_id, 2))[-1]
+    assert failed["status"] == "FAILED"
+    assert (copy["status"], copy["deduplicated"], copy["error"]) == (
+        "FAILED",
+        True,
+        failed["error"],
+    )
+    stats = await standin_request(standin.url, "GET", "/_standin/stats?full=1")
+    assert stats["executions"] == {}
