@@ -25,6 +25,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from consumer.engine.credential_gate import CredentialGate
+from consumer.engine.deletes import RecordedDeletes
 from consumer.engine.executor import StripeCaller, StripeCallExecutor
 from consumer.engine.object_locks import ObjectLocks
 from consumer.engine.pipeline import Pipeline, PipelineLimits
@@ -49,6 +50,7 @@ from consumer.redaction import Redactor
 from consumer.settings import Settings
 from consumer.shared_state.redis_client import RedisConnection
 from consumer.shared_state.wiring import (
+    delete_records,
     identifier_ledger,
     rate_limiters,
     redis_connection,
@@ -258,7 +260,10 @@ async def run_service(
         ledger = identifier_ledger(settings, redis, owner)
         try:
             executor = stripe_executor(
-                settings, gateway, metrics, rate_limiters(settings, redis, owner)
+                settings,
+                RecordedDeletes(gateway, delete_records(redis), metrics),
+                metrics,
+                rate_limiters(settings, redis, owner),
             )
             single_events, lane = meter_batchers(settings, gateway, executor, ledger, metrics)
             processor = RequestProcessor(

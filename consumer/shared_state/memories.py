@@ -1,4 +1,5 @@
-"""The memories replicas share, in Redis: answers already given (``engine/reply_memory.py``).
+"""The memories replicas share, in Redis: answers already given (``engine/reply_memory.py``)
+and deletes already sent (``engine/deletes.py``).
 
 Plain keys with Redis's own expiry: ``<prefix>reply:<completed|failed>:…`` holding the answer
 as JSON (a COMPLETED one holds the Stripe object, about 3 KiB; a failure about 0.5 KiB), and
@@ -80,3 +81,21 @@ def _readable(value: bytes | None) -> RememberedAnswer | None:
         return _decode_answer.decode(value).answer()
     except msgspec.DecodeError:
         return None
+
+
+class RedisDeleteRecords:
+    _USE: Final = "delete_record"
+
+    def __init__(self, connection: RedisConnection) -> None:
+        self._redis = connection
+        self._prefix = f"{connection.prefix}delete:"
+
+    async def mark_sent(self, key: str, ttl_seconds: float) -> bool:
+        """Record it (for the window from now); True when it was recorded before."""
+        previous = await self._redis.swap(
+            self._prefix + key, b"sent", ttl_seconds=ttl_seconds, use=self._USE
+        )
+        return previous is not None
+
+    async def forget(self, key: str) -> None:
+        await self._redis.delete(self._prefix + key, use=self._USE)

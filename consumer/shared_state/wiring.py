@@ -6,12 +6,14 @@ every replica and kept across restarts; this process otherwise.
 | meter identifier ledger | Redis only (never sent unclaimed: waits for Redis) | this process |
 | Stripe rate limit | the group's limit; this process's share while Redis is away | the share |
 | reply memory (COMPLETED by key, failures by taskId) | this process, then Redis | this process |
+| deletes sent | this process and Redis | this process |
 
 A process's share of a rate limit is ``STRIPE_RATE_LIMIT / CONSUMER_REPLICAS``.
 """
 
 from __future__ import annotations
 
+from consumer.engine.deletes import DeleteRecords
 from consumer.engine.rate_limit import RateLimit, RateLimiter, default_rate_limit, share_of
 from consumer.engine.reply_memory import ReplyMemory
 from consumer.identifier_ledger import IdentifierLedger, MemoryLedger
@@ -19,7 +21,7 @@ from consumer.logs import get_logger
 from consumer.metrics import ServiceMetrics
 from consumer.settings import Settings
 from consumer.shared_state.ledger import RedisLedger
-from consumer.shared_state.memories import RedisAnswers
+from consumer.shared_state.memories import RedisAnswers, RedisDeleteRecords
 from consumer.shared_state.rate_limit import SharedRateLimiter
 from consumer.shared_state.redis_client import RedisConnection
 
@@ -29,9 +31,9 @@ _log = get_logger()
 def redis_connection(settings: Settings, metrics: ServiceMetrics) -> RedisConnection | None:
     if settings.redis_url is None:
         _log.warning(
-            "CONSUMER_REDIS_URL is not set: meter identifiers and replies are remembered in "
-            "this process only (not shared by replicas, lost on restart), and this process "
-            "keeps to STRIPE_RATE_LIMIT / CONSUMER_REPLICAS",
+            "CONSUMER_REDIS_URL is not set: meter identifiers, replies and deletes are "
+            "remembered in this process only (not shared by replicas, lost on restart), and "
+            "this process keeps to STRIPE_RATE_LIMIT / CONSUMER_REPLICAS",
             extra={"replicas": settings.replicas},
         )
         return None
@@ -87,3 +89,7 @@ def reply_memory(settings: Settings, redis: RedisConnection | None) -> ReplyMemo
         settings.reply_memory_seconds,
         shared=RedisAnswers(redis) if redis is not None else None,
     )
+
+
+def delete_records(redis: RedisConnection | None) -> DeleteRecords:
+    return DeleteRecords(shared=RedisDeleteRecords(redis) if redis is not None else None)

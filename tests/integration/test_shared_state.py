@@ -1,5 +1,5 @@
 """The Redis adapters against real Redis: what one replica remembers another recalls, the
-ledger claims atomically, and the connection notices Redis failing or losing its data."""
+ledger claims atomically, and the connection notices Redis losing its data."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from consumer.identifier_ledger import ClaimState, LedgerScope
 from consumer.metrics import ServiceMetrics
 from consumer.replies import Outcome
 from consumer.shared_state.ledger import RedisLedger
-from consumer.shared_state.memories import RedisAnswers
+from consumer.shared_state.memories import RedisAnswers, RedisDeleteRecords
 from consumer.shared_state.redis_client import DATA_MARKER, RedisConnection
 from tests.support.process import free_port
 
@@ -71,6 +71,15 @@ async def test_remembered_answers_expire_in_redis(connect: Connect) -> None:
     while await answers.recall(["completed:x"]) != [None]:
         assert time.monotonic() < deadline, "the answer never expired"
         await asyncio.sleep(0.05)
+
+
+async def test_a_delete_recorded_by_one_replica_is_seen_by_another(connect: Connect) -> None:
+    """mark_sent says whether any replica recorded the delete before; forget undoes it."""
+    first, second = RedisDeleteRecords(connect()), RedisDeleteRecords(connect())
+    assert await first.mark_sent("default:-:wf:del:h", 60) is False
+    assert await second.mark_sent("default:-:wf:del:h", 60) is True
+    await second.forget("default:-:wf:del:h")
+    assert await first.mark_sent("default:-:wf:del:h", 60) is False
 
 
 async def test_the_ledger_claims_once_across_replicas(connect: Connect) -> None:
