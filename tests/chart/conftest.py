@@ -23,7 +23,7 @@ ALL_ON: dict[str, Any] = {
     "podDisruptionBudget": {"enabled": True},
     "autoscaling": {"enabled": True, "kind": "keda"},
     "networkPolicy": {"enabled": True, "egress": [{"ports": [{"port": 9092}, {"port": 443}]}]},
-    "dedup": {"existingSecret": "redis-url"},
+    "redis": {"existingSecret": "redis-url"},
     "kafka": {
         "bootstrapServers": "kafka:9093",
         "securityProtocol": "SASL_SSL",

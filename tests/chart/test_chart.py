@@ -13,8 +13,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from consumer.engine.rate_limit import RateLimiter
 from consumer.metrics import ServiceMetrics
 from consumer.settings import load_settings
+from consumer.shared_state.wiring import rate_limiters
 from tests.chart.conftest import ALL_ON, BASE_VALUES, CHART, Helm, merge
 
 pytestmark = [pytest.mark.chart, pytest.mark.timeout(1200)]
@@ -27,6 +29,7 @@ VARIANTS = {
         BASE_VALUES,
         {"podDisruptionBudget": {"enabled": False}, "serviceAccount": {"create": False}},
     ),
+    "deprecated_dedup_secret": merge(BASE_VALUES, {"dedup": {"existingSecret": "old-redis"}}),
     "chart_made_secret": merge(
         {"kafka": BASE_VALUES["kafka"]},
         {
@@ -128,7 +131,7 @@ def test_deployment_is_safe_and_drains(helm: Helm) -> None:
         for e in container["env"]
         if "valueFrom" in e
     }
-    assert secrets == {"KAFKA_SASL_PASSWORD": "kafka-sasl", "CONSUMER_DEDUP_REDIS_URL": "redis-url"}
+    assert secrets == {"KAFKA_SASL_PASSWORD": "kafka-sasl", "CONSUMER_REDIS_URL": "redis-url"}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounts[config["STRIPE_CREDENTIALS_DIR"]]["readOnly"] is True
     assert {v["name"]: v["secret"]["secretName"] for v in pod["volumes"]}[
@@ -152,6 +155,55 @@ def test_rendered_settings_are_accepted_by_the_service(
     assert settings.http_host == "0.0.0.0"
 
 
+def redis_secret(helm: Helm, values: dict[str, Any]) -> tuple[str, str] | None:
+    """The (Secret, key) the Deployment reads CONSUMER_REDIS_URL from, if any."""
+    [deployment] = by_kind(helm.template(values))["Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    for env in container.get("env") or []:
+        if env["name"] == "CONSUMER_REDIS_URL":
+            ref = env["valueFrom"]["secretKeyRef"]
+            return ref["name"], ref["key"]
+    return None
+
+
+def test_redis_comes_from_redis_values_or_the_deprecated_dedup_ones(helm: Helm) -> None:
+    """redis.existingSecret wires CONSUMER_REDIS_URL; the older dedup.existingSecret still
+    does (same Secret named in both is fine); neither, no Redis."""
+    assert redis_secret(helm, BASE_VALUES) is None
+    new = {"redis": {"existingSecret": "redis-url", "urlKey": "uri"}}
+    assert redis_secret(helm, merge(BASE_VALUES, new)) == ("redis-url", "uri")
+    old = {"dedup": {"existingSecret": "old-redis"}}
+    assert redis_secret(helm, merge(BASE_VALUES, old)) == ("old-redis", "url")
+    both = {"redis": {"existingSecret": "same"}, "dedup": {"existingSecret": "same"}}
+    assert redis_secret(helm, merge(BASE_VALUES, both)) == ("same", "url")
+
+
+@pytest.mark.parametrize(
+    ("values", "replicas", "per_process_limit"),
+    [
+        ({"stripe": {"rateLimit": 25}}, 2, 12),  # replicaCount 2 (the default)
+        ({"stripe": {"rateLimit": 100}, "replicaCount": 3}, 3, 33),
+        ({"stripe": {"rateLimit": 60}, "autoscaling": {"enabled": True, "maxReplicas": 6}}, 6, 10),
+        ({}, 2, 12),  # no rateLimit: Stripe's 25/s for the test key, shared by two
+    ],
+)
+def test_without_redis_each_replica_keeps_to_its_share_of_the_limit(
+    values: dict[str, Any], replicas: int, per_process_limit: int, helm: Helm, tmp_path: Path
+) -> None:
+    """The chart tells the service how many replicas share the limit (the most there can be
+    when autoscaling); without Redis each process then keeps to limit / replicas."""
+    docs = by_kind(helm.template(merge(BASE_VALUES, values)))
+    config = next(c for c in docs["ConfigMap"] if "KAFKA_BOOTSTRAP_SERVERS" in c["data"])["data"]
+    assert config["CONSUMER_REPLICAS"] == str(replicas)
+    keys = tmp_path / "stripe"
+    keys.mkdir()
+    (keys / "default").write_text("sk_test_51Placeholder")
+    settings = load_settings({**config, "STRIPE_CREDENTIALS_DIR": str(keys)})
+    [limiter] = rate_limiters(settings, None, "").values()
+    assert isinstance(limiter, RateLimiter)
+    assert limiter.configured_limit == per_process_limit
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -162,6 +214,14 @@ def test_rendered_settings_are_accepted_by_the_service(
             "terminationGracePeriodSeconds must be longer",
         ),
         (merge(BASE_VALUES, {"consumer": {"meterApi": "v3"}}), "meterApi"),
+        (
+            merge(
+                BASE_VALUES,
+                {"redis": {"existingSecret": "new"}, "dedup": {"existingSecret": "old"}},
+            ),
+            "set redis.existingSecret only",
+        ),
+        (merge(BASE_VALUES, {"redis": {"keyPrefix": "has space"}}), "keyPrefix"),
         (merge(BASE_VALUES, {"stripe": {"apiKeys": {"default": "pk_live_oops"}}}), "apiKeys"),
         (
             merge(

@@ -43,3 +43,21 @@ app.kubernetes.io/component: consumer
 {{- define "stripe-consumer.stripeSecret" -}}
 {{- default (printf "%s-stripe" (include "stripe-consumer.fullname" .)) .Values.stripe.existingSecret }}
 {{- end }}
+
+{{/* The Secret holding the Redis URL and its key: redis.*, or the deprecated dedup.* ("" when
+neither is set). */}}
+{{- define "stripe-consumer.redisSecret" -}}
+{{- if and .Values.redis.existingSecret .Values.dedup.existingSecret (or (ne .Values.redis.existingSecret .Values.dedup.existingSecret) (ne .Values.redis.urlKey .Values.dedup.urlKey)) }}
+{{- fail "set redis.existingSecret only: dedup.existingSecret is its deprecated name, and the two differ" }}
+{{- end }}
+{{- default .Values.dedup.existingSecret .Values.redis.existingSecret }}
+{{- end }}
+
+{{- define "stripe-consumer.redisUrlKey" -}}
+{{- if .Values.redis.existingSecret }}{{ .Values.redis.urlKey }}{{ else }}{{ .Values.dedup.urlKey }}{{ end }}
+{{- end }}
+
+{{/* How many replicas share the Stripe rate limit: the most there can be. */}}
+{{- define "stripe-consumer.replicas" -}}
+{{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.maxReplicas }}{{ else }}{{ .Values.replicaCount }}{{ end }}
+{{- end }}
