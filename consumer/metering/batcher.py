@@ -79,6 +79,7 @@ class MeterEventBatcher:
         self._later: dict[asyncio.TimerHandle, _Entry] = {}  # entries waiting to be re-queued
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._ledger_failing = False  # said once per outage, not once per waiting batch
 
     def submit(self, event: MeterEvent, on_result: Callable[[MeterResult], None]) -> None:
         known = self._known.get((event.scope, event.identifier))
@@ -155,11 +156,18 @@ class MeterEventBatcher:
             try:
                 states = await self._ledger.claim(scope, [e.event.identifier for e in batch])
             except Exception as exc:  # the ledger is unreachable: never send unclaimed
-                _log.warning(
-                    "identifier ledger unavailable; batch waits", extra={"error": repr(exc)}
-                )
+                if not self._ledger_failing:
+                    self._ledger_failing = True
+                    _log.warning(
+                        "identifier ledger unavailable; meter events wait for it (never sent "
+                        "unclaimed)",
+                        extra={"error": repr(exc)},
+                    )
                 self._retry_later(batch)
                 return
+            if self._ledger_failing:
+                self._ledger_failing = False
+                _log.warning("identifier ledger answers again; waiting meter events go out")
             claimed = []
             for entry, state in zip(batch, states, strict=True):
                 if state is ClaimState.CLAIMED:

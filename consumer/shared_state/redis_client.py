@@ -100,7 +100,7 @@ class RedisConnection:
             _log.warning(
                 "Redis unavailable: meter events wait for it; the rate limit falls back to "
                 "this process's share; reply memory and delete records stay in this process",
-                extra={"use": use, "error": repr(exc)},
+                extra={"use": use, "error": f"{type(exc).__name__}: {exc}"},
             )
 
     def _succeeded(self) -> None:
