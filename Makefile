@@ -47,7 +47,7 @@ demo: install
 
 run: install up-lite
 	set -a && . ./.local/stack.env && set +a && \
-	CONSUMER_DEDUP_REDIS_URL=$${CONSUMER_DEDUP_REDIS_URL:-$$REDIS_URL} \
+	CONSUMER_REDIS_URL=$${CONSUMER_REDIS_URL:-$$REDIS_URL} \
 	STRIPE_API_KEY=$${STRIPE_API_KEY:-sk_test_123} LOG_FORMAT=text $(PY) -m consumer run
 
 test: install tools stack-cache

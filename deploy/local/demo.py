@@ -75,7 +75,7 @@ def service_running(stack_env: dict[str, str]) -> Iterator[dict[str, str]]:
         "STRIPE_API_KEY": os.environ.get("STRIPE_API_KEY", "sk_test_123"),
         "CONSUMER_HTTP_PORT": str(port),
         "CONSUMER_GROUP_ID": "stripe-consumer-demo",
-        "CONSUMER_DEDUP_REDIS_URL": stack_env.get("REDIS_URL", ""),
+        "CONSUMER_REDIS_URL": stack_env.get("REDIS_URL", ""),
         "LOG_FORMAT": "text",
     }
     with log_path.open("w") as log:
