@@ -365,7 +365,7 @@ class Bench:
         ceiling = float(read_out.strip().splitlines()[-1])
         env = {"STRIPE_METER_EVENTS_BASE": self.standin.url, "LOG_LEVEL": "WARNING"}
         if "REDIS_URL" in self.stack:
-            env["CONSUMER_DEDUP_REDIS_URL"] = self.stack["REDIS_URL"]
+            env["CONSUMER_REDIS_URL"] = self.stack["REDIS_URL"]
         service = self.service(topics, "m-service", **env).start()
         samples: list[tuple[float, int]] = []
         try:

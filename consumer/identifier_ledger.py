@@ -21,7 +21,7 @@ identifier dedup absorbs that second send. Keys are scoped per Stripe account (i
 unique per account).
 
 :class:`MemoryLedger` keeps this in process (bounded, for one replica and for tests); the
-Redis ledger (``redis_ledger.py``) shares it between replicas and keeps it across restarts.
+Redis ledger (``shared_state/ledger.py``) shares it between replicas and keeps it across restarts.
 """
 
 from __future__ import annotations
