@@ -44,7 +44,7 @@ from consumer.engine.rate_limit import (
 from consumer.shared_state.redis_client import RedisConnection, SharedStateUnavailable
 
 SAFETY_MARGIN_SECONDS: Final = 0.05  # network jitter between admission and Stripe's count
-REDIS_TIMEOUT_SECONDS: Final = 0.25  # longest a call waits on Redis before the fallback
+REDIS_TIMEOUT_SECONDS: Final = 1.0  # longest a call waits on Redis before the fallback
 _USE: Final = "rate_limit"
 _MICROS: Final = 1_000_000
 
