@@ -18,8 +18,10 @@ matter:
   neighbour may share it), so every replica slows down, not only the one that heard it. One
   signal per window; after the cool-down it climbs back in steps, as in process.
 
-Each process sends one caller at a time to Redis (the rest wait in arrival order behind a
-lock), so a backlog costs one Redis call per admitted Stripe call, not a stampede.
+While the limit does not bind, callers ask Redis at once, side by side. Once it binds, a
+process's callers wait in arrival order behind a lock and only the first asks Redis (after
+sleeping the wait Redis named), so a backlog costs about one Redis call per admitted Stripe
+call, not a stampede.
 
 **When Redis does not answer** the limiter neither waits for it nor ignores the limit: it
 falls back to this process's share, ``limit / CONSUMER_REPLICAS`` (the in-process limiter),
@@ -143,23 +145,35 @@ class SharedRateLimiter:
         """Wait for a slot in the group's limit (or this process's share without Redis);
         return how long the caller waited, in seconds."""
         started = self._clock()
-        async with self._lock:
-            while self._redis.available:
-                try:
-                    wait_us = await self._redis.run(
-                        self._acquire,
-                        self._keys,
-                        [*self._acquire_args, next(self._members)],
-                        use=_USE,
-                        timeout_seconds=REDIS_TIMEOUT_SECONDS,
-                    )
-                except SharedStateUnavailable:
-                    break
-                if int(wait_us) <= 0:
+        wait = 0.0
+        if not self._lock.locked():  # nobody waiting here: ask at once, alongside others
+            wait = await self._ask_redis()
+            if wait == 0.0:
+                return self._clock() - started
+        async with self._lock:  # the limit binds: wait in arrival order, one asking Redis
+            while wait >= 0.0:
+                await self._sleep(wait)
+                wait = await self._ask_redis()
+                if wait == 0.0:
                     return self._clock() - started
-                await self._sleep(int(wait_us) / _MICROS)
         await self.fallback.acquire()
         return self._clock() - started
+
+    async def _ask_redis(self) -> float:
+        """0.0: admitted; > 0: seconds to wait before asking again; < 0: Redis is away."""
+        if not self._redis.available:
+            return -1.0
+        try:
+            wait_us = await self._redis.run(
+                self._acquire,
+                self._keys,
+                [*self._acquire_args, next(self._members)],
+                use=_USE,
+                timeout_seconds=REDIS_TIMEOUT_SECONDS,
+            )
+        except SharedStateUnavailable:
+            return -1.0
+        return max(0.0, int(wait_us) / _MICROS)
 
     def slow_down(self) -> None:
         """Stripe said 429: halve the group's limit (and this process's fallback share)."""
