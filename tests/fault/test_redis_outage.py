@@ -123,10 +123,13 @@ async def test_redis_stopped_then_restarted_empty_under_load(
     await publish_meter(harness, first_usage)
     await harness.client.replies(len(before), keys=set(before), timeout_s=60)
 
-    async def first_usage_counted() -> bool:
-        return len(await meter_deliveries(harness)) == len(first_usage)
+    async def first_usage_recorded() -> bool:
+        # Committed means answered, which comes after the ledger recorded it delivered.
+        return len(await meter_deliveries(harness)) == len(first_usage) and (
+            await harness.all_committed(harness.topics.meter)
+        )
 
-    await harness.wait_for(first_usage_counted, 60, "the first usage delivered")
+    await harness.wait_for(first_usage_recorded, 60, "the first usage delivered and recorded")
 
     # Redis stopped for 30 s under load.
     redis.stop()
