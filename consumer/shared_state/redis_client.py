@@ -37,6 +37,7 @@ from consumer.metrics import ServiceMetrics
 
 DEFAULT_PREFIX: Final = "stripe-consumer:"
 DATA_MARKER: Final = "data-marker"  # a key written once; gone means Redis lost its data
+MAX_CONNECTIONS: Final = 64  # per process; commands wait for a free one
 _MARKER_SCRIPT: Final = """
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return redis.call('GET', KEYS[1])
@@ -67,12 +68,18 @@ class RedisConnection:
         retry_after_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client: Any = redis.Redis.from_url(
+        # A bounded pool that makes callers wait for a free connection: the default pool
+        # refuses at 100 connections ("Too many connections"), which hundreds of requests in
+        # flight reach at once, and each refusal would count as Redis failing.
+        pool = redis.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=command_timeout_seconds,
             socket_timeout=command_timeout_seconds,
             socket_connect_timeout=min(1.0, command_timeout_seconds),
             retry=Retry(NoBackoff(), 0),
         )
+        self._client: Any = redis.Redis.from_pool(pool)
         self._metrics = metrics
         self.prefix = prefix
         self._retry_after = retry_after_seconds

@@ -134,3 +134,13 @@ async def test_an_unreachable_redis_fails_fast_and_says_so(
         "process's share; reply memory and delete records stay in this process"
     ) == 1
     assert await connection.check() is False
+
+
+async def test_hundreds_of_calls_at_once_wait_for_a_connection(connect: Connect) -> None:
+    """A busy process (hundreds of requests in flight, each asking Redis) is not refused by
+    its own connection pool: no call fails, nothing is counted as Redis failing."""
+    registry = CollectorRegistry()
+    answers = RedisAnswers(connect(registry=registry))
+    results = await asyncio.gather(*(answers.recall([f"completed:{i}"]) for i in range(400)))
+    assert results == [[None]] * 400
+    assert sample(registry, "stripe_consumer_redis_errors_total", use="reply_memory") == 0
