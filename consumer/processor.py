@@ -5,7 +5,8 @@ prepare (the meter topic takes meter events only; the reply topic must be allowe
 integration must be configured; derive the idempotency key, and the identifier of a meter
 event); answer from memory when this request was already answered; otherwise call Stripe
 (retrying transient failures with the same key) and remember a terminal outcome. Meter events
-go through a batcher that sends each identifier once (the identifier ledger).
+go through a batcher that sends each identifier once (the identifier ledger). While Stripe
+rejects the integration's key, a request is not answered but held (:class:`HeldRequest`).
 
 A failure always reaches someone: a reply when one is due, else (a quiet meter event) the
 dead-letter topic. Nothing here touches Kafka: the pipeline delivers and commits. ``process``
@@ -24,7 +25,7 @@ from consumer.codec import DeadLetter, InvalidRequest, RequestDecoder, ValidRequ
 from consumer.engine.executor import StripeCallExecutor
 from consumer.engine.reply_memory import ReplyMemory
 from consumer.engine.retry import Attempts
-from consumer.errors import RequestRejected, ServiceError, StripeFailure
+from consumer.errors import CredentialHeld, RequestRejected, ServiceError, StripeFailure
 from consumer.idempotency import (
     MAX_METER_IDENTIFIER_LENGTH,
     RecordCoordinates,
@@ -109,6 +110,17 @@ class PreparedMeterEvent(msgspec.Struct, frozen=True):
     event: MeterEvent
 
 
+class HeldRequest(msgspec.Struct, frozen=True):
+    """Not answered: Stripe rejects the integration's key, so the request waits (the pipeline
+    holds it outside its worker slot; ``answer`` builds its reply if the hold runs out)."""
+
+    prepared: Prepared
+
+    @property
+    def integration(self) -> str:
+        return self.prepared.credential.integration
+
+
 class RequestProcessor:
     def __init__(
         self,
@@ -128,7 +140,7 @@ class RequestProcessor:
         self._wall_clock = wall_clock
         self._decoder = RequestDecoder(settings.max_record_bytes)
 
-    async def process(self, record: InboundRecord) -> Handled:
+    async def process(self, record: InboundRecord) -> Handled | HeldRequest:
         coordinates = RecordCoordinates(record.topic, record.partition, record.offset)
         try:
             return await self._process(record, coordinates)
@@ -138,7 +150,9 @@ class RequestProcessor:
             )
             return self._internal_error(record, coordinates, exc)
 
-    async def _process(self, record: InboundRecord, coordinates: RecordCoordinates) -> Handled:
+    async def _process(
+        self, record: InboundRecord, coordinates: RecordCoordinates
+    ) -> Handled | HeldRequest:
         decoded = self._decoder.decode(record.value, self._wall_clock())
         if isinstance(decoded, DeadLetter):
             return self._dead_letter(record, coordinates, decoded.reason, decoded.detail)
@@ -171,7 +185,11 @@ class RequestProcessor:
                 ),
                 reply_due=self._reply_due(record, request, request.reply_topic),
             )
-        return self.answer(record, prepared, await self._outcome(prepared))
+        try:
+            outcome = await self._outcome(prepared)
+        except CredentialHeld:
+            return HeldRequest(prepared)
+        return self.answer(record, prepared, outcome)
 
     # -- preparing ------------------------------------------------------------------------
 
@@ -275,7 +293,10 @@ class RequestProcessor:
             return remembered.remembered()
         if isinstance(request, CreateMeterEvent):
             event = _meter_event(request, prepared)
-            outcome = meter_outcome(event, await self._meter_events.deliver(event))
+            result = await self._meter_events.deliver(event)
+            if result.status == "held":
+                raise CredentialHeld(prepared.credential.integration)
+            outcome = meter_outcome(event, result)
         else:
             outcome = await self._execute(request, prepared.credential, prepared.idempotency_key)
         self._memory.remember(memory_key, prepared.request_hash, outcome)

@@ -115,6 +115,7 @@ class Settings:
     stripe_rate_limit: int | None  # None: Stripe's published limit for each key's mode
     stripe_rate_burst: int | None
     credential_probe_seconds: float
+    credential_hold_seconds: float
     meter_api: Literal["v2_stream", "v1"]
     meter_batch_size: int
     meter_linger_seconds: float
@@ -412,6 +413,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         stripe_rate_burst=reader.optional_integer("STRIPE_RATE_BURST", 1, 100_000),
         credential_probe_seconds=reader.number(
             "CONSUMER_CREDENTIAL_PROBE_SECONDS", 30.0, 0.1, 3600.0
+        ),
+        # How long a request waits while Stripe rejects its integration's key (a key rotation
+        # must not fail a day of workflows, nor hold an offset for a day); then FAILED.
+        credential_hold_seconds=reader.number(
+            "CONSUMER_CREDENTIAL_HOLD_SECONDS", 900.0, 0.0, 86_400.0
         ),
         meter_api=reader.choice("CONSUMER_METER_API", "v2_stream", ("v2_stream", "v1")),  # type: ignore[arg-type]  # checked by choice()
         meter_batch_size=reader.integer("CONSUMER_METER_BATCH_SIZE", 100, 1, 100),

@@ -18,7 +18,7 @@ from typing import Final, Protocol
 
 from consumer.engine.executor import StripeCallExecutor
 from consumer.engine.retry import Attempts
-from consumer.errors import StripeFailure
+from consumer.errors import CredentialHeld, StripeFailure
 from consumer.identifier_ledger import LedgerScope
 from consumer.logs import get_logger
 from consumer.metering.events import MeterEvent, MeterResult
@@ -96,6 +96,10 @@ class StreamTransport:
                 raise failure.as_retryable() from None
             if failure.retryable:
                 raise
+            if not token and _account_unreachable(scope, failure):
+                # The connected account revoked access (or never existed): the v1 endpoint
+                # would refuse each event the same way. The batch fails, events to reply/DLQ.
+                return [MeterResult("failed", failure=failure, api=self.name)] * len(events)
             _log.warning(
                 "the meter event stream refused a batch; sending through the v1 endpoint",
                 extra={
@@ -111,6 +115,14 @@ class StreamTransport:
 
 
 _STREAM_DELIVERED: Final = MeterResult("delivered", attempts=1, api=StreamTransport.name)
+
+
+_HELD: Final = MeterResult("held", api="v1")
+
+
+def _account_unreachable(scope: LedgerScope, failure: StripeFailure) -> bool:
+    """A session refused with 401/403 for a connected account: that account, not the stream."""
+    return scope.stripe_account is not None and failure.detail.http_status in (401, 403)
 
 
 def _identifier_exists(failure: StripeFailure) -> bool:
@@ -154,6 +166,8 @@ class SingleEventTransport:
                 idempotency_key=event.idempotency_key,
                 attempts=attempts,
             )
+        except CredentialHeld:
+            return _HELD
         except StripeFailure as failure:
             if _identifier_exists(failure):
                 return MeterResult(

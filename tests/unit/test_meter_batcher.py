@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry
 
-from consumer.errors import StripeFailure
+from consumer.errors import CredentialHeld, StripeFailure
 from consumer.identifier_ledger import ClaimState, LedgerScope, MemoryLedger
 from consumer.messages import ReplyError
 from consumer.metering.batcher import MeterEventBatcher
@@ -175,6 +175,21 @@ async def test_terminal_failure_is_answered_and_releases_the_claims() -> None:
     assert result.failure is not None
     assert not result.failure.retryable
     assert await ledger.claim(SCOPE, ["bad"]) == [ClaimState.CLAIMED]
+
+
+async def test_rejected_key_answers_held_at_once_and_releases_the_claims() -> None:
+    """Stripe rejects the key (CredentialHeld): the events and their duplicates are answered
+    `held` at once, not retried here (they wait outside the batcher's slots), and their
+    identifiers are free to be claimed when they come back."""
+    ledger = MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me")
+    transport = Transport(failures=[CredentialHeld("default")])
+    b = batcher(transport, ledger)
+    first, duplicate = submitted(b, event("held-1")), submitted(b, event("held-1"))
+    results = await asyncio.wait_for(asyncio.gather(first, duplicate), 1)
+    assert [r.status for r in results] == ["held", "held"]
+    await asyncio.sleep(0.05)  # longer than the batcher's backoff: nothing retried
+    assert transport.batches == []
+    assert await ledger.claim(SCOPE, ["held-1"]) == [ClaimState.CLAIMED]
 
 
 async def test_ledger_outage_never_sends_unclaimed() -> None:
