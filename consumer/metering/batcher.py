@@ -115,12 +115,16 @@ class MeterEventBatcher:
         timer = self._timers.pop(scope, None)
         if timer is not None:
             timer.cancel()
-        queue = self._queues[scope]
-        while queue:
-            batch, queue[:] = queue[: self._batch_size], queue[self._batch_size :]
-            task = asyncio.create_task(self._send(scope, batch))
+        queue = self._queues.pop(scope, [])  # an account gone quiet leaves nothing behind
+        for start in range(0, len(queue), self._batch_size):
+            task = asyncio.create_task(self._send(scope, queue[start : start + self._batch_size]))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    @property
+    def accounts_queued(self) -> int:
+        """Stripe accounts with events queued or a linger timer set here."""
+        return len(self._queues.keys() | self._timers.keys())
 
     def flush_all(self) -> None:
         """Send everything queued now (rebalance, shutdown)."""

@@ -22,6 +22,7 @@ from consumer.errors import CredentialHeld, StripeFailure
 from consumer.identifier_ledger import LedgerScope
 from consumer.logs import get_logger
 from consumer.metering.events import MeterEvent, MeterResult
+from consumer.metering.scopes import ExpiringScopes
 from consumer.metering.sessions import MeterEventSessions
 from consumer.operations.base import StripeCall
 from consumer.settings import StripeCredential
@@ -56,7 +57,8 @@ class StreamTransport:
     - anything else (the stream not enabled for the account, a permission missing, a batch
       refused whole): this batch and the account's next ones for ``fallback_seconds`` go
       through ``fallback``, which answers each event on its own merits: usage is never
-      dead-lettered because the stream refused a batch.
+      dead-lettered because the stream refused a batch. (At most ``max_fallbacks`` accounts
+      are remembered so; expired ones are dropped.)
     """
 
     name = "v2_stream"
@@ -69,18 +71,23 @@ class StreamTransport:
         *,
         fallback_seconds: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        max_fallbacks: int = 10_000,
     ) -> None:
         self._sender = sender
         self._sessions = sessions
         self._fallback = fallback
         self._fallback_seconds = fallback_seconds
         self._clock = clock
-        self._fallback_until: dict[LedgerScope, float] = {}
+        self._falling_back: ExpiringScopes[bool] = ExpiringScopes(max_fallbacks, clock)
+
+    @property
+    def accounts_falling_back(self) -> int:
+        return len(self._falling_back)
 
     async def send(
         self, scope: LedgerScope, credential: StripeCredential, events: Sequence[MeterEvent]
     ) -> list[MeterResult]:
-        if self._clock() < self._fallback_until.get(scope, 0.0):
+        if self._falling_back.get(scope):
             return await self._fallback.send(scope, credential, events)
         token = ""
         try:
@@ -109,7 +116,7 @@ class StreamTransport:
                     "fallback_seconds": self._fallback_seconds,
                 },
             )
-            self._fallback_until[scope] = self._clock() + self._fallback_seconds
+            self._falling_back.put(scope, True, self._clock() + self._fallback_seconds)
             return await self._fallback.send(scope, credential, events)
         return [_STREAM_DELIVERED] * len(events)
 

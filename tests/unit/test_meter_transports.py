@@ -134,6 +134,28 @@ async def test_stream_refusing_for_good_falls_back_to_v1_for_a_while() -> None:
     assert len(sender.tokens) == 2
 
 
+async def test_fallback_state_of_many_accounts_stays_bounded_and_expires() -> None:
+    """Accounts whose stream refused a batch are remembered for the fallback period only,
+    and at most `max_fallbacks` at once: cycling through 1,000 accounts leaves a bounded
+    map, and once the period is over the next fallback drops the expired ones."""
+    clock = [0.0]
+    sender, v1 = Sender([failure("permission_error", retryable=False)] * 1_001), V1()
+    stream = StreamTransport(
+        sender,
+        MeterEventSessions(Sessions()),
+        fallback=v1,
+        fallback_seconds=300,
+        clock=lambda: clock[0],
+        max_fallbacks=50,
+    )
+    for i in range(1_000):
+        await stream.send(LedgerScope("default", f"acct_{i}"), CREDENTIAL, EVENTS[:1])
+        assert stream.accounts_falling_back <= 50
+    clock[0] = 301.0
+    await stream.send(LedgerScope("default", "acct_new"), CREDENTIAL, EVENTS[:1])
+    assert stream.accounts_falling_back == 1
+
+
 def session_executor(stripe: FakeStripe, registry: CollectorRegistry) -> StripeCallExecutor:
     stripe.body = lambda _: {
         "authentication_token": "mes_token",
