@@ -56,9 +56,6 @@ class HeldRequests(Generic[T]):
     def __len__(self) -> int:
         return len(self._held)
 
-    def now(self) -> float:
-        return self._clock()
-
     def is_rejected(self, integration: str) -> bool:
         return self._gate.is_rejected(integration)
 
@@ -94,12 +91,6 @@ class HeldRequests(Generic[T]):
             return len(self._held)
         chosen = set(partitions)
         return sum(1 for h in self._held if h.partition in chosen)
-
-    def by_integration(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for h in self._held:
-            counts[h.integration] = counts.get(h.integration, 0) + 1
-        return counts
 
     def drop(self, partitions: Iterable[TopicPartition]) -> list[Held[T]]:
         """Forget (and return) what is held for partitions this consumer no longer owns: the
