@@ -40,10 +40,22 @@ def test_workflow_and_task_ref_with_hash() -> None:
 
 
 def test_conductor_retry_with_new_task_id_keeps_the_key() -> None:
-    """A retried task gets a new taskId (and record key) but the same key."""
+    """A retry is a new record (new taskId, record key, partition and offset) that keeps the
+    first attempt's key, `{workflowInstanceId}:{taskRefName}:{h}`: neither the taskId, the
+    record key nor the coordinates enter it."""
     first = request(workflowInstanceId="wf-1", taskRefName="charge_card", taskId="t-1")
-    retry = request(workflowInstanceId="wf-1", taskRefName="charge_card", taskId="t-2")
-    assert key_of(first, b"t-1") == key_of(retry, b"t-2")
+    retry = request(
+        workflowInstanceId="wf-1", taskRefName="charge_card", taskId="t-2", correlationId="c-2"
+    )
+    first_key = derive_key(
+        first, request_hash(first), b"t-1", RecordCoordinates("stripe.requests", 0, 7)
+    )
+    retry_key = derive_key(
+        retry, request_hash(retry), b"t-2", RecordCoordinates("stripe.requests", 2, 9_000)
+    )
+    assert first_key == retry_key == f"wf-1:charge_card:{request_hash(first)}"
+    other_workflow = request(workflowInstanceId="wf-2", taskRefName="charge_card", taskId="t-1")
+    assert key_of(other_workflow, b"t-1") != first_key
 
 
 def test_changed_parameters_change_the_key() -> None:
