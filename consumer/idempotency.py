@@ -11,12 +11,15 @@ The contract's derivation, first that applies:
 
 ``h`` is a short hash of the operation, the connected account and the operation's parameters
 as given. Keys hold no personal data (parameters only enter through the hash). Meter-event
-identifiers are derived the same way, shortened to Stripe's 100 characters.
+identifiers are derived the same way, shortened to Stripe's 100 characters. A derived key too
+long, or holding a control character (from a workflow id, reference name or record key: an
+HTTP header cannot carry a newline), is replaced by a stable hash of itself.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any, Final
 
 import msgspec
@@ -27,6 +30,7 @@ from consumer.messages import CONDUCTOR_FIELDS, OperationRequest
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255
 MAX_METER_IDENTIFIER_LENGTH: Final = 100
 _HASH_CHARS: Final = 16
+_CONTROL_CHARACTER: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 _canonical = msgspec.json.Encoder(order="sorted")
 
@@ -69,7 +73,7 @@ def request_hash(request: OperationRequest) -> str:
 
 
 def _fit(key: str, limit: int) -> str:
-    if len(key) <= limit:
+    if len(key) <= limit and not _CONTROL_CHARACTER.search(key):
         return key
     return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[: limit - 7]
 

@@ -194,7 +194,7 @@ class RequestProcessor:
     # -- preparing ------------------------------------------------------------------------
 
     def _allowed_reply_topic(self, requested: str | None) -> str:
-        if requested and self._settings.reply_topic_pattern.match(requested):
+        if requested and self._settings.reply_topic_allowed(requested):
             return requested
         return self._settings.reply_topic
 
@@ -220,7 +220,7 @@ class RequestProcessor:
             )
         topic = self._settings.reply_topic
         if isinstance(request.reply_topic, str):
-            if not self._settings.reply_topic_pattern.match(request.reply_topic):
+            if not self._settings.reply_topic_allowed(request.reply_topic):
                 raise RequestRejected(
                     "$.reply_topic",
                     f"Reply topic {request.reply_topic!r} is not allowed; expected "

@@ -20,9 +20,12 @@ DEFAULT_STRIPE_API_BASE: Final = "https://api.stripe.com"
 DEFAULT_STRIPE_METER_EVENTS_BASE: Final = "https://meter-events.stripe.com"
 DEFAULT_INTEGRATION: Final = "default"
 
-_INTEGRATION_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-_STRIPE_SECRET_KEY = re.compile(r"^(sk|rk)_(test|live)_\S+$")
+# Every pattern here is used with `fullmatch`: `re.match` with `$` also accepts a trailing
+# newline (`stripe.replies\n`).
+_INTEGRATION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_STRIPE_SECRET_KEY = re.compile(r"(sk|rk)_(test|live)_\S+")
+_HTTP_URL = re.compile(r"https?://[^\s/\x00-\x1f\x7f]+(/[^\s\x00-\x1f\x7f]*)?")
 
 
 class SettingsError(ValueError):
@@ -129,10 +132,19 @@ class Settings:
     def consumed_topics(self) -> tuple[str, ...]:
         return (*self.request_topics, self.meter_topic)
 
+    def reply_topic_allowed(self, topic: str) -> bool:
+        """Whether a request may name this reply topic: a Kafka topic name that the allow-list
+        matches whole (no configured pattern lets a control character through)."""
+        return (
+            _TOPIC_NAME.fullmatch(topic) is not None
+            and topic not in {".", ".."}  # names Kafka refuses
+            and self.reply_topic_pattern.fullmatch(topic) is not None
+        )
+
 
 def _default_reply_pattern(reply_topic: str) -> re.Pattern[str]:
     """The configured reply topic itself, or that name followed by `.` and a suffix."""
-    return re.compile(rf"^{re.escape(reply_topic)}(\.[A-Za-z0-9._-]+)?$")
+    return re.compile(rf"{re.escape(reply_topic)}(\.[A-Za-z0-9._-]+)?")
 
 
 class _Reader:
@@ -204,7 +216,7 @@ class _Reader:
 
     def topic(self, name: str, default: str) -> str:
         value = self.text(name, default)
-        if not _TOPIC_NAME.match(value):
+        if not _TOPIC_NAME.fullmatch(value):
             raise SettingsError(f"{name}: {value!r} is not a valid Kafka topic name")
         return value
 
@@ -216,7 +228,7 @@ class _Reader:
         if not names:
             raise SettingsError(f"{name}: expected a comma-separated list of topics")
         for topic in names:
-            if not _TOPIC_NAME.match(topic):
+            if not _TOPIC_NAME.fullmatch(topic):
                 raise SettingsError(f"{name}: {topic!r} is not a valid Kafka topic name")
         return names
 
@@ -231,13 +243,13 @@ class _Reader:
 
     def url(self, name: str, default: str) -> str:
         value = self.text(name, default).rstrip("/")
-        if not re.match(r"^https?://[^\s/]+", value):
+        if not _HTTP_URL.fullmatch(value):
             raise SettingsError(f"{name}: expected an http(s) URL, got {value!r}")
         return value
 
 
 def _stripe_key(variable: str, value: str) -> Secret:
-    if not _STRIPE_SECRET_KEY.match(value):
+    if not _STRIPE_SECRET_KEY.fullmatch(value):
         # Never echo the value: it may be a real key with a typo.
         raise SettingsError(
             f"{variable}: expected a Stripe secret or restricted key "
@@ -267,7 +279,7 @@ def _read_credentials(reader: _Reader) -> dict[str, StripeCredential]:
             # Kubernetes mounts keep their real files behind `..data` links; skip those names.
             if entry.name.startswith(".") or not entry.is_file():
                 continue
-            if not _INTEGRATION_NAME.match(entry.name):
+            if not _INTEGRATION_NAME.fullmatch(entry.name):
                 raise SettingsError(
                     f"STRIPE_CREDENTIALS_DIR: file name {entry.name!r} is not a valid "
                     "integration name (letters, digits, '_', '.', '-')"
@@ -321,11 +333,12 @@ def _redis_url(reader: _Reader) -> Secret | None:
 
 
 def _reply_pattern(reader: _Reader, reply_topic: str) -> re.Pattern[str]:
+    """The allow-list of reply topics, matched against the whole name (`fullmatch`)."""
     value = reader.raw("CONSUMER_REPLY_TOPIC_PATTERN")
     if value is None:
         return _default_reply_pattern(reply_topic)
     try:
-        return re.compile(value if value.startswith("^") else f"^(?:{value})$")
+        return re.compile(value)
     except re.error as exc:
         raise SettingsError(f"CONSUMER_REPLY_TOPIC_PATTERN: not a valid regex ({exc})") from None
 

@@ -175,7 +175,8 @@ def test_none_value_is_a_dead_letter() -> None:
         (
             {**CHARGE, "metadata": {"a[b]": "v"}},
             "$.metadata",
-            "Expected a metadata key without `[` or `]` - at `key` in `$.metadata`",
+            "Expected a metadata key without `[`, `]` or control characters "
+            "- at `key` in `$.metadata`",
         ),
         (
             {**CHARGE, "metadata": {f"k{i}": "v" for i in range(51)}},

@@ -101,3 +101,15 @@ def test_binary_record_key_is_hex() -> None:
     """Record keys that are not UTF-8 are written as hex."""
     assert key_text(b"\xff\x00") == "ff00"
     assert key_text(None) is None
+
+
+def test_derived_keys_never_carry_control_characters() -> None:
+    """A workflow id, task reference or record key with a newline would make an invalid
+    `Idempotency-Key` header: such a key is replaced by a stable hash of it."""
+    req = request(workflowInstanceId="wf\n1", taskRefName="charge\r\n")
+    key = key_of(req)
+    assert key.startswith("sha256:")
+    assert key == key_of(request(workflowInstanceId="wf\n1", taskRefName="charge\r\n"))
+    assert key != key_of(request(workflowInstanceId="wf\n2", taskRefName="charge\r\n"))
+    assert key_of(request(), b"task\x001").startswith("sha256:")
+    assert key_of(request(), b"task-1") == f"task-1:{request_hash(request())}"
