@@ -74,6 +74,15 @@ MeterEventIdentifier = Annotated[
     str, Meta(min_length=1, max_length=100, pattern=_NO_CONTROL_PATTERN)
 ]
 UnixSeconds = Annotated[int, Meta(ge=0, description="Unix time in seconds")]
+LoopIteration = Annotated[
+    int,
+    Meta(
+        ge=0,
+        description="The DO_WHILE iteration this request belongs to: pass "
+        "`${<loop_ref>.output.iteration}`. It enters the derived idempotency key (two "
+        "iterations are two operations); never sent to Stripe, not echoed.",
+    ),
+]
 
 MetadataKey = Annotated[str, Meta(min_length=1, max_length=40, pattern=_METADATA_KEY_PATTERN)]
 MetadataValue = Annotated[str, Meta(max_length=500)]
@@ -153,6 +162,7 @@ COMMON_FIELDS: Final = (
     "integration",
     "stripe_account",
     "reply_topic",
+    "iteration",
 )
 
 
@@ -197,6 +207,9 @@ class OperationRequest(
     integration: IntegrationName | None = "default"  # null: `default` (see credential_name)
     stripe_account: AccountId | UnsetType | None = UNSET
     reply_topic: TopicName | UnsetType | None = UNSET
+    # A common field, not one of Conductor's: Conductor puts no iteration in an EVENT task's
+    # payload (the workflow author passes it), and the reply does not echo it.
+    iteration: LoopIteration | UnsetType | None = UNSET
 
     summary: ClassVar[str] = ""
 

@@ -189,6 +189,22 @@ def test_none_value_is_a_dead_letter() -> None:
             "$.metadata",
             "Object contains unknown field `metadata`",
         ),
+        # iteration: a whole number >= 0 (Conductor's DO_WHILE counts from 1; 0 is allowed)
+        (
+            {"operation": "get_balance", "iteration": -1},
+            "$.iteration",
+            "Expected `int` >= 0 - at `$.iteration`",
+        ),
+        (
+            {"operation": "get_balance", "iteration": "2"},
+            "$.iteration",
+            "Expected `int | null`, got `str` - at `$.iteration`",
+        ),
+        (
+            {"operation": "get_balance", "iteration": 1.5},
+            "$.iteration",
+            "Expected `int | null`, got `float` - at `$.iteration`",
+        ),
         # idempotency key too long
         (
             {"operation": "get_balance", "idempotency_key": "k" * 256},
