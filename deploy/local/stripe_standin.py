@@ -208,6 +208,9 @@ class StripeStandIn:
 
     async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         config = self.config
+        # Stripe has the whole request before it works on it: a client that stops waiting (a
+        # timeout) does not stop an operation it already sent, so read the body first.
+        await request.read()
         if config.latency_ms or config.jitter_ms:
             await asyncio.sleep(
                 max(0.0, config.latency_ms + random.uniform(-1, 1) * config.jitter_ms) / 1000
