@@ -432,7 +432,10 @@ class DetachPaymentMethod(OperationRequest, tag="detach_payment_method", kw_only
 
 MeterValue = Annotated[
     int | float | Annotated[str, Meta(min_length=1, max_length=64)],
-    Meta(description="An integer, a decimal, or a numeric string; sent to Stripe as a string"),
+    Meta(
+        description="An integer, a decimal, or a numeric string, of at most 15 significant "
+        "digits (Stripe's limit) and 12 decimals; sent to Stripe as a string"
+    ),
 ]
 
 
@@ -473,20 +476,28 @@ class CreateMeterEvent(OperationRequest, tag="create_meter_event", kw_only=True,
         # writing it out (or normalising it) would take minutes or overflow.
         if number and not -_METER_VALUE_DECIMALS <= number.adjusted() < _METER_VALUE_DIGITS:
             raise FieldError("$.value", _METER_VALUE_RANGE)
-        exponent = number.normalize().as_tuple().exponent
-        if isinstance(exponent, int) and exponent < -_METER_VALUE_DECIMALS:
+        _, digits, exponent = number.normalize().as_tuple()
+        if isinstance(exponent, int) and (
+            exponent < -_METER_VALUE_DECIMALS or len(digits) > _METER_VALUE_DIGITS
+        ):
             raise FieldError("$.value", _METER_VALUE_RANGE)
         if number == number.to_integral_value():
             return str(int(number))
         return format(number.normalize(), "f")
 
 
-# A meter event's value: below 10^18 in magnitude, at most 12 decimal places. Far beyond any
-# real usage count, and it keeps a short input from expanding into millions of digits.
-_METER_VALUE_DIGITS: Final = 18
+# A meter event's value, as the plain decimal string Stripe receives: at most 15 significant
+# digits (Stripe's limit: more is refused, on the v2 stream only later, in an error report,
+# and the usage is lost), so below 10^15 in magnitude (an integer's trailing zeros are digits
+# in what is sent), and at most 12 decimal places. The bounds also keep a short input from
+# expanding into millions of digits.
+_METER_VALUE_DIGITS: Final = 15
 _METER_VALUE_DECIMALS: Final = 12
 _METER_VALUE_LIMIT: Final = 10**_METER_VALUE_DIGITS
-_METER_VALUE_RANGE: Final = "Expected a number below 10^18 in magnitude, with at most 12 decimals"
+_METER_VALUE_RANGE: Final = (
+    "Expected a number with at most 15 significant digits (Stripe's limit) and at most "
+    "12 decimals, below 10^15 in magnitude"
+)
 
 
 # One union of every request, decoded by its `operation` tag. The order is the README's.

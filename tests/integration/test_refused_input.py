@@ -1,6 +1,8 @@
-"""Identifiers are matched whole, through the real broker: a reply topic, currency, id, event
-name or key with a trailing newline gets a validation-error reply on the default reply topic
-and never reaches Stripe (the stand-in counts every call it receives)."""
+"""Input Stripe would misread, or refuse only later, is refused up front, through the real
+broker: a reply topic, currency, id, event name or key with a trailing newline (identifiers
+are matched whole), and a meter value of more than 15 significant digits (which the v2 stream
+accepts and reports lost afterwards), get a validation-error reply on the default reply topic
+and never reach Stripe (the stand-in counts every call it receives)."""
 
 from __future__ import annotations
 
@@ -69,6 +71,12 @@ BAD_METER: dict[str, tuple[dict[str, Any], str, str]] = {
         "$.identifier",
         "Expected text without control characters - at `$.identifier`",
     ),
+    "value": (
+        {**METER, "event_name": "api_calls", "identifier": "usage-2", "value": "1234567890.123456"},
+        "$.value",
+        "Expected a number with at most 15 significant digits (Stripe's limit) and at most "
+        "12 decimals, below 10^15 in magnitude",
+    ),
 }
 KEYS = {name: f"{name}-{uuid.uuid4().hex[:6]}" for name in [*BAD, *BAD_METER]}
 GOOD_KEY = f"good-{uuid.uuid4().hex[:6]}"
@@ -99,11 +107,12 @@ async def answered(
 
 
 @pytest.mark.parametrize("name", sorted({**BAD, **BAD_METER}))
-def test_identifier_with_a_newline_gets_a_validation_error_on_the_default_topic(
+def test_refused_input_gets_a_validation_error_on_the_default_topic(
     name: str, answered: tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, Any]]
 ) -> None:
-    """A trailing newline is a terminal validation error naming the field, answered on the
-    default reply topic (a reply topic with a newline was, before, answered nowhere)."""
+    """A trailing newline, or a 16-digit meter value, is a terminal validation error naming
+    the field, answered at once on the default reply topic (a reply topic with a newline was
+    answered only after 30 s, as `reply_undeliverable`)."""
     replies, _, _ = answered
     _, param, message = {**BAD, **BAD_METER}[name]
     reply = replies[KEYS[name]]
@@ -112,7 +121,7 @@ def test_identifier_with_a_newline_gets_a_validation_error_on_the_default_topic(
     assert (reply["error"]["param"], reply["error"]["message"]) == (param, message)
 
 
-def test_nothing_with_a_newline_reaches_stripe(
+def test_nothing_refused_reaches_stripe(
     answered: tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, Any]],
 ) -> None:
     """Stripe saw one call: the good request's; the good reply went to its allowed topic."""
