@@ -284,6 +284,7 @@ async def run_service(
                 reply_topic=settings.reply_topic,
                 meter_topic=settings.meter_topic,
                 meter_batcher=lane,
+                gate=executor.gate,
                 limits=PipelineLimits(
                     max_in_flight=settings.max_in_flight,
                     max_buffered=settings.max_buffered,
@@ -291,6 +292,7 @@ async def run_service(
                     commit_interval_seconds=settings.commit_interval_seconds,
                     revoke_timeout_seconds=settings.revoke_timeout_seconds,
                     shutdown_grace_seconds=settings.shutdown_grace_seconds,
+                    credential_hold_seconds=settings.credential_hold_seconds,
                 ),
             )
             broker = BrokerProbe(connection)
@@ -317,6 +319,7 @@ async def run_service(
                     await source.stop()
                     for batcher in {single_events, lane}:
                         await batcher.close(timeout_s=1.0)
+                    await executor.gate.close()
         finally:
             await sink.stop()
             await ledger.close()

@@ -9,7 +9,8 @@ fails when the files drift) and registered with ``python -m consumer conductor r
   Orkes roots them at the record value (``${taskId}``) and names the event
   ``kafka:<integration>:<topic>``.
 - Example workflows: one per operation, each an EVENT task whose inputs come from the
-  workflow's input, and two chains whose ids flow from task to task.
+  workflow's input, two chains whose ids flow from task to task, and a DO_WHILE loop whose
+  EVENT task passes the loop's ``iteration`` (so equal iterations are separate operations).
 """
 
 from __future__ import annotations
@@ -212,6 +213,76 @@ def chain_workflows(request_topic: str) -> list[dict[str, Any]]:
     return [payment, refund]
 
 
+INSTALLMENTS_LOOP: Final = "charge_installments"
+INSTALLMENT_TASK: Final = "charge_installment"
+# Conductor retries an EVENT task only when it has a task definition; inline, it travels with
+# the workflow. A retry gets a new taskId and the same iteration, so it keeps its key.
+_INSTALLMENT_RETRIES: Final = {
+    "name": "stripe_create_charge",
+    "ownerEmail": OWNER_EMAIL,
+    "retryCount": 2,
+    "retryLogic": "FIXED",
+    "retryDelaySeconds": 5,
+    "timeoutSeconds": 0,
+    "responseTimeoutSeconds": 600,
+}
+
+
+def loop_workflows(request_topic: str) -> list[dict[str, Any]]:
+    """A DO_WHILE loop charging the same amount once per iteration.
+
+    Every iteration's EVENT task publishes the same workflowInstanceId and taskRefName
+    (Conductor names its own task `charge_installment__1`, `__2`, ... but does not publish
+    that name), so the task passes `${charge_installments.output.iteration}`: iteration 1 and
+    2 are two charges, a retry inside one iteration is one.
+    """
+    charge = _event_task("create_charge", INSTALLMENT_TASK, f"kafka:{request_topic}", {
+        "amount": "${workflow.input.amount}", "currency": "${workflow.input.currency}",
+        "source": "${workflow.input.source}", "customer_id": "${workflow.input.customer_id}",
+        "description": "${workflow.input.description}",
+        "iteration": f"${{{INSTALLMENTS_LOOP}.output.iteration}}",
+    })  # fmt: skip
+    charge["taskDefinition"] = dict(_INSTALLMENT_RETRIES)
+    loop = {
+        "name": INSTALLMENTS_LOOP,
+        "taskReferenceName": INSTALLMENTS_LOOP,
+        "type": "DO_WHILE",
+        "inputParameters": {"installments": "${workflow.input.installments}"},
+        "loopCondition": f"if ($.{INSTALLMENTS_LOOP}['iteration'] < $.installments) "
+        "{ true; } else { false; }",
+        "loopOver": [charge],
+    }
+    installments = _workflow(
+        "stripe_charge_installments",
+        "Charge the same amount `installments` times in a DO_WHILE loop; each iteration's "
+        "EVENT task passes the loop's `iteration`, so equal charges are not deduplicated.",
+        [loop],
+        {"iterations": f"${{{INSTALLMENTS_LOOP}.output.iteration}}",
+         "charges": f"${{{INSTALLMENTS_LOOP}.output}}"},
+        ["amount", "currency", "source", "customer_id", "description", "installments"],
+    )  # fmt: skip
+    return [installments]
+
+
+def example_workflows(request_topic: str) -> list[dict[str, Any]]:
+    """Every shipped example: one per operation, the chains and the loop."""
+    return (
+        operation_workflows(request_topic)
+        + chain_workflows(request_topic)
+        + loop_workflows(request_topic)
+    )
+
+
+LOOP_EXAMPLE_INPUTS: Final[dict[str, dict[str, Any]]] = {
+    "stripe_charge_installments": {
+        "amount": 2500,
+        "currency": "usd",
+        "source": "tok_visa",
+        "description": "Installment",
+        "installments": 2,
+    },
+}
+
 CHAIN_EXAMPLE_INPUTS: Final[dict[str, dict[str, Any]]] = {
     "stripe_customer_payment_intent_chain": {
         "email": "jenny.rosen@example.com",
@@ -234,6 +305,6 @@ def asset_files(request_topic: str, reply_topic: str) -> dict[str, Any]:
         "event-handlers/oss.json": event_handlers(reply_topic),
         "event-handlers/orkes.json": orkes_event_handlers(reply_topic, "kafka"),
     }
-    for workflow in operation_workflows(request_topic) + chain_workflows(request_topic):
+    for workflow in example_workflows(request_topic):
         files[f"workflows/{workflow['name']}.json"] = workflow
     return files

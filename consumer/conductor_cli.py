@@ -6,12 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from consumer.conductor_assets import (
-    asset_files,
-    chain_workflows,
-    event_handlers,
-    operation_workflows,
-)
+from consumer.conductor_assets import asset_files, event_handlers, example_workflows
 from consumer.conductor_client import ConductorClient, ConductorError
 
 
@@ -42,10 +37,7 @@ def run(args: argparse.Namespace) -> int:
             event_handlers(args.reply_topic, suffix=args.handler_suffix)
         )
         if not args.no_examples:
-            workflows = operation_workflows(args.request_topic) + chain_workflows(
-                args.request_topic
-            )
-            lines += client.upsert_workflows(workflows)
+            lines += client.upsert_workflows(example_workflows(args.request_topic))
     except (ConductorError, OSError) as exc:
         print(f"conductor: {exc}")
         return 1

@@ -15,6 +15,9 @@
 A retryable failure that outlives the service's own retries becomes a `FAILED` reply
 (Conductor's retry policy may try again); a terminal one becomes `FAILED_WITH_TERMINAL_ERROR`.
 
+:class:`CredentialHeld` is not a failure: Stripe rejects the integration's key, so the
+request is held (outside the worker slots) until the key works or the hold ends.
+
 Apart from that tree, :class:`SharedStateUnavailable`: Redis, where replicas share state, did
 not answer (raised by its adapter, ``shared_state/redis_client.py``); never a reply of its own.
 """
@@ -80,6 +83,15 @@ class StripeFailure(ServiceError):
         self.authentication = authentication
         self.retry_after = retry_after
 
+    def for_connected_account(self) -> StripeFailure:
+        """A 401/403 for a request naming ``stripe_account``: it concerns that account only,
+        so it is terminal for this request and says nothing about the integration's key."""
+        return StripeFailure(
+            msgspec.structs.replace(self.detail, retryable=False),
+            category=self.category,
+            retry_after=self.retry_after,
+        )
+
     def as_retryable(self) -> StripeFailure:
         """The same failure, to be retried (a refused session token: a new one may work)."""
         return StripeFailure(
@@ -87,6 +99,15 @@ class StripeFailure(ServiceError):
             category=self.category,
             retry_after=self.retry_after,
         )
+
+
+class CredentialHeld(Exception):
+    """Stripe rejects this integration's key (a 401 for a request naming no connected
+    account): the request was not sent, or was refused, and waits for the key to work."""
+
+    def __init__(self, integration: str) -> None:
+        super().__init__(f"Stripe rejects the key of integration {integration!r}")
+        self.integration = integration
 
 
 class SharedStateUnavailable(Exception):

@@ -28,14 +28,30 @@ MAX_METER_EVENT_LEAD_SECONDS: Final = 5 * 60
 AmountCents = Annotated[
     int, Meta(gt=0, le=99_999_999_999, description="Amount in the currency's smallest unit")
 ]
-_CURRENCY_PATTERN: Final = r"^[A-Za-z]{3}$"
-_EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+$"
-_INTEGRATION_PATTERN: Final = r"^[A-Za-z0-9_.-]{1,64}$"
-_TOPIC_PATTERN: Final = r"^[A-Za-z0-9._-]{1,249}$"
-_COUPON_PATTERN: Final = r"^[A-Za-z0-9_-]{1,200}$"
-_MONTHS_PATTERN: Final = r"^[0-9]{1,4}$"
-_METADATA_KEY_PATTERN: Final = r"^[^\[\]]+$"
-_SOURCE_PATTERN: Final = r"^[A-Za-z0-9_]{1,250}$"
+# Patterns are matched whole, and mean the same to msgspec (Python's `re.search`) and to
+# the ECMA-262 engines that read the JSON Schemas. Python's bare `$` also matches before a
+# trailing newline (`usd\n` would pass), and `\Z` does not exist in ECMA-262, so every pattern
+# ends in `$(?!\n)`: the end of the string in both. Control characters (C0, DEL, C1) are
+# excluded by explicit class ranges, which both engines read alike (`\s` alone differs).
+_END: Final = r"$(?!\n)"
+_CONTROL: Final = r"\x00-\x1f\x7f-\x9f"
+
+
+def _whole(body: str) -> str:
+    return f"^{body}{_END}"
+
+
+_CURRENCY_PATTERN: Final = _whole("[A-Za-z]{3}")
+_EMAIL_PART: Final = rf"[^@\s{_CONTROL}\ufeff]+"
+_EMAIL_PATTERN: Final = _whole(f"{_EMAIL_PART}@{_EMAIL_PART}")
+_INTEGRATION_PATTERN: Final = _whole("[A-Za-z0-9_.-]{1,64}")
+_TOPIC_PATTERN: Final = _whole("[A-Za-z0-9._-]{1,249}")
+_COUPON_PATTERN: Final = _whole("[A-Za-z0-9_-]{1,200}")
+_MONTHS_PATTERN: Final = _whole("[0-9]{1,4}")
+_METADATA_KEY_PATTERN: Final = _whole(rf"[^\[\]{_CONTROL}]+")
+_SOURCE_PATTERN: Final = _whole("[A-Za-z0-9_]{1,250}")
+# Identifiers Stripe takes as any string (event names, meter identifiers, idempotency keys).
+_NO_CONTROL_PATTERN: Final = _whole(f"[^{_CONTROL}]+")
 
 Currency = Annotated[
     str, Meta(pattern=_CURRENCY_PATTERN, description="Three-letter ISO code (any case)")
@@ -45,7 +61,7 @@ ShortText = Annotated[str, Meta(min_length=1, max_length=5000)]
 Email = Annotated[str, Meta(min_length=3, max_length=512, pattern=_EMAIL_PATTERN)]
 PersonName = Annotated[str, Meta(min_length=1, max_length=256)]
 PhoneNumber = Annotated[str, Meta(min_length=1, max_length=20)]
-IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255)]
+IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=255, pattern=_NO_CONTROL_PATTERN)]
 IntegrationName = Annotated[str, Meta(pattern=_INTEGRATION_PATTERN)]
 TopicName = Annotated[str, Meta(pattern=_TOPIC_PATTERN)]
 CouponCode = Annotated[str, Meta(pattern=_COUPON_PATTERN)]
@@ -53,9 +69,20 @@ PercentOff = Annotated[float, Meta(gt=0, le=100)]
 MonthCount = Annotated[int, Meta(ge=1, le=1200)]
 # The seed types `duration_in_months` as a string, so a numeric string is accepted too.
 MonthCountText = Annotated[str, Meta(pattern=_MONTHS_PATTERN)]
-MeterEventName = Annotated[str, Meta(min_length=1, max_length=100)]
-MeterEventIdentifier = Annotated[str, Meta(min_length=1, max_length=100)]
+MeterEventName = Annotated[str, Meta(min_length=1, max_length=100, pattern=_NO_CONTROL_PATTERN)]
+MeterEventIdentifier = Annotated[
+    str, Meta(min_length=1, max_length=100, pattern=_NO_CONTROL_PATTERN)
+]
 UnixSeconds = Annotated[int, Meta(ge=0, description="Unix time in seconds")]
+LoopIteration = Annotated[
+    int,
+    Meta(
+        ge=0,
+        description="The DO_WHILE iteration this request belongs to: pass "
+        "`${<loop_ref>.output.iteration}`. It enters the derived idempotency key (two "
+        "iterations are two operations); never sent to Stripe, not echoed.",
+    ),
+]
 
 MetadataKey = Annotated[str, Meta(min_length=1, max_length=40, pattern=_METADATA_KEY_PATTERN)]
 MetadataValue = Annotated[str, Meta(max_length=500)]
@@ -65,20 +92,29 @@ Metadata = Annotated[
 ]
 
 
-_ID_BODY: Final = "[A-Za-z0-9_]{1,250}$"
+def _stripe_id(prefix: str) -> str:
+    return _whole(prefix + "[A-Za-z0-9_]{1,250}")
+
+
+_CUSTOMER_ID_PATTERN: Final = _stripe_id("cus_")
+_PAYMENT_INTENT_ID_PATTERN: Final = _stripe_id("pi_")
+_CHARGE_ID_PATTERN: Final = _stripe_id("ch_")
+_REFUND_ID_PATTERN: Final = _stripe_id("re_")
+_PAYMENT_METHOD_ID_PATTERN: Final = _stripe_id("pm_")
+_ACCOUNT_ID_PATTERN: Final = _stripe_id("acct_")
 CustomerId = Annotated[
-    str, Meta(pattern="^cus_" + _ID_BODY, description="Stripe customer id (cus_…)")
+    str, Meta(pattern=_CUSTOMER_ID_PATTERN, description="Stripe customer id (cus_…)")
 ]
 PaymentIntentId = Annotated[
-    str, Meta(pattern="^pi_" + _ID_BODY, description="Stripe payment intent id (pi_…)")
+    str, Meta(pattern=_PAYMENT_INTENT_ID_PATTERN, description="Stripe payment intent id (pi_…)")
 ]
-ChargeId = Annotated[str, Meta(pattern="^ch_" + _ID_BODY, description="Stripe charge id (ch_…)")]
-RefundId = Annotated[str, Meta(pattern="^re_" + _ID_BODY, description="Stripe refund id (re_…)")]
+ChargeId = Annotated[str, Meta(pattern=_CHARGE_ID_PATTERN, description="Stripe charge id (ch_…)")]
+RefundId = Annotated[str, Meta(pattern=_REFUND_ID_PATTERN, description="Stripe refund id (re_…)")]
 PaymentMethodId = Annotated[
-    str, Meta(pattern="^pm_" + _ID_BODY, description="Stripe payment method id (pm_…)")
+    str, Meta(pattern=_PAYMENT_METHOD_ID_PATTERN, description="Stripe payment method id (pm_…)")
 ]
 AccountId = Annotated[
-    str, Meta(pattern="^acct_" + _ID_BODY, description="Stripe connected account id (acct_…)")
+    str, Meta(pattern=_ACCOUNT_ID_PATTERN, description="Stripe connected account id (acct_…)")
 ]
 
 # What each pattern means, in the words a rejection uses ("Expected <meaning> - at `$.x`").
@@ -89,14 +125,15 @@ PATTERN_MEANINGS: Final[dict[str, str]] = {
     _TOPIC_PATTERN: "a Kafka topic name",
     _COUPON_PATTERN: "a coupon code (letters, digits, `_`, `-`)",
     _MONTHS_PATTERN: "a whole number of months",
-    _METADATA_KEY_PATTERN: "a metadata key without `[` or `]`",
+    _METADATA_KEY_PATTERN: "a metadata key without `[`, `]` or control characters",
     _SOURCE_PATTERN: "a payment source id (tok_…, card_…, ba_…, src_…)",
-    "^cus_" + _ID_BODY: "a Stripe customer id (cus_…)",
-    "^pi_" + _ID_BODY: "a Stripe payment intent id (pi_…)",
-    "^ch_" + _ID_BODY: "a Stripe charge id (ch_…)",
-    "^re_" + _ID_BODY: "a Stripe refund id (re_…)",
-    "^pm_" + _ID_BODY: "a Stripe payment method id (pm_…)",
-    "^acct_" + _ID_BODY: "a Stripe connected account id (acct_…)",
+    _NO_CONTROL_PATTERN: "text without control characters",
+    _CUSTOMER_ID_PATTERN: "a Stripe customer id (cus_…)",
+    _PAYMENT_INTENT_ID_PATTERN: "a Stripe payment intent id (pi_…)",
+    _CHARGE_ID_PATTERN: "a Stripe charge id (ch_…)",
+    _REFUND_ID_PATTERN: "a Stripe refund id (re_…)",
+    _PAYMENT_METHOD_ID_PATTERN: "a Stripe payment method id (pm_…)",
+    _ACCOUNT_ID_PATTERN: "a Stripe connected account id (acct_…)",
 }
 
 
@@ -125,6 +162,7 @@ COMMON_FIELDS: Final = (
     "integration",
     "stripe_account",
     "reply_topic",
+    "iteration",
 )
 
 
@@ -169,6 +207,9 @@ class OperationRequest(
     integration: IntegrationName | None = "default"  # null: `default` (see credential_name)
     stripe_account: AccountId | UnsetType | None = UNSET
     reply_topic: TopicName | UnsetType | None = UNSET
+    # A common field, not one of Conductor's: Conductor puts no iteration in an EVENT task's
+    # payload (the workflow author passes it), and the reply does not echo it.
+    iteration: LoopIteration | UnsetType | None = UNSET
 
     summary: ClassVar[str] = ""
 
@@ -391,7 +432,10 @@ class DetachPaymentMethod(OperationRequest, tag="detach_payment_method", kw_only
 
 MeterValue = Annotated[
     int | float | Annotated[str, Meta(min_length=1, max_length=64)],
-    Meta(description="An integer, a decimal, or a numeric string; sent to Stripe as a string"),
+    Meta(
+        description="An integer, a decimal, or a numeric string, of at most 15 significant "
+        "digits (Stripe's limit) and 12 decimals; sent to Stripe as a string"
+    ),
 ]
 
 
@@ -432,20 +476,28 @@ class CreateMeterEvent(OperationRequest, tag="create_meter_event", kw_only=True,
         # writing it out (or normalising it) would take minutes or overflow.
         if number and not -_METER_VALUE_DECIMALS <= number.adjusted() < _METER_VALUE_DIGITS:
             raise FieldError("$.value", _METER_VALUE_RANGE)
-        exponent = number.normalize().as_tuple().exponent
-        if isinstance(exponent, int) and exponent < -_METER_VALUE_DECIMALS:
+        _, digits, exponent = number.normalize().as_tuple()
+        if isinstance(exponent, int) and (
+            exponent < -_METER_VALUE_DECIMALS or len(digits) > _METER_VALUE_DIGITS
+        ):
             raise FieldError("$.value", _METER_VALUE_RANGE)
         if number == number.to_integral_value():
             return str(int(number))
         return format(number.normalize(), "f")
 
 
-# A meter event's value: below 10^18 in magnitude, at most 12 decimal places. Far beyond any
-# real usage count, and it keeps a short input from expanding into millions of digits.
-_METER_VALUE_DIGITS: Final = 18
+# A meter event's value, as the plain decimal string Stripe receives: at most 15 significant
+# digits (Stripe's limit: more is refused, on the v2 stream only later, in an error report,
+# and the usage is lost), so below 10^15 in magnitude (an integer's trailing zeros are digits
+# in what is sent), and at most 12 decimal places. The bounds also keep a short input from
+# expanding into millions of digits.
+_METER_VALUE_DIGITS: Final = 15
 _METER_VALUE_DECIMALS: Final = 12
 _METER_VALUE_LIMIT: Final = 10**_METER_VALUE_DIGITS
-_METER_VALUE_RANGE: Final = "Expected a number below 10^18 in magnitude, with at most 12 decimals"
+_METER_VALUE_RANGE: Final = (
+    "Expected a number with at most 15 significant digits (Stripe's limit) and at most "
+    "12 decimals, below 10^15 in magnitude"
+)
 
 
 # One union of every request, decoded by its `operation` tag. The order is the README's.

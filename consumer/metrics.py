@@ -135,6 +135,17 @@ class ServiceMetrics:
             "1 while Stripe rejects an integration's key (authentication error).",
             ("integration",),
         )
+        self.credential_probes = counter(
+            "credential_probes",
+            "Probes of a rejected key (one per probe interval), by result: `accepted`, "
+            "`rejected`, `unknown` (Stripe gave no verdict).",
+            ("integration", "result"),
+        )
+        self.credential_held = gauge(
+            "credential_held",
+            "Requests and meter events held while Stripe rejects their integration's key.",
+            ("integration",),
+        )
         self.rate_limit_wait = histogram(
             "rate_limit_wait_seconds",
             "Time a call waited for the Stripe rate limiter.",

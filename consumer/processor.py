@@ -5,8 +5,9 @@ prepare (the meter topic takes meter events only; the reply topic must be allowe
 integration must be configured; derive the idempotency key, and the identifier of a meter
 event); answer from memory when this request was already answered; otherwise call Stripe
 (retrying transient failures with the same key) and remember the answer: a completion by
-idempotency key, a failure by taskId (engine/reply_memory.py). Meter events
-go through a batcher that sends each identifier once (the identifier ledger).
+idempotency key, a failure by taskId (engine/reply_memory.py). Meter events go through a
+batcher that sends each identifier once (the identifier ledger). While Stripe rejects the
+integration's key, a request is not answered but held (:class:`HeldRequest`).
 
 A failure always reaches someone: a reply when one is due, else (a quiet meter event) the
 dead-letter topic. Nothing here touches Kafka: the pipeline delivers and commits. ``process``
@@ -25,7 +26,7 @@ from consumer.codec import DeadLetter, InvalidRequest, RequestDecoder, ValidRequ
 from consumer.engine.executor import StripeCallExecutor
 from consumer.engine.reply_memory import AnswerKeys, ReplyMemory
 from consumer.engine.retry import Attempts
-from consumer.errors import RequestRejected, ServiceError, StripeFailure
+from consumer.errors import CredentialHeld, RequestRejected, ServiceError, StripeFailure
 from consumer.idempotency import (
     MAX_METER_IDENTIFIER_LENGTH,
     RecordCoordinates,
@@ -101,7 +102,7 @@ class Prepared(msgspec.Struct, frozen=True):
     idempotency_key: str
     request_hash: str
     meter_identifier: str | None  # for meter events: given, or derived like the key
-    task_id: str | None  # the request's taskId, else its record key (as the reply says)
+    task_id: str | None = None  # the request's taskId, else its record key (the reply's)
 
     def address(self, record: InboundRecord) -> ReplyAddress:
         return ReplyAddress(self.reply_topic, record.key, self.request, self.passthrough)
@@ -110,6 +111,17 @@ class Prepared(msgspec.Struct, frozen=True):
 class PreparedMeterEvent(msgspec.Struct, frozen=True):
     prepared: Prepared
     event: MeterEvent
+
+
+class HeldRequest(msgspec.Struct, frozen=True):
+    """Not answered: Stripe rejects the integration's key, so the request waits (the pipeline
+    holds it outside its worker slot; ``answer`` builds its reply if the hold runs out)."""
+
+    prepared: Prepared
+
+    @property
+    def integration(self) -> str:
+        return self.prepared.credential.integration
 
 
 class RequestProcessor:
@@ -131,7 +143,7 @@ class RequestProcessor:
         self._wall_clock = wall_clock
         self._decoder = RequestDecoder(settings.max_record_bytes)
 
-    async def process(self, record: InboundRecord) -> Handled:
+    async def process(self, record: InboundRecord) -> Handled | HeldRequest:
         coordinates = RecordCoordinates(record.topic, record.partition, record.offset)
         try:
             return await self._process(record, coordinates)
@@ -141,7 +153,9 @@ class RequestProcessor:
             )
             return self._internal_error(record, coordinates, exc)
 
-    async def _process(self, record: InboundRecord, coordinates: RecordCoordinates) -> Handled:
+    async def _process(
+        self, record: InboundRecord, coordinates: RecordCoordinates
+    ) -> Handled | HeldRequest:
         decoded = self._decoder.decode(record.value, self._wall_clock())
         if isinstance(decoded, DeadLetter):
             return self._dead_letter(record, coordinates, decoded.reason, decoded.detail)
@@ -174,12 +188,16 @@ class RequestProcessor:
                 ),
                 reply_due=self._reply_due(record, request, request.reply_topic),
             )
-        return self.answer(record, prepared, await self._outcome(prepared))
+        try:
+            outcome = await self._outcome(prepared)
+        except CredentialHeld:
+            return HeldRequest(prepared)
+        return self.answer(record, prepared, outcome)
 
     # -- preparing ------------------------------------------------------------------------
 
     def _allowed_reply_topic(self, requested: str | None) -> str:
-        if requested and self._settings.reply_topic_pattern.match(requested):
+        if requested and self._settings.reply_topic_allowed(requested):
             return requested
         return self._settings.reply_topic
 
@@ -205,7 +223,7 @@ class RequestProcessor:
             )
         topic = self._settings.reply_topic
         if isinstance(request.reply_topic, str):
-            if not self._settings.reply_topic_pattern.match(request.reply_topic):
+            if not self._settings.reply_topic_allowed(request.reply_topic):
                 raise RequestRejected(
                     "$.reply_topic",
                     f"Reply topic {request.reply_topic!r} is not allowed; expected "
@@ -280,7 +298,10 @@ class RequestProcessor:
             return remembered.remembered()
         if isinstance(request, CreateMeterEvent):
             event = _meter_event(request, prepared)
-            outcome = meter_outcome(event, await self._meter_events.deliver(event))
+            result = await self._meter_events.deliver(event)
+            if result.status == "held":
+                raise CredentialHeld(prepared.credential.integration)
+            outcome = meter_outcome(event, result)
         else:
             outcome = await self._execute(request, prepared.credential, prepared.idempotency_key)
         await self._memory.remember(memory_keys, prepared.request_hash, outcome)

@@ -20,9 +20,12 @@ DEFAULT_STRIPE_API_BASE: Final = "https://api.stripe.com"
 DEFAULT_STRIPE_METER_EVENTS_BASE: Final = "https://meter-events.stripe.com"
 DEFAULT_INTEGRATION: Final = "default"
 
-_INTEGRATION_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-_STRIPE_SECRET_KEY = re.compile(r"^(sk|rk)_(test|live)_\S+$")
+# Every pattern here is used with `fullmatch`: `re.match` with `$` also accepts a trailing
+# newline (`stripe.replies\n`).
+_INTEGRATION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_STRIPE_SECRET_KEY = re.compile(r"(sk|rk)_(test|live)_\S+")
+_HTTP_URL = re.compile(r"https?://[^\s/\x00-\x1f\x7f]+(/[^\s\x00-\x1f\x7f]*)?")
 
 
 class SettingsError(ValueError):
@@ -116,6 +119,7 @@ class Settings:
     stripe_rate_burst: int | None
     replicas: int  # replicas sharing each rate limit: a process's share is limit / replicas
     credential_probe_seconds: float
+    credential_hold_seconds: float
     meter_api: Literal["v2_stream", "v1"]
     meter_batch_size: int
     meter_linger_seconds: float
@@ -130,10 +134,19 @@ class Settings:
     def consumed_topics(self) -> tuple[str, ...]:
         return (*self.request_topics, self.meter_topic)
 
+    def reply_topic_allowed(self, topic: str) -> bool:
+        """Whether a request may name this reply topic: a Kafka topic name that the allow-list
+        matches whole (no configured pattern lets a control character through)."""
+        return (
+            _TOPIC_NAME.fullmatch(topic) is not None
+            and topic not in {".", ".."}  # names Kafka refuses
+            and self.reply_topic_pattern.fullmatch(topic) is not None
+        )
+
 
 def _default_reply_pattern(reply_topic: str) -> re.Pattern[str]:
     """The configured reply topic itself, or that name followed by `.` and a suffix."""
-    return re.compile(rf"^{re.escape(reply_topic)}(\.[A-Za-z0-9._-]+)?$")
+    return re.compile(rf"{re.escape(reply_topic)}(\.[A-Za-z0-9._-]+)?")
 
 
 class _Reader:
@@ -205,7 +218,7 @@ class _Reader:
 
     def topic(self, name: str, default: str) -> str:
         value = self.text(name, default)
-        if not _TOPIC_NAME.match(value):
+        if not _TOPIC_NAME.fullmatch(value):
             raise SettingsError(f"{name}: {value!r} is not a valid Kafka topic name")
         return value
 
@@ -217,7 +230,7 @@ class _Reader:
         if not names:
             raise SettingsError(f"{name}: expected a comma-separated list of topics")
         for topic in names:
-            if not _TOPIC_NAME.match(topic):
+            if not _TOPIC_NAME.fullmatch(topic):
                 raise SettingsError(f"{name}: {topic!r} is not a valid Kafka topic name")
         return names
 
@@ -232,13 +245,13 @@ class _Reader:
 
     def url(self, name: str, default: str) -> str:
         value = self.text(name, default).rstrip("/")
-        if not re.match(r"^https?://[^\s/]+", value):
+        if not _HTTP_URL.fullmatch(value):
             raise SettingsError(f"{name}: expected an http(s) URL, got {value!r}")
         return value
 
 
 def _stripe_key(variable: str, value: str) -> Secret:
-    if not _STRIPE_SECRET_KEY.match(value):
+    if not _STRIPE_SECRET_KEY.fullmatch(value):
         # Never echo the value: it may be a real key with a typo.
         raise SettingsError(
             f"{variable}: expected a Stripe secret or restricted key "
@@ -268,7 +281,7 @@ def _read_credentials(reader: _Reader) -> dict[str, StripeCredential]:
             # Kubernetes mounts keep their real files behind `..data` links; skip those names.
             if entry.name.startswith(".") or not entry.is_file():
                 continue
-            if not _INTEGRATION_NAME.match(entry.name):
+            if not _INTEGRATION_NAME.fullmatch(entry.name):
                 raise SettingsError(
                     f"STRIPE_CREDENTIALS_DIR: file name {entry.name!r} is not a valid "
                     "integration name (letters, digits, '_', '.', '-')"
@@ -337,11 +350,12 @@ def _redis_key_prefix(reader: _Reader) -> str:
 
 
 def _reply_pattern(reader: _Reader, reply_topic: str) -> re.Pattern[str]:
+    """The allow-list of reply topics, matched against the whole name (`fullmatch`)."""
     value = reader.raw("CONSUMER_REPLY_TOPIC_PATTERN")
     if value is None:
         return _default_reply_pattern(reply_topic)
     try:
-        return re.compile(value if value.startswith("^") else f"^(?:{value})$")
+        return re.compile(value)
     except re.error as exc:
         raise SettingsError(f"CONSUMER_REPLY_TOPIC_PATTERN: not a valid regex ({exc})") from None
 
@@ -430,6 +444,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         replicas=reader.integer("CONSUMER_REPLICAS", 1, 1, 1_000),
         credential_probe_seconds=reader.number(
             "CONSUMER_CREDENTIAL_PROBE_SECONDS", 30.0, 0.1, 3600.0
+        ),
+        # How long a request waits while Stripe rejects its integration's key (a key rotation
+        # must not fail a day of workflows, nor hold an offset for a day); then FAILED.
+        credential_hold_seconds=reader.number(
+            "CONSUMER_CREDENTIAL_HOLD_SECONDS", 900.0, 0.0, 86_400.0
         ),
         meter_api=reader.choice("CONSUMER_METER_API", "v2_stream", ("v2_stream", "v1")),  # type: ignore[arg-type]  # checked by choice()
         meter_batch_size=reader.integer("CONSUMER_METER_BATCH_SIZE", 100, 1, 100),

@@ -61,6 +61,20 @@ def _default_retryable(exc: stripe.StripeError, code: str | None) -> bool:
     return isinstance(exc, stripe.APIError) and (status >= 500 or status == 409)
 
 
+def _error_type(exc: stripe.StripeError, error: Mapping[str, Any], category: str) -> str:
+    """Stripe's error type, except where only the HTTP status says what happened.
+
+    Stripe's error object has four types (`api_error`, `card_error`, `idempotency_error`,
+    `invalid_request_error`): a 401 (no valid key) and a 403 (the key may not do this, or may
+    not act for the `Stripe-Account` named) both arrive as `invalid_request_error`. The SDK
+    tells them apart by status (``AuthenticationError``, ``PermissionError``), and so does the
+    reply: `authentication_error`, `permission_error`, as the contract promises.
+    """
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        return category
+    return str(error.get("type") or category)
+
+
 def failure_from_stripe_error(exc: stripe.StripeError, redact: Redactor) -> StripeFailure:
     """Translate one SDK error into the service's terms (the only such translation)."""
     body = exc.json_body if isinstance(exc.json_body, dict) else {}
@@ -72,7 +86,7 @@ def failure_from_stripe_error(exc: stripe.StripeError, redact: Redactor) -> Stri
     if should_retry in {"true", "false"}:
         retryable = should_retry == "true"
     category = _TYPE_BY_ERROR_CLASS.get(type(exc), "api_error")
-    error_type = error.get("type") or category
+    error_type = _error_type(exc, error, category)
     if isinstance(exc, stripe.APIConnectionError):
         # The SDK's text spans lines and says "let us know"; say what happened, in one line.
         cause = "timed out" if "TimeoutError" in str(exc.user_message) else "failed"
@@ -82,7 +96,7 @@ def failure_from_stripe_error(exc: stripe.StripeError, redact: Redactor) -> Stri
     retry_after = headers.get("retry-after")
     return StripeFailure(
         ReplyError(
-            type=str(error_type),
+            type=error_type,
             code=code,
             decline_code=error.get("decline_code"),
             message=redact(message),

@@ -1,59 +1,123 @@
-"""Stopping intake for a credential Stripe rejects, instead of burning through the backlog.
+"""Which integrations' keys Stripe rejects, and the one probe per interval that notices when a
+key works again.
 
-When Stripe answers 401 for an integration's key, every queued request for that integration
-would fail the same way, and Conductor would see a wall of failed tasks for what is one
-operator problem. Instead the gate closes: requests for that credential wait (their offsets
-stay uncommitted, back-pressure pauses the partitions), the `credential_rejected` metric goes
-to 1 and readiness fails, so the alert fires. Every ``probe_interval`` one request goes
-through as a probe; when Stripe accepts it (a rotated key, a restored account), the gate
-opens and the backlog drains.
+A 401 for a request that names no connected account means Stripe rejects the integration's
+key: every request of that integration would fail the same way, and Conductor would see a
+wall of failed tasks for what is one operator problem (a key rolled, a secret not yet
+updated). The gate closes for that integration: its requests are not sent (``check`` raises
+:class:`~consumer.errors.CredentialHeld`) and the pipeline holds them outside the worker
+slots, for at most ``CONSUMER_CREDENTIAL_HOLD_SECONDS``; the ``credential_rejected`` metric
+goes to 1 and readiness fails, so the alert fires.
+
+While the gate is closed, one probe every ``probe_interval`` asks Stripe whether the key
+works, however many requests are held (the probe is a read, ``GET /v1/balance``, made by
+the executor). When Stripe accepts the key, the gate opens and the held requests run.
+
+A 401 or 403 for a request that names a connected account concerns that account only: it
+fails that request and never reaches the gate.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from consumer.errors import CredentialHeld
+from consumer.logs import get_logger
+from consumer.messages import ReplyError
+
+# True: Stripe accepts the key; False: it still rejects it; None: no answer to go by.
+Probe = Callable[[], Awaitable[bool | None]]
+Listener = Callable[[str, bool], None]  # (integration, rejected now)
+_log = get_logger()
+
+
+@dataclass(slots=True)
+class _Rejection:
+    detail: ReplyError  # what Stripe said (already redacted)
+    prober: asyncio.Task[None]
 
 
 class CredentialGate:
     def __init__(
-        self, probe_interval_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic
+        self,
+        probe_interval_seconds: float = 30.0,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._probe_interval = probe_interval_seconds
-        self._clock = clock
-        self._rejected: dict[str, float] = {}  # integration -> when the next probe may go
-        self._opened: dict[str, asyncio.Event] = {}
-        self._probing: set[str] = set()
+        self._sleep = sleep
+        self._rejected: dict[str, _Rejection] = {}
+        self._listeners: list[Listener] = []
+
+    def listen(self, listener: Listener) -> None:
+        """Call ``listener(integration, rejected)`` whenever the gate closes or opens."""
+        self._listeners.append(listener)
 
     def rejected(self) -> set[str]:
         return set(self._rejected)
 
-    async def admit(self, integration: str) -> bool:
-        """Wait until calls may go; True when this caller is the probe."""
-        while integration in self._rejected:
-            now = self._clock()
-            if integration not in self._probing and now >= self._rejected[integration]:
-                self._probing.add(integration)
-                return True
-            opened = self._opened.setdefault(integration, asyncio.Event())
-            timeout = max(0.05, self._rejected[integration] - now)
-            try:
-                await asyncio.wait_for(opened.wait(), timeout)
-            except TimeoutError:
-                continue
-        return False
+    def is_rejected(self, integration: str) -> bool:
+        return integration in self._rejected
 
-    def record(self, integration: str, *, authentication_failed: bool, probe: bool) -> None:
-        """Tell the gate how a call went."""
-        if probe:
-            self._probing.discard(integration)
-        if authentication_failed:
-            self._rejected[integration] = self._clock() + self._probe_interval
-            self._opened.pop(integration, asyncio.Event()).clear()
-            return
+    def check(self, integration: str) -> None:
+        """Raise CredentialHeld while Stripe rejects this integration's key."""
         if integration in self._rejected:
-            del self._rejected[integration]
-            event = self._opened.pop(integration, None)
-            if event is not None:
-                event.set()
+            raise CredentialHeld(integration)
+
+    def rejection(self, integration: str) -> ReplyError | None:
+        """Stripe's answer that closed the gate (the held requests' eventual error)."""
+        rejection = self._rejected.get(integration)
+        return rejection.detail if rejection is not None else None
+
+    def reject(self, integration: str, detail: ReplyError, probe: Probe) -> bool:
+        """Close the gate for ``integration`` (Stripe answered 401 for its key); start probing.
+        True when it was open until now."""
+        rejection = self._rejected.get(integration)
+        if rejection is not None:
+            rejection.detail = detail
+            return False
+        prober = asyncio.create_task(self._probe_until_accepted(integration, probe))
+        self._rejected[integration] = _Rejection(detail, prober)
+        self._notify(integration, True)
+        return True
+
+    def accept(self, integration: str) -> None:
+        """Open the gate: Stripe accepts the key again."""
+        rejection = self._rejected.pop(integration, None)
+        if rejection is None:
+            return
+        if rejection.prober is not asyncio.current_task():
+            rejection.prober.cancel()
+        self._notify(integration, False)
+
+    async def close(self) -> None:
+        """Stop probing (shutdown)."""
+        probers = [rejection.prober for rejection in self._rejected.values()]
+        for prober in probers:
+            prober.cancel()
+        for prober in probers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await prober
+
+    async def _probe_until_accepted(self, integration: str, probe: Probe) -> None:
+        while True:
+            await self._sleep(self._probe_interval)
+            try:
+                accepted = await probe()
+            except Exception:  # a bug in the probe must not stop probing
+                _log.exception("probing a rejected key failed", extra={"integration": integration})
+                accepted = None
+            if accepted:
+                _log.warning(
+                    "Stripe accepts this integration's key again; releasing its held requests",
+                    extra={"integration": integration},
+                )
+                self.accept(integration)
+                return
+
+    def _notify(self, integration: str, rejected: bool) -> None:
+        for listener in self._listeners:
+            listener(integration, rejected)

@@ -15,6 +15,9 @@ Rules that keep it correct:
   fetches) and pauses partitions while too much work is buffered, resuming below half.
 - On revoke: work not yet started for those partitions is dropped (the new owner redoes it);
   running work gets a bounded time to finish; then what is answered is committed.
+- While Stripe rejects an integration's key, its requests and meter events are held outside
+  the worker slots (``held_requests.py``), at most ``credential_hold_seconds``; then each is
+  answered `FAILED` (reply or DLQ) and its offset committed like any other.
 - On stop: fetching stops, running work drains within the grace period, answered offsets are
   committed; unfinished work is abandoned uncommitted, to be redelivered.
 """
@@ -32,13 +35,15 @@ from typing import Final, Protocol
 
 import msgspec
 
+from consumer.engine.credential_gate import CredentialGate
+from consumer.engine.held_requests import Held, HeldRequests
 from consumer.engine.offsets import OffsetTracker
 from consumer.engine.scheduler import KeyedScheduler
 from consumer.kafka_io import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
 from consumer.logs import get_logger
 from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metrics import ServiceMetrics
-from consumer.processor import Handled, Prepared, PreparedMeterEvent, meter_outcome
+from consumer.processor import Handled, HeldRequest, Prepared, PreparedMeterEvent, meter_outcome
 from consumer.replies import Outcome
 
 _log = get_logger()
@@ -55,6 +60,7 @@ class PipelineLimits:
     revoke_timeout_seconds: float = 10.0
     shutdown_grace_seconds: float = 25.0
     custom_reply_topic_timeout_seconds: float = 30.0
+    credential_hold_seconds: float = 900.0
 
 
 class Timing(msgspec.Struct, gc=False):
@@ -63,6 +69,17 @@ class Timing(msgspec.Struct, gc=False):
     received: float
     started: float = 0.0
     processed: float = 0.0
+    held_since: float | None = None  # first held for a rejected key (the hold counts from it)
+
+
+@dataclass(slots=True)
+class _Parked:
+    """A record held while Stripe rejects its integration's key."""
+
+    record: InboundRecord
+    prepared: Prepared
+    timing: Timing
+    meter_event: PreparedMeterEvent | None  # from the meter lane: back to the batcher
 
 
 class Source(Protocol):
@@ -79,7 +96,7 @@ class Sink(Protocol):
 
 
 class Processor(Protocol):
-    async def process(self, record: InboundRecord) -> Handled: ...
+    async def process(self, record: InboundRecord) -> Handled | HeldRequest: ...
     def prepare_meter_event(self, record: InboundRecord) -> PreparedMeterEvent | None: ...
     def answer(self, record: InboundRecord, prepared: Prepared, outcome: Outcome) -> Handled: ...
 
@@ -101,6 +118,7 @@ class Pipeline:
         limits: PipelineLimits,
         meter_topic: str | None = None,
         meter_batcher: MeterBatcher | None = None,
+        gate: CredentialGate | None = None,
     ) -> None:
         self._source = source
         self._sink = sink
@@ -114,6 +132,11 @@ class Pipeline:
         self._finishing: set[asyncio.Task[None]] = set()
         self._offsets = OffsetTracker()
         self._scheduler = KeyedScheduler(limits.max_in_flight)
+        self._held: HeldRequests[_Parked] = HeldRequests(
+            gate or CredentialGate(),
+            hold_seconds=limits.credential_hold_seconds,
+            max_held=limits.max_buffered,
+        )
         self._assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
         self._stopping = False
@@ -131,6 +154,7 @@ class Pipeline:
                 records = await self._source.fetch(0.2, self._limits.fetch_max_records)
                 self.last_fetch_monotonic = time.monotonic()
                 self._metrics.last_poll.set(time.time())
+                self._settle_held()  # released ones go before newer records
                 consumed: Counter[str] = Counter()
                 for record in records:
                     consumed[record.topic] += 1
@@ -151,14 +175,19 @@ class Pipeline:
         timing = Timing(time.perf_counter())
         if record.topic == self._meter_topic and self._admit_meter_event(record, timing):
             return
+        self._submit(record, timing)
+
+    def _submit(self, record: InboundRecord, timing: Timing) -> None:
         key: Hashable = (
-            (record.topic, record.key) if record.key is not None else (tp, record.offset)
+            (record.topic, record.key)
+            if record.key is not None
+            else (record.topic_partition, record.offset)
         )
         self._scheduler.submit(key, lambda: self._handle(record, timing))
 
     @property
     def _in_flight(self) -> int:
-        return self._scheduler.queued + self._metered
+        return self._scheduler.queued + self._metered + len(self._held)
 
     # -- the meter lane -------------------------------------------------------------------
 
@@ -168,13 +197,22 @@ class Pipeline:
         prepared = self._processor.prepare_meter_event(record)
         if prepared is None or self._meter_batcher is None:
             return False
-        self._metered += 1
         timing.started = timing.received  # batched at once
+        if self._held.is_rejected(prepared.prepared.credential.integration):
+            self._park(record, prepared.prepared, timing, prepared)
+        else:
+            self._submit_meter_event(record, prepared, timing)
+        return True
+
+    def _submit_meter_event(
+        self, record: InboundRecord, prepared: PreparedMeterEvent, timing: Timing
+    ) -> None:
+        assert self._meter_batcher is not None  # only meter-lane events come here
+        self._metered += 1
         self._meter_batcher.submit(
             prepared.event,
             lambda result: self._meter_event_answered(record, prepared, timing, result),
         )
-        return True
 
     def _meter_event_answered(
         self,
@@ -184,6 +222,9 @@ class Pipeline:
         result: MeterResult,
     ) -> None:
         self._metered -= 1
+        if result.status == "held":
+            self._park(record, prepared.prepared, timing, prepared)
+            return
         timing.processed = time.perf_counter()
         quiet = not prepared.prepared.reply_due and result.status != "failed"
         if quiet and not _log.isEnabledFor(logging.DEBUG):
@@ -194,6 +235,10 @@ class Pipeline:
             return
         outcome = meter_outcome(prepared.event, result, with_output=prepared.prepared.reply_due)
         handled = self._processor.answer(record, prepared.prepared, outcome)
+        self._answer_later(record, handled, timing)
+
+    def _answer_later(self, record: InboundRecord, handled: Handled, timing: Timing) -> None:
+        """Deliver (in its own task, when there is something to deliver), then finish."""
         if handled.reply is None and handled.dead_letter is None:
             self._finished(record, handled, timing)
             return
@@ -214,6 +259,9 @@ class Pipeline:
             return  # revoked before it started: the partition's new owner answers it
         timing.started = time.perf_counter()
         handled = await self._processor.process(record)
+        if isinstance(handled, HeldRequest):
+            self._park(record, handled.prepared, timing, None)
+            return  # its slot is free at once: held requests wait outside the scheduler
         timing.processed = time.perf_counter()
         if not await self._deliver(handled):
             return  # stopping before Kafka took the reply: left uncommitted, redelivered
@@ -227,6 +275,50 @@ class Pipeline:
     def _answered(self, record: InboundRecord) -> None:
         self._offsets.done(record.topic_partition, record.offset)
         self._progress.set()
+
+    # -- held for a rejected key ------------------------------------------------------------
+
+    def _park(
+        self,
+        record: InboundRecord,
+        prepared: Prepared,
+        timing: Timing,
+        meter_event: PreparedMeterEvent | None,
+    ) -> None:
+        integration = prepared.credential.integration
+        timing.held_since = self._held.park(
+            _Parked(record, prepared, timing, meter_event),
+            integration=integration,
+            partition=record.topic_partition,
+            since=timing.held_since,
+        )
+        self._metrics.credential_held.labels(integration).inc()
+
+    def _settle_held(self) -> None:
+        """Run what its key lets run again; answer what was held too long (FAILED)."""
+        released, expired = self._held.settle()
+        for held in released:
+            self._metrics.credential_held.labels(held.integration).dec()
+            parked = held.item
+            if parked.meter_event is not None:
+                self._submit_meter_event(parked.record, parked.meter_event, parked.timing)
+            else:
+                self._submit(parked.record, parked.timing)
+        for held in expired:
+            self._metrics.credential_held.labels(held.integration).dec()
+            self._answer_held_too_long(held)
+
+    def _answer_held_too_long(self, held: Held[_Parked]) -> None:
+        parked = held.item
+        parked.timing.processed = time.perf_counter()
+        outcome = Outcome.failed(self._held.failure(held.integration))
+        handled = self._processor.answer(parked.record, parked.prepared, outcome)
+        self._answer_later(parked.record, handled, parked.timing)
+
+    def _unanswered(self, partitions: set[TopicPartition] | None) -> int:
+        """Records being worked on: tracked, not answered, not held for a rejected key (those
+        wait for the key, not for this consumer; they stay uncommitted)."""
+        return self._offsets.pending(partitions) - self._held.count(partitions)
 
     # -- delivery -------------------------------------------------------------------------
 
@@ -373,6 +465,8 @@ class Pipeline:
         await self._wait_answered(revoked, self._limits.revoke_timeout_seconds)
         await self.commit(revoked)
         self._offsets.forget(revoked)
+        for held in self._held.drop(revoked):
+            self._metrics.credential_held.labels(held.integration).dec()
         for tp in revoked:
             with contextlib.suppress(KeyError):  # no lag sample yet for this partition
                 self._metrics.lag.remove(tp.topic, str(tp.partition))
@@ -382,7 +476,7 @@ class Pipeline:
     ) -> None:
         """Wait until every tracked record of these partitions is answered, or the timeout."""
         deadline = time.monotonic() + timeout_s
-        while self._offsets.pending(partitions):
+        while self._unanswered(partitions):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -403,7 +497,12 @@ class Pipeline:
         if self._meter_batcher is not None:
             self._meter_batcher.flush_all()
         await self._wait_answered(None, self._limits.shutdown_grace_seconds)
-        if self._offsets.pending():
+        if self._held:
+            _log.warning(
+                "stopping with requests held for a rejected key (redelivered later)",
+                extra={"held": len(self._held)},
+            )
+        if self._unanswered(None):
             _log.warning(
                 "shutdown grace period over; abandoning unfinished requests (redelivered later)",
                 extra={"abandoned": self._offsets.pending()},

@@ -13,7 +13,10 @@ flight at once. For each batch:
    retries the same events (same identifiers) after a backoff, for as long as it takes:
    usage is never dropped because Stripe is briefly unavailable;
 4. a terminal failure releases the claims and answers the events as failed (the caller
-   answers: reply or DLQ), so one bad batch never blocks the partition.
+   answers: reply or DLQ), so one bad batch never blocks the partition;
+5. Stripe rejects the integration's key (the credential gate is closed): the claims are
+   released and the events answered ``held`` at once; the pipeline holds them outside the
+   batcher, so they take no sending slot that other integrations need.
 
 Duplicates within this process (the same identifier queued twice) share one send. An event is
 never sent without its claim: if the ledger is unreachable, the batch waits and retries.
@@ -30,7 +33,7 @@ from typing import Final
 
 import msgspec
 
-from consumer.errors import StripeFailure
+from consumer.errors import CredentialHeld, StripeFailure
 from consumer.identifier_ledger import ClaimState, IdentifierLedger, LedgerScope
 from consumer.logs import get_logger
 from consumer.messages import ReplyError
@@ -43,6 +46,8 @@ _UNEXPECTED: Final = StripeFailure(
     ReplyError(type="api_error", message="The batch could not be sent", retryable=True),
     category="api_error",
 )
+_HELD: Final = MeterResult("held")
+_COUNTED: Final = frozenset({"delivered", "deduplicated"})  # Stripe has it
 _log = get_logger()
 
 
@@ -111,12 +116,16 @@ class MeterEventBatcher:
         timer = self._timers.pop(scope, None)
         if timer is not None:
             timer.cancel()
-        queue = self._queues[scope]
-        while queue:
-            batch, queue[:] = queue[: self._batch_size], queue[self._batch_size :]
-            task = asyncio.create_task(self._send(scope, batch))
+        queue = self._queues.pop(scope, [])  # an account gone quiet leaves nothing behind
+        for start in range(0, len(queue), self._batch_size):
+            task = asyncio.create_task(self._send(scope, queue[start : start + self._batch_size]))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    @property
+    def accounts_queued(self) -> int:
+        """Stripe accounts with events queued or a linger timer set here."""
+        return len(self._queues.keys() | self._timers.keys())
 
     def flush_all(self) -> None:
         """Send everything queued now (rebalance, shutdown)."""
@@ -184,13 +193,17 @@ class MeterEventBatcher:
         credential = claimed[0].event.credential
         try:
             results = await self._transport.send(scope, credential, [e.event for e in claimed])
+        except CredentialHeld:
+            results = [_HELD] * len(claimed)
         except StripeFailure as failure:
             results = [MeterResult("failed", failure=failure)] * len(claimed)
         except Exception:  # a bug, not Stripe's answer: retry, never strand the events
             _log.exception("sending a meter event batch failed unexpectedly; retrying it")
             results = [MeterResult("failed", failure=_UNEXPECTED)] * len(claimed)
-        accepted = [e for e, r in zip(claimed, results, strict=True) if r.status != "failed"]
-        refused = [(e, r) for e, r in zip(claimed, results, strict=True) if r.status == "failed"]
+        accepted = [e for e, r in zip(claimed, results, strict=True) if r.status in _COUNTED]
+        refused = [
+            (e, r) for e, r in zip(claimed, results, strict=True) if r.status not in _COUNTED
+        ]
         if accepted:
             await self._mark_delivered(scope, [e.event.identifier for e in accepted])
             delivered = Counter(r.api for r in results if r.status == "delivered")
@@ -202,9 +215,13 @@ class MeterEventBatcher:
         for entry, result in zip(claimed, results, strict=True):
             if result.status == "deduplicated":
                 self._metrics.deduplicated.labels("stripe_identifier").inc()
-            if result.status != "failed":
+            if result.status in _COUNTED:
                 self._resolve(entry, result)
-        transient = [e for e, r in refused if r.failure is not None and r.failure.retryable]
+        transient = [
+            e
+            for e, r in refused
+            if r.status == "failed" and r.failure is not None and r.failure.retryable
+        ]
         for entry, result in refused:
             if entry not in transient:
                 self._resolve(entry, result)
@@ -242,7 +259,7 @@ class MeterEventBatcher:
         first, *duplicates = entry.answer
         _answer(first, result)
         for duplicate in duplicates:
-            if result.status == "failed":
+            if result.status not in _COUNTED:
                 _answer(duplicate, result)
             else:
                 self._metrics.deduplicated.labels("meter_identifier").inc()

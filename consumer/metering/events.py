@@ -69,12 +69,14 @@ class MeterEvent(msgspec.Struct, frozen=True):
         return event
 
 
-MeterStatus = Literal["delivered", "deduplicated", "failed"]
+MeterStatus = Literal["delivered", "deduplicated", "failed", "held"]
 
 
 class MeterResult(msgspec.Struct, frozen=True):
     """``delivered``: Stripe accepted it now. ``deduplicated``: it was counted before (the
-    ledger, or Stripe said the identifier exists). ``failed``: retrying cannot help."""
+    ledger, or Stripe said the identifier exists). ``failed``: retrying cannot help.
+    ``held``: not sent, Stripe rejects the integration's key (the pipeline holds the event
+    until the key works or the hold runs out)."""
 
     status: MeterStatus
     failure: StripeFailure | None = None

@@ -3,7 +3,9 @@
 A session token lasts 15 minutes. One is kept per Stripe account (integration and connected
 account), created on first use, refreshed a minute before it expires, and dropped when
 Stripe says it expired anyway (clock skew, a revoked session), so the next batch gets a new
-one. Concurrent batches share one creation.
+one. Concurrent batches share one creation. Sessions of accounts gone quiet are dropped once
+expired, and at most ``max_sessions`` are kept (least recently used go first), so a producer
+cycling through connected accounts cannot grow this without bound.
 
 Sessions are created with the account's API key through the executor
 (:class:`ExecutorSessionCreator`): behind the credential gate, so a key Stripe rejects holds
@@ -26,10 +28,12 @@ import msgspec
 from consumer.engine.executor import StripeCallExecutor
 from consumer.engine.retry import Attempts
 from consumer.identifier_ledger import LedgerScope
+from consumer.metering.scopes import ExpiringScopes
 from consumer.operations.base import StripeCall
 from consumer.settings import StripeCredential
 
 REFRESH_MARGIN_SECONDS: Final = 60.0
+MAX_SESSIONS: Final = 10_000  # accounts with a live session kept at once (about 2 MiB)
 
 
 class SessionCreator(Protocol):
@@ -78,30 +82,45 @@ class _Session:
 
 
 class MeterEventSessions:
-    def __init__(self, creator: SessionCreator, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        creator: SessionCreator,
+        clock: Callable[[], float] = time.time,
+        *,
+        max_sessions: int = MAX_SESSIONS,
+    ) -> None:
         self._creator = creator
         self._clock = clock
-        self._sessions: dict[LedgerScope, _Session] = {}
-        self._locks: dict[LedgerScope, asyncio.Lock] = {}
+        self._sessions: ExpiringScopes[_Session] = ExpiringScopes(max_sessions, clock)
+        self._creating: dict[LedgerScope, asyncio.Future[_Session]] = {}  # in progress only
         self.created = 0
+
+    def __len__(self) -> int:
+        """Accounts with state here: kept sessions and creations in progress."""
+        return len(self._sessions) + len(self._creating)
 
     async def token(self, scope: LedgerScope, credential: StripeCredential) -> str:
         session = self._sessions.get(scope)
         if session is not None and session.expires_at - self._clock() > REFRESH_MARGIN_SECONDS:
             return session.token
-        lock = self._locks.setdefault(scope, asyncio.Lock())
-        async with lock:
-            session = self._sessions.get(scope)  # another batch may have refreshed it meanwhile
-            if session is None or session.expires_at - self._clock() <= REFRESH_MARGIN_SECONDS:
-                token, expires_at = await self._creator.create_meter_event_session(
-                    credential=credential, stripe_account=scope.stripe_account
-                )
-                session = self._sessions[scope] = _Session(token, expires_at)
-                self.created += 1
-            return session.token
+        creating = self._creating.get(scope)
+        if creating is None:  # the first batch to need it creates it; the others wait for it
+            creating = asyncio.ensure_future(self._create(scope, credential))
+            self._creating[scope] = creating
+            creating.add_done_callback(lambda _: self._creating.pop(scope, None))
+        return (await asyncio.shield(creating)).token
+
+    async def _create(self, scope: LedgerScope, credential: StripeCredential) -> _Session:
+        token, expires_at = await self._creator.create_meter_event_session(
+            credential=credential, stripe_account=scope.stripe_account
+        )
+        session = _Session(token, expires_at)
+        self._sessions.put(scope, session, expires_at)
+        self.created += 1
+        return session
 
     def expired(self, scope: LedgerScope, token: str) -> None:
         """Stripe rejected ``token`` as expired: forget it (unless already replaced)."""
         session = self._sessions.get(scope)
         if session is not None and session.token == token:
-            del self._sessions[scope]
+            self._sessions.pop(scope)

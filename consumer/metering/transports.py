@@ -18,10 +18,11 @@ from typing import Final, Protocol
 
 from consumer.engine.executor import StripeCallExecutor
 from consumer.engine.retry import Attempts
-from consumer.errors import StripeFailure
+from consumer.errors import CredentialHeld, StripeFailure
 from consumer.identifier_ledger import LedgerScope
 from consumer.logs import get_logger
 from consumer.metering.events import MeterEvent, MeterResult
+from consumer.metering.scopes import ExpiringScopes
 from consumer.metering.sessions import MeterEventSessions
 from consumer.operations.base import StripeCall
 from consumer.settings import StripeCredential
@@ -56,7 +57,8 @@ class StreamTransport:
     - anything else (the stream not enabled for the account, a permission missing, a batch
       refused whole): this batch and the account's next ones for ``fallback_seconds`` go
       through ``fallback``, which answers each event on its own merits: usage is never
-      dead-lettered because the stream refused a batch.
+      dead-lettered because the stream refused a batch. (At most ``max_fallbacks`` accounts
+      are remembered so; expired ones are dropped.)
     """
 
     name = "v2_stream"
@@ -69,18 +71,23 @@ class StreamTransport:
         *,
         fallback_seconds: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        max_fallbacks: int = 10_000,
     ) -> None:
         self._sender = sender
         self._sessions = sessions
         self._fallback = fallback
         self._fallback_seconds = fallback_seconds
         self._clock = clock
-        self._fallback_until: dict[LedgerScope, float] = {}
+        self._falling_back: ExpiringScopes[bool] = ExpiringScopes(max_fallbacks, clock)
+
+    @property
+    def accounts_falling_back(self) -> int:
+        return len(self._falling_back)
 
     async def send(
         self, scope: LedgerScope, credential: StripeCredential, events: Sequence[MeterEvent]
     ) -> list[MeterResult]:
-        if self._clock() < self._fallback_until.get(scope, 0.0):
+        if self._falling_back.get(scope):
             return await self._fallback.send(scope, credential, events)
         token = ""
         try:
@@ -96,6 +103,10 @@ class StreamTransport:
                 raise failure.as_retryable() from None
             if failure.retryable:
                 raise
+            if not token and _account_unreachable(scope, failure):
+                # The connected account revoked access (or never existed): the v1 endpoint
+                # would refuse each event the same way. The batch fails, events to reply/DLQ.
+                return [MeterResult("failed", failure=failure, api=self.name)] * len(events)
             _log.warning(
                 "the meter event stream refused a batch; sending through the v1 endpoint",
                 extra={
@@ -105,12 +116,20 @@ class StreamTransport:
                     "fallback_seconds": self._fallback_seconds,
                 },
             )
-            self._fallback_until[scope] = self._clock() + self._fallback_seconds
+            self._falling_back.put(scope, True, self._clock() + self._fallback_seconds)
             return await self._fallback.send(scope, credential, events)
         return [_STREAM_DELIVERED] * len(events)
 
 
 _STREAM_DELIVERED: Final = MeterResult("delivered", attempts=1, api=StreamTransport.name)
+
+
+_HELD: Final = MeterResult("held", api="v1")
+
+
+def _account_unreachable(scope: LedgerScope, failure: StripeFailure) -> bool:
+    """A session refused with 401/403 for a connected account: that account, not the stream."""
+    return scope.stripe_account is not None and failure.detail.http_status in (401, 403)
 
 
 def _identifier_exists(failure: StripeFailure) -> bool:
@@ -154,6 +173,8 @@ class SingleEventTransport:
                 idempotency_key=event.idempotency_key,
                 attempts=attempts,
             )
+        except CredentialHeld:
+            return _HELD
         except StripeFailure as failure:
             if _identifier_exists(failure):
                 return MeterResult(

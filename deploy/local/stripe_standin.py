@@ -14,6 +14,13 @@ it for that. It is stateless, so it cannot show what this stand-in shows:
 - declines: source `tok_chargeDeclined` (or payment method `pm_card_chargeDeclined`) gets a
   402 `card_declined`;
 - latency, injected 429/5xx/timeouts/connection resets, an optional rate limit;
+- credentials as Stripe answers them: a revoked platform key gets 401 on every call (with or
+  without `Stripe-Account`: authentication comes first); a connected account that revoked the
+  platform's access (or never existed) gets, for requests naming it in `Stripe-Account`, 403
+  `account_invalid` (Stripe's answer since API version 2016-10-19, "insufficient permissions
+  now throw a 403"; earlier versions answered 401, which ``revoked_accounts`` can also play).
+  Stripe's error object has only four types, so both bodies say `invalid_request_error`;
+  only the HTTP status tells them apart (as the SDKs do);
 - meter events: v1 rejects a repeated identifier as Stripe does; the v2 session and stream
   endpoints (token expiry included); deliveries counted per identifier;
 - counters: calls, calls per second, peak concurrency.
@@ -78,6 +85,9 @@ class Config:
     hang_seconds: float = 120.0  # how long a "timeout" fault holds the request
     session_ttl_seconds: float = 900.0  # v2 meter event session lifetime
     revoked_keys: list[str] = field(default_factory=list)  # 401 for these API keys
+    # Connected accounts the platform cannot act for: account id -> HTTP status (403, or 401
+    # as API versions before 2016-10-19 answered) for requests naming it in Stripe-Account.
+    revoked_accounts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -216,6 +226,9 @@ class StripeStandIn:
 
     async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         config = self.config
+        # Stripe has the whole request before it works on it: a client that stops waiting (a
+        # timeout) does not stop an operation it already sent, so read the body first.
+        await request.read()
         if config.latency_ms or config.jitter_ms:
             await asyncio.sleep(
                 max(0.0, config.latency_ms + random.uniform(-1, 1) * config.jitter_ms) / 1000
@@ -227,6 +240,9 @@ class StripeStandIn:
         if key in config.revoked_keys:
             # Real Stripe masks most of the key; echoing it whole tests our own redaction.
             return _error(401, "invalid_request_error", f"Invalid API Key provided: {key}", None)
+        account = request.headers.get("Stripe-Account")
+        if account is not None and account in config.revoked_accounts:
+            return _no_access(config.revoked_accounts[account], key or "", account)
         if config.rate_limit_per_second and (
             self.stats.calls_per_second[int(time.time())] > config.rate_limit_per_second
         ):
@@ -261,7 +277,7 @@ class StripeStandIn:
                 request.transport.abort()  # the client sees the connection drop mid-request
             return web.Response(status=500)
         status = int(fault.status)
-        kind = "invalid_request_error" if status == 429 else "api_error"
+        kind = "invalid_request_error" if status in (401, 403, 429) else "api_error"
         code = fault.code or ("rate_limit" if status == 429 else None)
         response = _error(status, kind, f"Injected {status}", code)
         if fault.should_retry is not None:
@@ -506,6 +522,18 @@ def _error(
     response = web.json_response({"error": error}, status=status)
     response.headers["Request-Id"] = f"req_standin{next(_ids):010d}"
     return response
+
+
+def _no_access(status: int, key: str, account: str) -> web.Response:
+    """Stripe's answer for a Stripe-Account the key cannot act for (key masked as Stripe does)."""
+    masked = f"{key[:8]}{'*' * max(0, len(key) - 12)}{key[-4:]}"
+    return _error(
+        status,
+        "invalid_request_error",
+        f"The provided key '{masked}' does not have access to account '{account}' (or that "
+        "account does not exist). Application access may have been revoked.",
+        "account_invalid",
+    )
 
 
 def _v2_error(status: int, kind: str, message: str) -> web.Response:

@@ -26,13 +26,14 @@ async def failure_of(
     *,
     key: str = "k",
     credential: StripeCredential | None = None,
+    stripe_account: str | None = None,
 ) -> StripeFailure:
     gateway, settings = pair
     with pytest.raises(StripeFailure) as caught:
         await gateway.call(
             stripe_call(msgspec.convert(raw, Request)),
             credential=credential or settings.credentials["default"],
-            stripe_account=None,
+            stripe_account=stripe_account,
             idempotency_key=key,
         )
     return caught.value
@@ -143,13 +144,58 @@ async def test_rejected_key_is_an_authentication_failure_and_is_masked(
     )
     assert failure.authentication is True
     assert (failure.detail.type, failure.detail.http_status, failure.retryable) == (
-        "invalid_request_error",
+        "authentication_error",
         401,
         False,
     )
     assert failure.category == "authentication_error"
     assert revoked not in failure.detail.message
     assert failure.detail.message == "Invalid API Key provided: sk_test_[redacted]"
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "authentication"),
+    [(403, "permission_error", False), (401, "authentication_error", True)],
+)
+async def test_connected_account_without_access_is_typed_by_its_status(
+    status: int,
+    error_type: str,
+    authentication: bool,
+    standin: StandIn,
+    standin_gateway: tuple[StripeGateway, Settings],
+) -> None:
+    """Stripe's body says `invalid_request_error` for a Stripe-Account the key cannot act for;
+    the reply's type comes from the status (403 permission_error, 401 authentication_error),
+    terminal, with Stripe's code; the key stays masked."""
+    await configure(standin, revoked_accounts={"acct_1Revoked": status})
+    failure = await failure_of(
+        standin_gateway, CHARGE, key=f"connect-{status}", stripe_account="acct_1Revoked"
+    )
+    detail = failure.detail
+    assert (detail.type, detail.code, detail.http_status, detail.retryable) == (
+        error_type,
+        "account_invalid",
+        status,
+        False,
+    )
+    assert (failure.category, failure.authentication) == (error_type, authentication)
+    assert "acct_1Revoked" in detail.message
+    assert "sk_test_123" not in detail.message
+
+
+async def test_permission_error_without_connect_is_typed_permission_error(
+    standin: StandIn, standin_gateway: tuple[StripeGateway, Settings]
+) -> None:
+    """A 403 for the platform itself (a restricted key missing a permission): the same typing,
+    terminal, not an authentication failure."""
+    await configure(standin, faults=[{"status": 403, "times": 1}])
+    failure = await failure_of(standin_gateway, {"operation": "get_balance"})
+    assert (failure.detail.type, failure.detail.http_status, failure.retryable) == (
+        "permission_error",
+        403,
+        False,
+    )
+    assert failure.authentication is False
 
 
 async def test_headers_carry_key_account_and_version(

@@ -83,6 +83,25 @@ def test_every_operation_has_an_example_workflow_reading_all_its_parameters() ->
         assert set(params) <= set(event_task["inputParameters"])
 
 
+def test_every_event_task_in_a_loop_passes_the_loop_iteration() -> None:
+    """Inside a DO_WHILE, an EVENT task passes `${<loop_ref>.output.iteration}` (else equal
+    iterations share one idempotency key) and can be retried (an inline task definition)."""
+    loops = [
+        task
+        for name, document in CONDUCTOR_FILES.items()
+        if name.startswith("workflows/")
+        for task in document["tasks"]
+        if task["type"] == "DO_WHILE"
+    ]
+    assert loops, "the examples ship a DO_WHILE workflow"
+    for loop in loops:
+        for task in loop["loopOver"]:
+            assert task["type"] == "EVENT"
+            expected = f"${{{loop['taskReferenceName']}.output.iteration}}"
+            assert task["inputParameters"]["iteration"] == expected
+            assert task["taskDefinition"]["retryCount"] > 0
+
+
 def test_orkes_handlers_are_rooted_at_the_record_value() -> None:
     """Orkes expressions read `${taskId}`, OSS ones `${payload.taskId}`."""
     oss = json.dumps(CONDUCTOR_FILES["event-handlers/oss.json"])

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import msgspec
 from prometheus_client import CollectorRegistry
 
-from consumer.errors import StripeFailure
+from consumer.errors import CredentialHeld, StripeFailure
 from consumer.identifier_ledger import ClaimState, LedgerScope, MemoryLedger
 from consumer.messages import ReplyError
 from consumer.metering.batcher import MeterEventBatcher
@@ -175,6 +176,37 @@ async def test_terminal_failure_is_answered_and_releases_the_claims() -> None:
     assert result.failure is not None
     assert not result.failure.retryable
     assert await ledger.claim(SCOPE, ["bad"]) == [ClaimState.CLAIMED]
+
+
+async def test_rejected_key_answers_held_at_once_and_releases_the_claims() -> None:
+    """Stripe rejects the key (CredentialHeld): the events and their duplicates are answered
+    `held` at once, not retried here (they wait outside the batcher's slots), and their
+    identifiers are free to be claimed when they come back."""
+    ledger = MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me")
+    transport = Transport(failures=[CredentialHeld("default")])
+    b = batcher(transport, ledger)
+    first, duplicate = submitted(b, event("held-1")), submitted(b, event("held-1"))
+    results = await asyncio.wait_for(asyncio.gather(first, duplicate), 1)
+    assert [r.status for r in results] == ["held", "held"]
+    await asyncio.sleep(0.05)  # longer than the batcher's backoff: nothing retried
+    assert transport.batches == []
+    assert await ledger.claim(SCOPE, ["held-1"]) == [ClaimState.CLAIMED]
+
+
+async def test_accounts_gone_quiet_leave_no_queue_behind() -> None:
+    """Events for 2,000 connected accounts, one each: once sent, no per-account queue or
+    timer is left (a producer cycling through accounts cannot grow the batcher)."""
+    transport = Transport()
+    b = batcher(transport)
+    futures = []
+    for i in range(2_000):
+        scope = LedgerScope("default", f"acct_{i}")
+        e = event(f"id-{i}")
+        futures.append(submitted(b, MeterEvent(scope, *msgspec.structs.astuple(e)[1:])))
+    assert b.accounts_queued == 2_000
+    results = await asyncio.wait_for(asyncio.gather(*futures), 10)
+    assert {r.status for r in results} == {"delivered"}
+    assert b.accounts_queued == 0
 
 
 async def test_ledger_outage_never_sends_unclaimed() -> None:

@@ -15,7 +15,7 @@ from consumer.engine.executor import StripeCallExecutor
 from consumer.engine.object_locks import ObjectLocks
 from consumer.engine.rate_limit import RateLimiter
 from consumer.engine.retry import RetryPolicy
-from consumer.errors import StripeFailure
+from consumer.errors import CredentialHeld, StripeFailure
 from consumer.identifier_ledger import LedgerScope
 from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metering.sessions import ExecutorSessionCreator, MeterEventSessions
@@ -134,19 +134,34 @@ async def test_stream_refusing_for_good_falls_back_to_v1_for_a_while() -> None:
     assert len(sender.tokens) == 2
 
 
-async def test_rejected_key_holds_session_creation_until_the_key_works() -> None:
-    """Sessions are created through the executor: a 401 on the API key waits at the
-    credential gate (readiness and the metric say so) instead of failing the events."""
-    registry = CollectorRegistry()
-    rejected = failure(
-        "authentication_error", retryable=False, authentication=True, http_status=401
+async def test_fallback_state_of_many_accounts_stays_bounded_and_expires() -> None:
+    """Accounts whose stream refused a batch are remembered for the fallback period only,
+    and at most `max_fallbacks` at once: cycling through 1,000 accounts leaves a bounded
+    map, and once the period is over the next fallback drops the expired ones."""
+    clock = [0.0]
+    sender, v1 = Sender([failure("permission_error", retryable=False)] * 1_001), V1()
+    stream = StreamTransport(
+        sender,
+        MeterEventSessions(Sessions()),
+        fallback=v1,
+        fallback_seconds=300,
+        clock=lambda: clock[0],
+        max_fallbacks=50,
     )
-    stripe = FakeStripe(failures=[rejected, rejected])
+    for i in range(1_000):
+        await stream.send(LedgerScope("default", f"acct_{i}"), CREDENTIAL, EVENTS[:1])
+        assert stream.accounts_falling_back <= 50
+    clock[0] = 301.0
+    await stream.send(LedgerScope("default", "acct_new"), CREDENTIAL, EVENTS[:1])
+    assert stream.accounts_falling_back == 1
+
+
+def session_executor(stripe: FakeStripe, registry: CollectorRegistry) -> StripeCallExecutor:
     stripe.body = lambda _: {
         "authentication_token": "mes_token",
         "expires_at": "2030-01-01T00:00:00Z",
     }
-    executor = StripeCallExecutor(
+    return StripeCallExecutor(
         stripe,
         ServiceMetrics(registry),
         retry=RetryPolicy(budget_seconds=0),
@@ -154,15 +169,65 @@ async def test_rejected_key_holds_session_creation_until_the_key_works() -> None
         locks=ObjectLocks(),
         gate=CredentialGate(probe_interval_seconds=0.05),
     )
-    creating = asyncio.create_task(
-        ExecutorSessionCreator(executor).create_meter_event_session(
-            credential=CREDENTIAL, stripe_account=None
-        )
+
+
+async def test_rejected_key_holds_session_creation_without_waiting_in_a_slot() -> None:
+    """Sessions are created through the executor: a 401 on the API key closes the gate and
+    the creation raises CredentialHeld at once (the pipeline holds the events outside the
+    batcher's slots), readiness and the metric say so; once a probe finds the key works,
+    a session is created."""
+    registry = CollectorRegistry()
+    rejected = failure(
+        "authentication_error", retryable=False, authentication=True, http_status=401
     )
-    await asyncio.sleep(0.02)
-    assert not creating.done()
+    stripe = FakeStripe(failures=[rejected, rejected])
+    executor = session_executor(stripe, registry)
+    creator = ExecutorSessionCreator(executor)
+    with pytest.raises(CredentialHeld):
+        await asyncio.wait_for(
+            creator.create_meter_event_session(credential=CREDENTIAL, stripe_account=None), 1
+        )
     assert executor.gate.rejected() == {"default"}
-    token, _ = await asyncio.wait_for(creating, 2)
+    assert (
+        registry.get_sample_value("stripe_consumer_credential_rejected", {"integration": "default"})
+        == 1
+    )
+    opened = asyncio.Event()
+    executor.gate.listen(lambda _, rejected: None if rejected else opened.set())
+    await asyncio.wait_for(opened.wait(), 2)  # probes: one 401, then accepted
+    token, _ = await creator.create_meter_event_session(credential=CREDENTIAL, stripe_account=None)
     assert token == "mes_token"
-    assert [c.call.path for c in stripe.calls] == ["/v2/billing/meter_event_session"] * 3
+    assert [c.call.path for c in stripe.calls] == [
+        "/v2/billing/meter_event_session",
+        "/v1/balance",
+        "/v1/balance",
+        "/v2/billing/meter_event_session",
+    ]
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_connected_account_refusing_the_session_fails_the_batch_without_fallback(
+    status: int,
+) -> None:
+    """A connected account that revoked access refuses its session (401 or 403): the batch
+    fails terminally (its events go to reply or DLQ), the v1 endpoint is not tried event by
+    event, and the integration's gate stays open."""
+    registry = CollectorRegistry()
+    refused = failure(
+        "authentication_error" if status == 401 else "permission_error",
+        retryable=False,
+        authentication=status == 401,
+        http_status=status,
+        code="account_invalid",
+    )
+    stripe = FakeStripe(failures=[refused])
+    executor = session_executor(stripe, registry)
+    v1 = V1()
+    stream = StreamTransport(Sender(), MeterEventSessions(ExecutorSessionCreator(executor)), v1)
+    connect = LedgerScope("default", "acct_1Gone")
+    results = await stream.send(connect, CREDENTIAL, EVENTS)
+    assert [r.status for r in results] == ["failed"] * 3
+    assert {r.failure.detail.http_status for r in results if r.failure} == {status}
+    assert {r.failure.retryable for r in results if r.failure} == {False}
+    assert v1.batches == []
     assert executor.gate.rejected() == set()

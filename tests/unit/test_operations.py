@@ -169,3 +169,30 @@ def test_meter_event_sends_identifier_and_timestamp_when_given() -> None:
         "identifier": "i-1",
         "timestamp": 1_780_000_000,
     }
+
+
+@pytest.mark.parametrize("operation", OPERATION_NAMES)
+def test_common_and_conductor_fields_never_reach_stripe(operation: str) -> None:
+    """`iteration`, `idempotency_key`, `integration`, `reply_topic` and Conductor's fields
+    change nothing in the Stripe call: same path, same parameters."""
+    plain = msgspec.convert({"operation": operation, **EXAMPLE_PARAMETERS[operation]}, Request)
+    enveloped = msgspec.convert(
+        {
+            "operation": operation,
+            **EXAMPLE_PARAMETERS[operation],
+            "iteration": 3,
+            "idempotency_key": "order-1",
+            "integration": "billing",
+            "reply_topic": "stripe.replies.billing",
+            "taskId": "t-1",
+            "taskRefName": "ref",
+            "workflowInstanceId": "wf-1",
+        },
+        Request,
+    )
+    assert enveloped.parameters() == plain.parameters()
+    assert "iteration" not in enveloped.parameters()
+    assert (stripe_call(enveloped).path, stripe_call(enveloped).params) == (
+        stripe_call(plain).path,
+        stripe_call(plain).params,
+    )

@@ -6,18 +6,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import msgspec
 from prometheus_client import CollectorRegistry
 
 from consumer.engine.pipeline import Pipeline, PipelineLimits
 from consumer.errors import RequestRejected
 from consumer.idempotency import RecordCoordinates
 from consumer.kafka_io import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
-from consumer.messages import ConductorFields
+from consumer.messages import ConductorFields, Request
 from consumer.metrics import ServiceMetrics
 from consumer.processor import Handled, Prepared, PreparedMeterEvent
 from consumer.replies import Outcome, ReplyAddress, reply_record
+from consumer.settings import Secret, StripeCredential
 
 TP = TopicPartition("requests", 0)
+PREPARED = Prepared(
+    request=msgspec.convert({"operation": "get_balance"}, Request),
+    passthrough={},
+    reply_topic="replies",
+    reply_due=True,
+    credential=StripeCredential("default", Secret("sk_test_51PipelineTests")),
+    idempotency_key="key",
+    request_hash="hash",
+    meter_identifier=None,
+)
 
 
 def record(offset: int, key: bytes | None = None) -> InboundRecord:
@@ -256,7 +268,7 @@ async def test_meter_lane_counts_towards_back_pressure() -> None:
 
     class MeterProcessor(Processor):
         def prepare_meter_event(self, inbound: InboundRecord) -> PreparedMeterEvent | None:
-            return PreparedMeterEvent(prepared=None, event=None)  # type: ignore[arg-type]
+            return PreparedMeterEvent(prepared=PREPARED, event=None)  # type: ignore[arg-type]
 
     source = Source([InboundRecord("meter", 0, i, b"k", b"{}", (), 0) for i in range(100)])
     lane = Lane()

@@ -16,12 +16,13 @@ from consumer.engine.object_locks import ObjectLocks
 from consumer.engine.rate_limit import RateLimiter
 from consumer.engine.reply_memory import ReplyMemory
 from consumer.engine.retry import RetryPolicy
+from consumer.errors import StripeFailure
 from consumer.identifier_ledger import MemoryLedger
 from consumer.kafka_io import InboundRecord
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.transports import SingleEventTransport
 from consumer.metrics import ServiceMetrics
-from consumer.processor import Handled, RequestProcessor
+from consumer.processor import Handled, HeldRequest, RequestProcessor
 from consumer.settings import Settings
 from tests.unit.fakes import FakeStripe, failure, settings
 
@@ -77,7 +78,9 @@ class Harness:
         raw = value if isinstance(value, bytes) or value is None else msgspec.json.encode(value)
         self.offset += 1
         record = InboundRecord(topic, 0, self.offset, key, raw, (("h", b"v"),), 0)
-        return await self.processor.process(record)
+        handled = await self.processor.process(record)
+        assert isinstance(handled, Handled), "held for a rejected key, not answered"
+        return handled
 
     def metric(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
@@ -221,6 +224,66 @@ async def test_a_failure_is_remembered_by_record_key_when_there_is_no_task_id() 
     other = reply_of(await h.process({**request, "idempotency_key": "order-2"}, key=b"k-1"))
     assert other["status"] == "COMPLETED"
     assert len(h.stripe.calls) == 2
+
+
+def key_rejected() -> StripeFailure:
+    return failure("authentication_error", retryable=False, authentication=True, http_status=401)
+
+
+@pytest.mark.parametrize(
+    "request_value",
+    [
+        CHARGE,
+        {
+            "operation": "create_meter_event",
+            "event_name": "e",
+            "customer_id": "cus_1",
+            "taskId": "m",
+        },
+    ],
+)
+async def test_rejected_key_holds_the_request_unanswered_and_unremembered(
+    request_value: dict[str, Any],
+) -> None:
+    """A 401 for the platform key: the request is held (no reply, nothing remembered); once
+    the key works, the same request reaches Stripe again and completes."""
+    h = Harness(stripe=FakeStripe(failures=[key_rejected()]))
+    record = InboundRecord(
+        "stripe.requests", 0, 1, b"task-1", msgspec.json.encode(request_value), (), 0
+    )
+    held = await h.processor.process(record)
+    assert isinstance(held, HeldRequest)
+    assert held.integration == "default"
+    assert h.executor.gate.rejected() == {"default"}
+    h.executor.gate.accept("default")
+    reply = reply_of(await h.process(request_value))
+    assert reply["status"] == "COMPLETED"
+    assert len(h.stripe.calls) == 2
+
+
+async def test_connected_account_refusal_is_answered_terminal_at_once() -> None:
+    """A 401 naming a connected account fails that request (FAILED_WITH_TERMINAL_ERROR,
+    authentication_error) at once; the integration is not held."""
+    refused = failure(
+        "authentication_error",
+        retryable=False,
+        authentication=True,
+        http_status=401,
+        code="account_invalid",
+        message="The provided key does not have access to account 'acct_1Gone'",
+    )
+    h = Harness(stripe=FakeStripe(failures=[refused]))
+    reply = reply_of(await h.process({**CHARGE, "stripe_account": "acct_1Gone"}))
+    assert reply["status"] == "FAILED_WITH_TERMINAL_ERROR"
+    assert (reply["error"]["type"], reply["error"]["code"]) == (
+        "authentication_error",
+        "account_invalid",
+    )
+    assert h.executor.gate.rejected() == set()
+    assert (
+        reply_of(await h.process({**CHARGE, "taskId": "t2", "amount": 1}, key=b"t2"))["status"]
+        == "COMPLETED"
+    )
 
 
 async def test_card_decline_is_terminal_not_retried_and_remembered() -> None:

@@ -21,11 +21,10 @@ def test_defaults_follow_the_contract() -> None:
         "stripe.replies",
         "stripe.dlq",
     )
-    pattern = settings.reply_topic_pattern
-    assert pattern.match("stripe.replies")
-    assert pattern.match("stripe.replies.billing")
-    assert not pattern.match("stripe.repliesX")
-    assert not pattern.match("other.topic")
+    assert settings.reply_topic_allowed("stripe.replies")
+    assert settings.reply_topic_allowed("stripe.replies.billing")
+    assert not settings.reply_topic_allowed("stripe.repliesX")
+    assert not settings.reply_topic_allowed("other.topic")
     assert settings.stripe_api_base == "https://api.stripe.com"
     assert settings.consumed_topics == ("stripe.requests", "stripe.meter-events")
 
@@ -53,6 +52,10 @@ def test_defaults_follow_the_contract() -> None:
             "CONSUMER_REPLY_TOPIC: 're plies' is not a valid Kafka topic name",
         ),
         ({"STRIPE_API_BASE": "localhost:12111"}, "STRIPE_API_BASE: expected an http(s) URL"),
+        (
+            {"STRIPE_API_BASE": "http://stripe.internal\nX-Injected: 1"},
+            "STRIPE_API_BASE: expected an http(s) URL",
+        ),
         (
             {"KAFKA_SECURITY_PROTOCOL": "TLS"},
             "KAFKA_SECURITY_PROTOCOL: expected one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
@@ -92,6 +95,43 @@ def test_credentials_directory_adds_integrations(tmp_path: Path) -> None:
     assert sorted(settings.credentials) == ["billing", "default"]
     assert settings.credentials["billing"].live_mode is True
     assert settings.credentials["default"].live_mode is False
+
+
+@pytest.mark.parametrize(
+    ("pattern", "allowed", "refused"),
+    [
+        (None, ["stripe.replies", "stripe.replies.billing"], []),
+        ("stripe\\.replies\\.(billing|ledger)", ["stripe.replies.ledger"], ["stripe.replies"]),
+        ("^stripe\\.replies\\.billing$", ["stripe.replies.billing"], ["stripe.replies.b"]),
+        ("stripe\\..+", ["stripe.x"], ["other.stripe.x", "stripe."]),
+        (".*", ["any.topic"], [".", "..", "two words", "x" * 250]),
+    ],
+)
+def test_reply_topic_allow_list_matches_whole_names(
+    pattern: str | None, allowed: list[str], refused: list[str]
+) -> None:
+    """The allow-list (default or configured) matches the whole topic name: a trailing
+    newline or anything after the pattern is refused, whatever anchors it was written with."""
+    environ = BASE if pattern is None else {**BASE, "CONSUMER_REPLY_TOPIC_PATTERN": pattern}
+    settings = load_settings(environ)
+    for topic in allowed:
+        assert settings.reply_topic_allowed(topic), topic
+        refused = [*refused, topic + "\n", topic + "\r\n", topic + "\x00"]
+    for topic in refused:
+        assert not settings.reply_topic_allowed(topic), topic
+
+
+@pytest.mark.parametrize("name", ["billing\n", "bill\ning", "billing\t", "billing\r"])
+def test_credential_file_names_are_whole_integration_names(tmp_path: Path, name: str) -> None:
+    """A key file whose name holds a control character is refused, not configured as an
+    integration no request can name."""
+    (tmp_path / name).write_text("sk_test_51Billing\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings({**BASE, "STRIPE_CREDENTIALS_DIR": str(tmp_path)})
+    assert str(caught.value) == (
+        f"STRIPE_CREDENTIALS_DIR: file name {name!r} is not a valid integration name "
+        "(letters, digits, '_', '.', '-')"
+    )
 
 
 def test_secrets_are_masked_when_printed() -> None:
