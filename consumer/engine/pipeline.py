@@ -266,7 +266,11 @@ class Pipeline:
         """Process one record; timed from when it was fetched (queueing counts)."""
         tp = record.topic_partition
         if tp not in self._assigned:
-            return  # revoked before it started: the partition's new owner answers it
+            # Revoked between being scheduled and running: the partition's new owner answers
+            # it; not waited for, never committed from here.
+            self._offsets.abandon(tp, record.offset)
+            self._progress.set()
+            return
         timing.started = time.perf_counter()
         handled = await self._processor.process(record)
         if isinstance(handled, HeldRequest):
@@ -481,6 +485,8 @@ class Pipeline:
             with contextlib.suppress(KeyError):  # no lag sample yet for this partition
                 self._metrics.lag.remove(tp.topic, str(tp.partition))
         self._metrics.in_flight.set(self._in_flight)
+        if not revoked:
+            return  # aiokafka's call before the first join: nothing was ours
         _log.info(
             "partitions revoked",
             extra={

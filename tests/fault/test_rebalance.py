@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.fault.conftest import Harness
+from tests.support.process import ServiceProcess
 
 
 async def test_two_processes_share_and_one_takes_over(
@@ -45,3 +49,56 @@ async def test_two_processes_share_and_one_takes_over(
     stats = await harness.stats()
     assert stats["keys_executed"] == len(requests)
     assert stats["keys_executed_more_than_once"] == []
+
+
+def revokes(service: ServiceProcess) -> list[dict[str, Any]]:
+    """The service's 'partitions revoked' log lines."""
+    lines = (json.loads(text) for text in service.log_lines() if text.startswith("{"))
+    return [line for line in lines if line.get("event") == "partitions revoked"]
+
+
+@pytest.mark.timeout(240)
+async def test_a_joining_replica_does_not_wait_out_the_revoke_timeout(
+    harness: Harness, charges: Callable[[int, str], dict[str, dict[str, Any]]]
+) -> None:
+    """A backlog of 1,500 charges (Stripe answers in 100 ms, 16 calls at a time) when a
+    second replica joins: the first lets go of its partitions once its running calls are
+    answered, long before the 60 s revoke timeout (the backlog it had queued is withdrawn,
+    not waited for); the second then works too; every charge executed exactly once."""
+    timeout_s = 60
+    requests = charges(1500, "join")
+    await harness.configure(latency_ms=100)
+    for key, request in requests.items():
+        await harness.client.publish(request, key=key)
+    options = {"CONSUMER_MAX_IN_FLIGHT": "16", "CONSUMER_REVOKE_TIMEOUT_SECONDS": str(timeout_s)}
+    first = harness.service(**options).start()
+
+    async def backlog_under_way() -> bool:
+        return int((await harness.stats())["executions_total"]) >= 100
+
+    await harness.wait_for(backlog_under_way, 60, "100 charges executed")
+    second = harness.service(**options).start()
+
+    async def first_revoked() -> bool:
+        return bool(revokes(first))
+
+    await harness.wait_for(first_revoked, timeout_s + 30, "the first replica's revoke logged")
+    [revoke] = revokes(first)[:1]
+    print(  # noqa: T201  (the figure the README reports)
+        f"revoke under a backlog: waited {revoke['waited_ms']} ms, "
+        f"withdrew {revoke['withdrawn']} queued records"
+    )
+    assert revoke["waited_ms"] < timeout_s * 1000  # released before the timeout
+    assert revoke["unanswered"] == 0  # every started call answered and committed
+    assert revoke["withdrawn"] > 0  # there was a backlog, and it was not waited for
+
+    replies = await harness.client.replies(len(requests), keys=set(requests), timeout_s=120)
+    assert {reply["status"] for reply in replies.values()} == {"COMPLETED"}
+    consumed = second.metric(
+        "stripe_consumer_records_consumed_total", {"topic": harness.topics.requests}
+    )
+    assert consumed > 0
+    stats = await harness.stats()
+    assert stats["keys_executed"] == len(requests)
+    assert stats["keys_executed_more_than_once"] == []
+
