@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -102,3 +103,46 @@ async def test_a_joining_replica_does_not_wait_out_the_revoke_timeout(
     assert stats["keys_executed"] == len(requests)
     assert stats["keys_executed_more_than_once"] == []
 
+
+@pytest.mark.timeout(240)
+async def test_a_revoke_longer_than_the_session_timeout_keeps_the_membership(
+    harness: Harness, charges: Callable[[int, str], dict[str, dict[str, Any]]]
+) -> None:
+    """Calls that take 20 s are running when a second replica joins: the first waits for
+    them (longer than the 10 s session timeout, within its 40 s revoke timeout) without
+    being dropped from the group, commits them, and the new owner does not run them again:
+    one reply per request, no failed commit."""
+    requests = charges(12, "slow")
+    await harness.configure(latency_ms=20_000)
+    options = {
+        "CONSUMER_MAX_IN_FLIGHT": "64",
+        "CONSUMER_REVOKE_TIMEOUT_SECONDS": "40",
+        "STRIPE_TIMEOUT_SECONDS": "30",
+    }
+    first = harness.service(**options).start()
+    for key, request in requests.items():
+        await harness.client.publish(request, key=key)
+
+    async def all_at_stripe() -> bool:
+        return int((await harness.stats())["calls"]) >= len(requests)
+
+    await harness.wait_for(all_at_stripe, 30, "every call at Stripe")
+    harness.service(**options).start()
+
+    async def first_revoked() -> bool:
+        return bool(revokes(first))
+
+    await harness.wait_for(first_revoked, 60, "the first replica's revoke logged")
+    [revoke] = revokes(first)[:1]
+    assert revoke["waited_ms"] > 10_000  # the premise: longer than the session timeout
+    assert revoke["unanswered"] == 0
+
+    async def committed() -> bool:
+        return await harness.all_committed(harness.topics.requests)
+
+    await harness.wait_for(committed, 60, "every request committed")
+    records = await harness.client.read(harness.topics.replies, len(requests), keys=set(requests))
+    assert Counter(r.key for r in records) == {key.encode(): 1 for key in requests}
+    assert not [line for line in first.log_lines() if "offset commit failed" in line]
+    assert {json.loads(r.value or b"{}")["status"] for r in records} == {"COMPLETED"}
+    assert (await harness.stats())["executions_total"] == len(requests)
