@@ -41,11 +41,12 @@ async def test_storm_outliving_the_budget_fails_then_recovers(
         # Backoff 0.25 s, 0.5 s, 1 s (each jittered to 50-100%) fits the 2 s budget: at
         # least three attempts before giving up.
         assert reply["attempts"] >= 3
-    durations = [
-        line["duration_ms"]
-        for line in (json.loads(text) for text in service.log_lines() if text.startswith("{"))
-        if line.get("event") == "request" and line.get("taskId") in requests
-    ]
+    lines = await harness.logged(
+        service,
+        lambda line: line.get("event") == "request" and line.get("taskId") in requests,
+        len(requests),
+    )
+    durations = [line["duration_ms"] for line in lines]
     assert len(durations) == len(requests)
     # Given up only after the first two backoffs (at least 0.375 s), and within the budget
     # (plus the time of one call).
