@@ -291,6 +291,7 @@ async def run_service(
                 group_id=settings.group_id,
                 # The group waits for our revoke (bounded by its timeout) plus time to rejoin.
                 rebalance_timeout_ms=int((settings.revoke_timeout_seconds + 10) * 1000),
+                group_instance_id=settings.group_instance_id,
             )
             pipeline = Pipeline(
                 source,
