@@ -109,6 +109,9 @@ class Processor:
 
     async def process(self, inbound: InboundRecord) -> Handled:
         await asyncio.sleep(self.delay)
+        return self.handled(inbound)
+
+    def handled(self, inbound: InboundRecord) -> Handled:
         self.order.append(inbound.offset)
         outcome = Outcome.failed(RequestRejected("$", "x"))
         address = ReplyAddress(self.topic, inbound.key, ConductorFields(), {})
@@ -291,6 +294,32 @@ async def test_revoke_waits_for_the_running_record_only_and_leaves_the_rest() ->
     stop.set()
     await task
     assert processor.order == [0]
+
+
+async def test_revoke_lets_go_of_a_job_scheduled_just_before_it() -> None:
+    """A job whose task the scheduler created just before the revoke runs after it: it
+    gives its record up (the new owner answers it) instead of leaving the revoke waiting
+    for an answer that never comes."""
+
+    class Immediate(GatedProcessor):
+        async def process(self, inbound: InboundRecord) -> Handled:
+            self.started.append((inbound.partition, inbound.offset))
+            await self.release.wait()
+            return self.handled(inbound)  # no await between the release and the answer
+
+    source, processor = Source([record(0), record(1)]), Immediate()
+    p = pipeline(source, Sink(), processor, max_in_flight=1, revoke_timeout_seconds=60)
+    stop = asyncio.Event()
+    await p.on_partitions_assigned({TP})
+    task = asyncio.create_task(p.run(stop))
+    await eventually(lambda: processor.started == [(0, 0)] and not source.records)
+    processor.release.set()  # record 0 finishes and record 1's task is created, then:
+    revoke = asyncio.create_task(p.on_partitions_revoked({TP}))
+    await asyncio.wait_for(revoke, 5)
+    assert processor.order == [0]
+    assert source.commits[-1] == {TP: 1}
+    stop.set()
+    await task
 
 
 async def test_revoke_under_a_backlog_waits_only_for_started_work() -> None:
