@@ -135,6 +135,7 @@ def victim_environ(process: ServiceProcess) -> dict[str, str]:
         "CONSUMER_GROUP_INSTANCE_ID",
         "CONSUMER_MAX_IN_FLIGHT",
         "CONSUMER_REVOKE_TIMEOUT_SECONDS",
+        "CONSUMER_RETRY_BUDGET_SECONDS",
     )
     return {key: process.environ[key] for key in keys}
 
@@ -157,6 +158,10 @@ async def test_twenty_kills_in_a_stripe_storm_lose_nothing_and_repeat_nothing(
             CONSUMER_GROUP_INSTANCE_ID=f"{run}-{name}",
             CONSUMER_MAX_IN_FLIGHT="64",
             CONSUMER_REVOKE_TIMEOUT_SECONDS="5",
+            # A short retry budget, so that the storm outlives it for some requests: they
+            # are answered FAILED, and "never both COMPLETED and FAILED" has something to
+            # hold against (with the 30 s default every request completes).
+            CONSUMER_RETRY_BUDGET_SECONDS="2",
         ).start()
         for name in ("a", "b")
     ]
@@ -182,6 +187,7 @@ async def test_twenty_kills_in_a_stripe_storm_lose_nothing_and_repeat_nothing(
         statuses[record.key.decode()].add(json.loads(record.value or b"{}")["status"])
     assert set(statuses) == set(everything)  # every request answered
     both = sorted(key for key, seen in statuses.items() if {"COMPLETED", "FAILED"} <= seen)
+    assert any("FAILED" in seen for seen in statuses.values())  # the storm outlived budgets
     assert both == []  # never answered both ways
 
     stats = await harness.stats(full=True)
