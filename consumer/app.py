@@ -274,7 +274,12 @@ async def run_service(
                 meter_events=single_events,
             )
             source = RecordSource(
-                connection, topics=settings.consumed_topics, group_id=settings.group_id
+                connection,
+                topics=settings.consumed_topics,
+                group_id=settings.group_id,
+                # The group waits for our revoke (bounded by its timeout) plus time to rejoin.
+                rebalance_timeout_ms=int((settings.revoke_timeout_seconds + 10) * 1000),
+                group_instance_id=settings.group_instance_id,
             )
             pipeline = Pipeline(
                 source,

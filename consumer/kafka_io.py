@@ -135,15 +135,24 @@ class RecordSource:
         max_poll_records: int = 500,
         max_poll_interval_ms: int = 300_000,
         session_timeout_ms: int = 10_000,
+        rebalance_timeout_ms: int | None = None,
+        group_instance_id: str | None = None,
     ) -> None:
+        """``rebalance_timeout_ms``: how long the group waits for this member to rejoin in a
+        rebalance, which includes its revoke handler. aiokafka's default is the session
+        timeout; a revoke that waits longer gets the member dropped from the group, and its
+        revoke-time commit refused. ``group_instance_id``: static membership, so a member
+        restarted within the session timeout keeps its partitions without a rebalance."""
         self._topics = tuple(topics)
         self._consumer = aiokafka.AIOKafkaConsumer(
             group_id=group_id,
+            group_instance_id=group_instance_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=max_poll_records,
             max_poll_interval_ms=max_poll_interval_ms,
             session_timeout_ms=session_timeout_ms,
+            rebalance_timeout_ms=rebalance_timeout_ms or session_timeout_ms,
             heartbeat_interval_ms=max(1_000, session_timeout_ms // 3),
             # Notice new partitions and late-created topics within 30 s, not aiokafka's 5 min.
             metadata_max_age_ms=30_000,

@@ -92,6 +92,9 @@ class Settings:
     stripe_timeout_seconds: float
     stripe_max_connections: int
     group_id: str
+    group_instance_id: (
+        str | None
+    )  # Kafka static membership (KIP-345): a restart keeps its partitions
     request_topics: tuple[str, ...]
     meter_topic: str
     reply_topic: str
@@ -405,6 +408,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         stripe_timeout_seconds=reader.number("STRIPE_TIMEOUT_SECONDS", 30.0, 0.1, 600.0),
         stripe_max_connections=reader.integer("STRIPE_MAX_CONNECTIONS", 256, 1, 10_000),
         group_id=reader.text("CONSUMER_GROUP_ID", "stripe-consumer"),
+        group_instance_id=reader.raw("CONSUMER_GROUP_INSTANCE_ID"),
         request_topics=client.request_topics,
         meter_topic=client.meter_topic,
         reply_topic=client.reply_topic,

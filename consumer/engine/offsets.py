@@ -57,6 +57,13 @@ class OffsetTracker:
         state.pending.discard(offset)
         state.done.add(offset)
 
+    def abandon(self, tp: TopicPartition, offset: int) -> None:
+        """The record will not be answered here (withdrawn before it started): no longer
+        waited for, and the commit point never passes it, so Kafka redelivers it."""
+        state = self._partitions.get(tp)
+        if state is not None:
+            state.pending.discard(offset)
+
     def pending(self, partitions: Iterable[TopicPartition] | None = None) -> int:
         """Records tracked and not yet done, in the given partitions (default: all)."""
         chosen = self._partitions if partitions is None else partitions

@@ -13,13 +13,18 @@ Rules that keep it correct:
   never loss; idempotency keys make redelivery safe.
 - The loop never waits on work: it keeps fetching (aiokafka's liveness counts time between
   fetches) and pauses partitions while too much work is buffered, resuming below half.
-- On revoke: work not yet started for those partitions is dropped (the new owner redoes it);
-  running work gets a bounded time to finish; then what is answered is committed.
+- On revoke: work not yet started for those partitions is withdrawn (the new owner redoes
+  it); started work gets a bounded time to finish; then what is answered is committed. Only
+  started work is waited for, so a backlog never makes a rebalance wait its full timeout.
+  Started means: a request's job is running; a meter event's batch holds a sending slot
+  (its identifiers claimed in the ledger, on their way to Stripe). A meter event still queued,
+  waiting for a slot or for a retry's backoff is not started.
 - While Stripe rejects an integration's key, its requests and meter events are held outside
   the worker slots (``held_requests.py``), at most ``credential_hold_seconds``; then each is
   answered `FAILED` (reply or DLQ) and its offset committed like any other.
-- On stop: fetching stops, running work drains within the grace period, answered offsets are
-  committed; unfinished work is abandoned uncommitted, to be redelivered.
+- On stop: fetching stops, unstarted work is withdrawn, started work drains within the grace
+  period, answered offsets are committed; unfinished work is abandoned uncommitted, to be
+  redelivered.
 """
 
 from __future__ import annotations
@@ -102,8 +107,10 @@ class Processor(Protocol):
 
 
 class MeterBatcher(Protocol):
-    def submit(self, event: MeterEvent, on_result: Callable[[MeterResult], None]) -> None: ...
-    def flush_all(self) -> None: ...
+    def submit(
+        self, event: MeterEvent, on_result: Callable[[MeterResult], None], owner: object
+    ) -> None: ...
+    def withdraw(self, unwanted: Callable[[object], bool]) -> list[object]: ...
 
 
 class Pipeline:
@@ -171,6 +178,8 @@ class Pipeline:
 
     def _admit(self, record: InboundRecord) -> None:
         tp = record.topic_partition
+        if tp not in self._assigned:
+            return  # fetched just before its partition was revoked: the new owner has it
         self._offsets.track(tp, record.offset)
         timing = Timing(time.perf_counter())
         if record.topic == self._meter_topic and self._admit_meter_event(record, timing):
@@ -183,7 +192,7 @@ class Pipeline:
             if record.key is not None
             else (record.topic_partition, record.offset)
         )
-        self._scheduler.submit(key, lambda: self._handle(record, timing))
+        self._scheduler.submit(key, lambda: self._handle(record, timing), record)
 
     @property
     def _in_flight(self) -> int:
@@ -212,6 +221,7 @@ class Pipeline:
         self._meter_batcher.submit(
             prepared.event,
             lambda result: self._meter_event_answered(record, prepared, timing, result),
+            record,
         )
 
     def _meter_event_answered(
@@ -256,7 +266,11 @@ class Pipeline:
         """Process one record; timed from when it was fetched (queueing counts)."""
         tp = record.topic_partition
         if tp not in self._assigned:
-            return  # revoked before it started: the partition's new owner answers it
+            # Revoked between being scheduled and running: the partition's new owner answers
+            # it; not waited for, never committed from here.
+            self._offsets.abandon(tp, record.offset)
+            self._progress.set()
+            return
         timing.started = time.perf_counter()
         handled = await self._processor.process(record)
         if isinstance(handled, HeldRequest):
@@ -458,11 +472,11 @@ class Pipeline:
     # -- rebalance ------------------------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        began = time.monotonic()
         self._assigned -= revoked
         self._paused -= revoked
-        if self._meter_batcher is not None:
-            self._meter_batcher.flush_all()  # no lingering: the partitions are leaving
-        await self._wait_answered(revoked, self._limits.revoke_timeout_seconds)
+        withdrawn = await self._wait_started(revoked, self._limits.revoke_timeout_seconds)
+        unanswered = self._unanswered(revoked)
         await self.commit(revoked)
         self._offsets.forget(revoked)
         for held in self._held.drop(revoked):
@@ -470,19 +484,53 @@ class Pipeline:
         for tp in revoked:
             with contextlib.suppress(KeyError):  # no lag sample yet for this partition
                 self._metrics.lag.remove(tp.topic, str(tp.partition))
+        self._metrics.in_flight.set(self._in_flight)
+        if not revoked:
+            return  # aiokafka's call before the first join: nothing was ours
+        _log.info(
+            "partitions revoked",
+            extra={
+                "partitions": ",".join(sorted(f"{tp.topic}:{tp.partition}" for tp in revoked)),
+                "withdrawn": withdrawn,
+                "unanswered": unanswered,
+                "waited_ms": round((time.monotonic() - began) * 1000, 1),
+            },
+        )
 
-    async def _wait_answered(
-        self, partitions: set[TopicPartition] | None, timeout_s: float
-    ) -> None:
-        """Wait until every tracked record of these partitions is answered, or the timeout."""
+    async def _wait_started(self, partitions: set[TopicPartition] | None, timeout_s: float) -> int:
+        """Withdraw the work of these partitions (None: all) that has not started, then wait
+        until the started work is answered, or the timeout. Returns how much was withdrawn."""
         deadline = time.monotonic() + timeout_s
-        while self._unanswered(partitions):
+        withdrawn = 0
+        while True:
+            # Again on every round: a meter batch that failed transiently goes back to wait
+            # for its retry, and is then no longer started.
+            withdrawn += self._withdraw_unstarted(partitions)
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
+            if not self._unanswered(partitions) or remaining <= 0:
+                return withdrawn
             self._progress.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), remaining)
+                await asyncio.wait_for(self._progress.wait(), min(remaining, 0.1))
+
+    def _withdraw_unstarted(self, partitions: set[TopicPartition] | None) -> int:
+        """Take back queued jobs and batched meter events not yet started: they will not be
+        answered here, their offsets stay uncommitted, and Kafka redelivers them."""
+
+        def unwanted(owner: object) -> bool:
+            return isinstance(owner, InboundRecord) and (
+                partitions is None or owner.topic_partition in partitions
+            )
+
+        records = self._scheduler.withdraw(unwanted)
+        if self._meter_batcher is not None:
+            events = self._meter_batcher.withdraw(unwanted)
+            self._metered -= len(events)
+            records += events
+        for record in records:
+            if isinstance(record, InboundRecord):  # always: `unwanted` chose only records
+                self._offsets.abandon(record.topic_partition, record.offset)
+        return len(records)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned |= assigned
@@ -494,9 +542,7 @@ class Pipeline:
 
     async def _drain(self) -> None:
         self._stopping = True
-        if self._meter_batcher is not None:
-            self._meter_batcher.flush_all()
-        await self._wait_answered(None, self._limits.shutdown_grace_seconds)
+        await self._wait_started(None, self._limits.shutdown_grace_seconds)
         if self._held:
             _log.warning(
                 "stopping with requests held for a rejected key (redelivered later)",

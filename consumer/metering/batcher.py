@@ -20,6 +20,11 @@ flight at once. For each batch:
 
 Duplicates within this process (the same identifier queued twice) share one send. An event is
 never sent without its claim: if the ledger is unreachable, the batch waits and retries.
+
+An event is *started* from the moment its batch takes a sending slot (claim, send, mark) until
+it is answered or goes back to wait for a retry. ``withdraw`` takes back events not started
+whose owner (the pipeline passes the record) is no longer wanted, after a rebalance or at
+shutdown: they are never sent from here, and the partition's new owner sends them.
 """
 
 from __future__ import annotations
@@ -54,7 +59,9 @@ _log = get_logger()
 class _Entry(msgspec.Struct):
     event: MeterEvent
     answer: list[Callable[[MeterResult], None]] = msgspec.field(default_factory=list)
+    owners: list[object] = msgspec.field(default_factory=list)  # one per answer
     failures: int = 0
+    sending: bool = False  # its batch holds a sending slot: started, not withdrawable
 
 
 class MeterEventBatcher:
@@ -86,14 +93,33 @@ class MeterEventBatcher:
         self._closing = False
         self._ledger_failing = False  # said once per outage, not once per waiting batch
 
-    def submit(self, event: MeterEvent, on_result: Callable[[MeterResult], None]) -> None:
+    def submit(
+        self, event: MeterEvent, on_result: Callable[[MeterResult], None], owner: object = None
+    ) -> None:
         known = self._known.get((event.scope, event.identifier))
         if known is not None:  # a duplicate of one already queued or in flight here
             known.answer.append(on_result)
+            known.owners.append(owner)
             return
-        entry = _Entry(event, [on_result])
+        entry = _Entry(event, [on_result], [owner])
         self._known[(event.scope, event.identifier)] = entry
         self._enqueue(entry)
+
+    def withdraw(self, unwanted: Callable[[object], bool]) -> list[object]:
+        """Take back the events not started whose owner is ``unwanted``: they are neither
+        sent nor answered from here. Returns the withdrawn events' owners."""
+        withdrawn: list[object] = []
+        for known, entry in list(self._known.items()):
+            if entry.sending or not any(unwanted(owner) for owner in entry.owners):
+                continue
+            answers = list(zip(entry.answer, entry.owners, strict=True))
+            withdrawn.extend(owner for _, owner in answers if unwanted(owner))
+            kept = [(answer, owner) for answer, owner in answers if not unwanted(owner)]
+            entry.answer = [answer for answer, _ in kept]
+            entry.owners = [owner for _, owner in kept]
+            if not kept:  # nobody waits for it: dropped where it waits (queue, retry timer)
+                del self._known[known]
+        return withdrawn
 
     async def deliver(self, event: MeterEvent) -> MeterResult:
         """Submit and wait for the result."""
@@ -149,6 +175,7 @@ class MeterEventBatcher:
         return True
 
     def _later_enqueue(self, entry: _Entry, delay: float) -> None:
+        entry.sending = False  # waiting again: withdrawable
         handle: asyncio.TimerHandle
 
         def requeue() -> None:
@@ -162,6 +189,11 @@ class MeterEventBatcher:
 
     async def _send(self, scope: LedgerScope, batch: list[_Entry]) -> None:
         async with self._slots:
+            batch = [entry for entry in batch if entry.answer]  # withdrawn ones stay behind
+            if not batch:
+                return
+            for entry in batch:
+                entry.sending = True
             try:
                 states = await self._ledger.claim(scope, [e.event.identifier for e in batch])
             except Exception as exc:  # the ledger is unreachable: never send unclaimed

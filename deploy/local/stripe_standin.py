@@ -13,7 +13,8 @@ it for that. It is stateless, so it cannot show what this stand-in shows:
   404 `resource_missing`, as Stripe answers (DELETE carries no idempotency key);
 - declines: source `tok_chargeDeclined` (or payment method `pm_card_chargeDeclined`) gets a
   402 `card_declined`;
-- latency, injected 429/5xx/timeouts/connection resets, an optional rate limit;
+- latency, injected 429/5xx/timeouts/connection resets (counted, or a percentage of calls),
+  an optional rate limit;
 - credentials as Stripe answers them: a revoked platform key gets 401 on every call (with or
   without `Stripe-Account`: authentication comes first); a connected account that revoked the
   platform's access (or never existed) gets, for requests naming it in `Stripe-Account`, 403
@@ -40,6 +41,7 @@ import random
 import re
 import secrets
 import time
+import urllib.parse
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -75,12 +77,22 @@ class Fault:
 
 
 @dataclass
+class RandomFault:
+    """Fail ``percent`` % of matching requests with ``status`` (a storm: 20% 5xx, 5% 429)."""
+
+    status: int = 500
+    percent: float = 0.0
+    path_prefix: str = ""
+
+
+@dataclass
 class Config:
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     clock_offset_seconds: float = 0.0  # added to the wall clock (idempotency keys' age)
     faults: list[Fault] = field(default_factory=list)
     fault_probability: float = 0.0  # chance of a 500 on any request (after `faults`)
+    random_faults: list[RandomFault] = field(default_factory=list)  # after `faults`
     rate_limit_per_second: int = 0  # 0: no limit; else 429 beyond it (1-second windows)
     hang_seconds: float = 120.0  # how long a "timeout" fault holds the request
     session_ttl_seconds: float = 900.0  # v2 meter event session lifetime
@@ -99,6 +111,9 @@ class Stats:
     in_flight: int = 0
     peak_concurrency: int = 0
     executions: Counter[str] = field(default_factory=Counter)  # side effects per key
+    # per key: the operation (method and path) and parameters of its first execution, and
+    # how many times it executed: "one logical request, one key" is checkable from this
+    executed_requests: dict[str, dict[str, Any]] = field(default_factory=dict)
     replays: int = 0
     faults_injected: int = 0
     meter_deliveries: Counter[str] = field(default_factory=Counter)  # per identifier
@@ -131,6 +146,7 @@ class Stats:
         }
         if full:
             result["executions"] = dict(self.executions)
+            result["executed_requests"] = self.executed_requests
             result["meter_deliveries"] = dict(self.meter_deliveries)
             result["calls_per_second"] = {str(k): v for k, v in per_second}
             result["recent"] = list(self.recent)
@@ -265,6 +281,12 @@ class StripeStandIn:
                 return fault
         if self.config.fault_probability and random.random() < self.config.fault_probability:
             return Fault(status=500)
+        draw = random.uniform(0, 100)
+        for chance in self.config.random_faults:
+            if path.startswith(chance.path_prefix):
+                if draw < chance.percent:
+                    return Fault(status=chance.status)
+                draw -= chance.percent
         return None
 
     async def _inject(self, request: web.Request, fault: Fault) -> web.StreamResponse:
@@ -326,6 +348,15 @@ class StripeStandIn:
         finally:
             self._in_progress.discard(slot)
         self.stats.executions[key] += 1
+        executed = self.stats.executed_requests.setdefault(
+            key,
+            {
+                "operation": f"{request.method} {_path_pattern(request.path)}",
+                "params": _form(dict(urllib.parse.parse_qsl(await request.text()))),
+                "executions": 0,
+            },
+        )
+        executed["executions"] += 1
         if (
             isinstance(response, web.Response)
             and response.status < 500
@@ -340,7 +371,10 @@ class StripeStandIn:
     async def _set_config(self, request: web.Request) -> web.Response:
         raw = await request.json()
         faults = [Fault(**f) for f in raw.pop("faults", [])]
-        self.config = Config(**{**asdict(Config()), **raw, "faults": faults})
+        storm = [RandomFault(**f) for f in raw.pop("random_faults", [])]
+        self.config = Config(
+            **{**asdict(Config()), **raw, "faults": faults, "random_faults": storm}
+        )
         return web.json_response({"ok": True})
 
     async def _get_stats(self, request: web.Request) -> web.Response:

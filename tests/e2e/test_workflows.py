@@ -138,5 +138,9 @@ async def test_republished_pending_task_has_one_side_effect(conductor: Conductor
         conductor.faults.requests, 1, keys={charge_task["taskId"]}, per_key=2, timeout_s=60
     )
     assert len(published) >= 2  # Conductor published the same task's record more than once
+    # Wait until the service answered both copies: the stand-in's count is final only then.
+    await conductor.kafka.read(
+        conductor.faults.replies, 1, keys={charge_task["taskId"]}, per_key=2, timeout_s=60
+    )
     stats = await standin_request(conductor.standin.url, "GET", "/_standin/stats?full=1")
     assert stats["executions"][key] == 1

@@ -4,6 +4,7 @@ stand-in; SIGKILL, SIGTERM, rebalances, Stripe storms."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -82,6 +83,27 @@ class Harness:
             if time.monotonic() > deadline:
                 raise TimeoutError(what)
             await asyncio.sleep(0.1)
+
+    async def logged(
+        self,
+        service: ServiceProcess,
+        wanted: Callable[[dict[str, Any]], bool],
+        count: int,
+        timeout_s: float = 30,
+    ) -> list[dict[str, Any]]:
+        """The service's JSON log lines that match, once at least ``count`` are written: a
+        reply reaches Kafka before its request's log line is written, so never read the log
+        at the moment the reply arrives."""
+        found: list[dict[str, Any]] = []
+
+        async def enough() -> bool:
+            nonlocal found
+            lines = (json.loads(text) for text in service.log_lines() if text.startswith("{"))
+            found = [line for line in lines if wanted(line)]
+            return len(found) >= count
+
+        await self.wait_for(enough, timeout_s, f"{count} matching lines in {service.log_path}")
+        return found
 
 
 @pytest_asyncio.fixture

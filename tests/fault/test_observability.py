@@ -89,13 +89,24 @@ async def test_metrics_move_as_the_traffic_implies(harness: Harness, tmp_path: P
     assert json.loads(body) == {"status": "Stripe rejects the key of: billing"}
     assert service.http_get("/healthz")[0] == 200  # alive: nothing to restart
 
+    answered = GOOD + 1 + 2 + 3  # balances, the garbage record, two charge copies, meters
+
     async def metrics_settled() -> bool:
+        """A request's metrics are recorded once Kafka acknowledged its reply, which can be
+        after the test read the reply: wait until every answered request is counted."""
+        text = service.http_get("/metrics")[1]
+        observed = sum(
+            float(line.rpartition(" ")[2])
+            for line in text.splitlines()
+            if line.startswith("stripe_consumer_requests_total{")
+        )
         return (
-            sample(service.http_get("/metrics")[1], "stripe_consumer_commits_total", result="ok")
-            > 0
+            observed == answered
+            and sample(text, "stripe_consumer_commits_total", result="ok") > 0
+            and sample(text, "stripe_consumer_in_flight") == 1
         )
 
-    await harness.wait_for(metrics_settled, 10, "a commit")
+    await harness.wait_for(metrics_settled, 30, "every answered request in the metrics")
     text = service.http_get("/metrics")[1]
     requests = harness.topics.requests
     assert sample(text, "stripe_consumer_records_consumed_total", topic=requests) == GOOD + 4

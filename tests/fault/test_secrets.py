@@ -3,8 +3,9 @@ metric, health answer or error message, even where Stripe echoes a key back."""
 
 from __future__ import annotations
 
-import asyncio
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,7 +65,14 @@ async def test_canary_secrets_appear_nowhere(harness: Harness, tmp_path: Path) -
         return service.http_get("/readyz")[0] == 503
 
     await harness.wait_for(rejected, 30, "the rejected key to be noticed")
-    await asyncio.sleep(2)  # the meter batch retries against Redis, logging each failure
+    # Wait until the leak paths were really exercised (Stripe quoted the key, Redis refused
+    # the password) and logged: the log is written after the replies arrive.
+    for message in ("Invalid API Key provided: [redacted]", "identifier ledger unavailable"):
+
+        def says(line: dict[str, Any], message: str = message) -> bool:
+            return message in json.dumps(line)
+
+        await harness.logged(service, says, 1)
     log = "\n".join(service.log_lines())
     outputs = {
         "log": log,

@@ -41,23 +41,16 @@ async def test_storm_outliving_the_budget_fails_then_recovers(
         # Backoff 0.25 s, 0.5 s, 1 s (each jittered to 50-100%) fits the 2 s budget: at
         # least three attempts before giving up.
         assert reply["attempts"] >= 3
-
-    def durations() -> list[float]:
-        return [
-            line["duration_ms"]
-            for line in (json.loads(text) for text in service.log_lines() if text.startswith("{"))
-            if line.get("event") == "request" and line.get("taskId") in requests
-        ]
-
-    async def every_request_logged() -> bool:
-        # A request's log line is written after its reply is acknowledged: on a busy
-        # machine the last one may not be there yet when its reply has been read.
-        return len(durations()) == len(requests)
-
-    await harness.wait_for(every_request_logged, 30, "a log line for every request")
+    lines = await harness.logged(
+        service,
+        lambda line: line.get("event") == "request" and line.get("taskId") in requests,
+        len(requests),
+    )
+    durations = [line["duration_ms"] for line in lines]
+    assert len(durations) == len(requests)
     # Given up only after the first two backoffs (at least 0.375 s), and within the budget
     # (plus the time of one call).
-    assert all(375 <= ms <= 3500 for ms in durations())
+    assert all(375 <= ms <= 3500 for ms in durations)
     assert (await harness.stats())["executions_total"] == 0
     assert service.metric(
         "stripe_consumer_stripe_retries_total", {"operation": "create_charge"}

@@ -207,7 +207,9 @@ class Lane:
         self.submitted = 0
         self.reject_next = reject_first
 
-    def submit(self, event: MeterEvent, on_result: Callable[[MeterResult], None]) -> None:
+    def submit(
+        self, event: MeterEvent, on_result: Callable[[MeterResult], None], owner: object
+    ) -> None:
         self.submitted += 1
         if self.reject_next:
             self.reject_next = False
@@ -215,7 +217,8 @@ class Lane:
         status = "held" if self.gate.is_rejected("billing") else "delivered"
         asyncio.get_running_loop().call_soon(on_result, MeterResult(status))  # type: ignore[arg-type]
 
-    def flush_all(self) -> None: ...
+    def withdraw(self, unwanted: Callable[[object], bool]) -> list[object]:
+        return []  # every event is answered at once: nothing waits here unstarted
 
 
 async def test_meter_lane_holds_usage_outside_the_batcher_then_answers_it() -> None:

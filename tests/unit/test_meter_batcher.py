@@ -236,3 +236,50 @@ async def test_close_flushes_what_is_queued() -> None:
     future = submitted(b, event("late"))
     assert await b.close(timeout_s=2)
     assert (await future).status == "delivered"
+
+
+async def test_withdraw_takes_back_events_not_started_and_keeps_the_sending_batch() -> None:
+    """Events whose batch holds a sending slot are started and are answered; queued ones
+    (waiting for a slot) are withdrawn: never sent, never answered; a duplicate of another
+    owner stays and is sent."""
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    class Gated(Transport):
+        async def send(
+            self, scope: LedgerScope, credential: StripeCredential, events: Sequence[MeterEvent]
+        ) -> list[MeterResult]:
+            entered.set()
+            await release.wait()
+            return await super().send(scope, credential, events)
+
+    transport = Gated()
+    b = MeterEventBatcher(
+        transport,
+        MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me"),
+        ServiceMetrics(CollectorRegistry()),
+        batch_size=2,
+        concurrency=1,
+    )
+    answered: dict[str, list[str]] = {}
+
+    def submit(identifier: str, owner: str) -> None:
+        b.submit(
+            event(identifier),
+            lambda result: answered.setdefault(owner, []).append(result.status),
+            owner,
+        )
+
+    for i in range(6):  # three full batches: the first takes the one slot
+        submit(f"e{i}", f"revoked-{i}")
+    submit("e5", "kept-5")  # the same identifier from a partition that stays
+    await asyncio.wait_for(entered.wait(), 2)  # the first batch is at Stripe
+    withdrawn = b.withdraw(lambda owner: str(owner).startswith("revoked"))
+    assert sorted(map(str, withdrawn)) == [f"revoked-{i}" for i in range(2, 6)]
+    release.set()
+    assert await b.close(timeout_s=2)
+    assert transport.batches == [["e0", "e1"], ["e5"]]
+    assert answered == {
+        "revoked-0": ["delivered"],
+        "revoked-1": ["delivered"],
+        "kept-5": ["delivered"],
+    }

@@ -100,3 +100,30 @@ async def test_cancel_abandons_unfinished_work() -> None:
     await scheduler.cancel()
     assert scheduler.queued == 0
     assert await scheduler.wait_idle(0.01)
+
+
+async def test_withdraw_takes_back_jobs_not_started_and_leaves_running_ones() -> None:
+    """Withdrawn jobs never run and stop counting as queued; the running job finishes."""
+    scheduler = KeyedScheduler(max_in_flight=2)
+    release = asyncio.Event()
+    ran: list[str] = []
+
+    def job(name: str) -> object:
+        async def run() -> None:
+            ran.append(name)
+            await release.wait()
+
+        return run
+
+    for key in ("a", "b", "c"):  # a and b start (the cap), c waits for a slot
+        for n in range(3):
+            scheduler.submit(key, job(f"{key}{n}"), owner=f"{key}{n}")  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # let the started tasks begin
+    assert ran == ["a0", "b0"]
+    withdrawn = scheduler.withdraw(lambda owner: not str(owner).startswith("b"))
+    assert sorted(map(str, withdrawn)) == ["a1", "a2", "c0", "c1", "c2"]
+    assert scheduler.queued == 1 + 3  # a0 (running) and b's three
+    release.set()
+    assert await scheduler.wait_idle(2)
+    assert ran == ["a0", "b0", "b1", "b2"]
+    assert scheduler.queued == 0
