@@ -42,6 +42,9 @@ PACKAGES = {
     "uidmap": "/usr/bin/newuidmap",
     "netavark": "/usr/lib/podman/netavark",
     "aardvark-dns": "/usr/lib/podman/aardvark-dns",
+    # netavark sets up bridge networks with it, yet Debian's package does not depend on it
+    # (podman's CNI plugins do, but with netavark installed apt does not bring those).
+    "iptables": "/usr/sbin/iptables",
     "podman-compose": "/usr/bin/podman-compose",
 }
 NPROC_LIMIT = 4096  # enough for any container here; below every host's own limit
