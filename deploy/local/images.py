@@ -178,13 +178,11 @@ def _make_root_filesystem(archive: Path) -> None:
             "debootstrap",
         )
         stack.run(podman.as_root(["chroot", str(root), "python3", "-m", "venv", VENV]), "venv")
-        conf = Path(tempfile.mkstemp(prefix="pip-", suffix=".conf", dir=images_dir())[1])
-        conf.write_text(VENV_PIP_CONF)
-        stack.run(
-            podman.as_root(["install", "-m", "644", str(conf), f"{root}{VENV}/pip.conf"]),
-            "pip.conf",
-        )
-        conf.unlink()
+        with tempfile.NamedTemporaryFile("w", suffix=".conf", dir=images_dir()) as conf:
+            conf.write(VENV_PIP_CONF)
+            conf.flush()
+            install = ["install", "-m", "644", conf.name, f"{root}{VENV}/pip.conf"]
+            stack.run(podman.as_root(install), "pip.conf")
         doomed = [p for pattern in BASE_CLEANUP for p in glob.glob(str(root / pattern))]
         if doomed:
             stack.run(podman.as_root(["rm", "-rf", *doomed]), "base cleanup")
