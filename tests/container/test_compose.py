@@ -146,6 +146,13 @@ class ComposeProject:
     def container(self, service: str) -> str:
         return f"{self.name}_{service}_1"
 
+    def wait_logged(self, service: str, line: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while line not in self.podman.run("logs", self.container(service), check=False):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{service} did not log {line!r} in {timeout_s}s")
+            time.sleep(0.5)
+
     def wait_healthy(self, service: str, timeout_s: float) -> None:
         """Run the service's own compose health check until it passes (podman runs health
         checks on a timer only under systemd, which these machines do not have)."""
@@ -170,7 +177,13 @@ class ComposeProject:
                 time.sleep(0.2)
 
     def down(self) -> None:
-        self.run("down", "-v", "-t", "5")
+        """Remove the project's containers at once (how they stop is not under test), then
+        its volumes and network."""
+        label = f"label=io.podman.compose.project={self.name}"
+        ids = self.podman.run("ps", "--all", "--quiet", "--filter", label, check=False).split()
+        if ids:
+            self.podman.run("rm", "--force", "--time", "0", *ids, check=False)
+        self.run("down", "-v")
         self.podman.run("network", "rm", "--force", f"{self.name}_default", check=False)
 
 
@@ -194,8 +207,10 @@ def test_the_buildable_services_start_together_with_podman_compose(
     project = ComposeProject(images, tags)
     try:
         project.up(*BUILDABLE)
-        # podman-compose 1.0 does not wait for `condition: service_healthy`; this does.
-        project.wait_healthy("kafka", 120)
+        # podman-compose 1.0 does not wait for `condition: service_healthy`; this does (once
+        # the broker says it started: a check run earlier hangs until its own timeout).
+        project.wait_logged("kafka", "Kafka Server started", 120)
+        project.wait_healthy("kafka", 60)
         project.up("stripe-consumer")
         project.wait_healthy("stripe-consumer", 60)
         assert project.readyz(timeout_s=30) == 200
