@@ -68,12 +68,16 @@ def missing_packages() -> list[str]:
     return [name for name, path in PACKAGES.items() if not Path(path).exists()]
 
 
+def _apt_get() -> str | None:
+    return shutil.which("apt-get")
+
+
 def ensure_installed() -> None:
     """apt-get install what is missing (through sudo when not root), else say why not."""
     missing = missing_packages()
     if not missing:
         return
-    apt = shutil.which("apt-get")
+    apt = _apt_get()
     if apt is None:
         raise PodmanUnavailable(f"{', '.join(missing)} not installed and there is no apt-get")
     if os.geteuid() != 0 and shutil.which("sudo") is None:

@@ -7,6 +7,7 @@ is skipped with that one-line reason; `make test` builds the images before the t
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -26,10 +27,13 @@ def images() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def service_image(images: ModuleType) -> str:
-    """The service's image, built from the project's Dockerfile on the local Debian base."""
-    tag, _ = images.build_service()
-    return str(tag)
+def service_image(images: ModuleType) -> Iterator[str]:
+    """The service's image, built from this checkout's Dockerfile on the local Debian base,
+    under a tag of this session's own (another checkout's session may build at the same
+    time); podman's layer cache makes it quick after `make images`. Untagged at the end."""
+    tag, _ = images.build_service(f"{images.REPOSITORY}:test-{uuid.uuid4().hex[:8]}")
+    yield str(tag)
+    images.podman.podman_ok("rmi", tag)
 
 
 @pytest.fixture(scope="session")
