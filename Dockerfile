@@ -1,17 +1,28 @@
 # stripe-consumer image: small, non-root, read-only root file system friendly.
 # Build: docker build -t stripe-consumer .   Run: docker run --env-file ... stripe-consumer
+# The base must offer `python` and `pip` (a Python 3.11+) and `useradd` on the PATH:
+# python:3.11-slim by default; `--build-arg BASE_IMAGE=...` for a mirror or a locally built
+# base (deploy/local/images.py builds one from Debian's packages where no registry answers).
+ARG BASE_IMAGE=python:3.11-slim
 
-FROM python:3.11-slim AS build
+FROM ${BASE_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml constraints.txt ./
+# Wheels for the service's pinned runtime dependencies only (no dev tools in the image), in
+# layers that only pyproject.toml and constraints.txt change: editing the code or the README
+# rebuilds just the service's own wheel.
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+    && pip wheel --no-cache-dir --wheel-dir /wheels/deps -c constraints.txt -r requirements.txt
+COPY README.md ./
 COPY consumer ./consumer
-# Wheels for the service and its pinned dependencies only (no dev tools in the image).
-RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels/service .
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin stripe-consumer
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
+COPY --from=build /wheels/deps /wheels/deps
+RUN pip install --no-cache-dir --no-index /wheels/deps/*.whl && rm -rf /wheels
+COPY --from=build /wheels/service /wheels/service
+RUN pip install --no-cache-dir --no-index --no-deps /wheels/service/*.whl && rm -rf /wheels
 # No .pyc writes (read-only root), unbuffered logs, metrics/health on all interfaces.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -9,11 +9,13 @@ STACK  := $(PYTHON) deploy/local/stack.py
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help install up up-lite down status demo run test test-unit test-contract \
-        test-integration test-fault test-e2e test-chart tools stack-cache lint format docs bench clean
+        test-integration test-fault test-e2e test-chart test-container tools stack-cache images \
+        lint format docs bench clean
 
 help:
 	@echo "make demo     run every operation end to end on a real local stack"
-	@echo "make test     run every test tier (unit, contract, integration, fault, e2e, chart)"
+	@echo "make test     run every test tier (unit, contract, integration, fault, e2e, chart, container)"
+	@echo "make images   podman and the images: the service's, Kafka, Redis, stripe-mock (no registry)"
 	@echo "make lint     ruff + mypy --strict"
 	@echo "make up/down  start/stop the local stack (Kafka, stripe-mock, Redis, Conductor)"
 	@echo "make up-lite  the same without Conductor (faster to start)"
@@ -50,8 +52,9 @@ run: install up-lite
 	CONSUMER_REDIS_URL=$${CONSUMER_REDIS_URL:-$$REDIS_URL} \
 	STRIPE_API_KEY=$${STRIPE_API_KEY:-sk_test_123} LOG_FORMAT=text $(PY) -m consumer run
 
-test: install tools stack-cache
-	$(PYTEST) tests/unit tests/contract tests/integration tests/fault tests/e2e tests/chart
+test: install tools stack-cache images
+	$(PYTEST) tests/unit tests/contract tests/integration tests/fault tests/e2e tests/chart \
+		tests/container
 
 # helm and promtool (go install), the CRD schemas: built once into ~/.cache (7-9 min cold).
 tools:
@@ -61,6 +64,13 @@ tools:
 # no test spends its time limit downloading.
 stack-cache:
 	$(STACK) install
+
+# podman from Debian's packages, then the images the container tier runs: a Debian base made
+# with debootstrap (cached in ~/.cache; ~2 min the first time), Kafka, Redis and stripe-mock
+# on it, and the service from the Dockerfile. Where podman cannot run, it says why and the
+# container tier is skipped with that reason.
+images: stack-cache
+	$(PYTHON) deploy/local/images.py install --if-available
 
 test-chart: install tools
 	$(PYTEST) tests/chart
@@ -79,6 +89,9 @@ test-fault: install
 
 test-e2e: install stack-cache
 	$(PYTEST) tests/e2e
+
+test-container: install images
+	$(PYTEST) tests/container
 
 lint: install
 	$(PY) -m ruff format --check .
