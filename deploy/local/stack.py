@@ -780,11 +780,23 @@ def _kafka_command(dir: Path) -> list[str]:
     ]
 
 
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id (base64url of a UUID, as Kafka's own `random-uuid` makes).
+
+    One in 64 such ids starts with `-`, which the StorageTool's argument parser reads as an
+    option ("argument --cluster-id/-t: expected one argument"): redraw those.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _format_kafka_storage(dir: Path) -> None:
     """Format the KRaft log dir once (a restart keeps it, and with it the topics)."""
     if (dir / "kafka" / "data" / "meta.properties").exists():
         return
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = kafka_cluster_id()
     conf = dir / "kafka"
     run(
         [
