@@ -127,6 +127,7 @@ class Stats:
         busiest = max((count for _, count in per_second[1:-1]), default=0)
         result: dict[str, Any] = {
             "calls": self.calls,
+            "in_flight": self.in_flight,
             "status_counts": {str(k): v for k, v in sorted(self.status_counts.items())},
             "calls_by_path": dict(self.calls_by_path),
             "peak_concurrency": self.peak_concurrency,

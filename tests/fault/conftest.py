@@ -67,6 +67,22 @@ class Harness:
         )
         return result
 
+    async def settled_stats(self, timeout_s: float = 10.0) -> dict[str, Any]:
+        """The stand-in's full stats once it has finished what reached it: no request in
+        flight, and no new call between two reads. After a SIGKILL, requests the service
+        sent just before dying are still being served (Stripe, too, completes a request whose
+        client went away); reading at once would miss their effects."""
+        deadline = time.monotonic() + timeout_s
+        before = await self.stats(full=True)
+        while True:
+            await asyncio.sleep(0.2)
+            now = await self.stats(full=True)
+            if now["in_flight"] == 0 and now["calls"] == before["calls"]:
+                return now
+            if time.monotonic() > deadline:
+                raise TimeoutError("the stand-in did not settle")
+            before = now
+
     async def all_committed(self, topic: str) -> bool:
         """Every record of the topic answered and committed by the group (a partition that
         never had a record has nothing to commit)."""

@@ -122,7 +122,7 @@ async def test_sigkill_mid_run_loses_nothing(harness: Harness) -> None:
 
     await harness.wait_for(some_delivered, 60, "4000 meter events delivered")
     first.kill()
-    at_kill = await harness.stats(full=True)
+    at_kill = await harness.settled_stats()
     harness.service().start()
     await wait_answered(harness, timeout_s=180)
     counts = await delivered(harness)
