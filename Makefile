@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
-STACK  := $(PYTHON) deploy/local/stack.py
+STACK  := $(PYTHON) deploy/local/stack
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help install up up-lite down status demo run test test-unit test-contract \

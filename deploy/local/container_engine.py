@@ -13,7 +13,7 @@ that every podman command here gets through ``CONTAINERS_CONF``, so plain ``podm
   (podman-compose).
 
 Containers reach the package registries, and the local stack on 127.0.0.1, only with
-``--network host``: the builds here use it. Stdlib only, like ``stack.py``.
+``--network host``: the builds here use it. Stdlib only, like ``stack/``.
 """
 
 from __future__ import annotations

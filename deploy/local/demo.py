@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import signal
 import subprocess
@@ -26,24 +25,17 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import stack
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_DIR = ROOT / ".local"
 
 
-def _stack_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("local_stack", ROOT / "deploy/local/stack.py")
-    if spec is None or spec.loader is None:
-        raise RuntimeError("deploy/local/stack.py not found")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["local_stack"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @contextlib.contextmanager
-def stack_running(stack: ModuleType) -> Iterator[dict[str, str]]:
+def stack_running() -> Iterator[dict[str, str]]:
     """The stack's addresses. A stack that is already up is reused (with Conductor added if
     it lacks it) and left running; one started here is stopped at the end."""
     env_file = STACK_DIR / "stack.env"
@@ -123,8 +115,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from consumer.demo import run_conductor_demo, run_demo  # noqa: PLC0415  (path set now)
 
-    stack = _stack_module()
-    with stack_running(stack) as stack_env, service_running(stack_env) as env:
+    with stack_running() as stack_env, service_running(stack_env) as env:
         print("demo: running workflows through Conductor", flush=True)
         conductor_lines, _, _ = asyncio.run(
             run_conductor_demo(stack_env["CONDUCTOR_URL"], "stripe.requests", "stripe.replies")

@@ -1,4 +1,4 @@
-"""The real local stack for the tests: Kafka (KRaft) and stripe-mock from deploy/local/stack.py,
+"""The real local stack for the tests: Kafka (KRaft) and stripe-mock from deploy/local/stack/,
 and the project's Stripe stand-in, each started once per test session in a private directory.
 
 Set ``STACK_ENV_FILE`` to a running stack's ``stack.env`` (``make up`` writes ``.local/stack.env``)
@@ -22,12 +22,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_local_script(name: str) -> ModuleType:
-    """Import ``deploy/local/<name>.py`` (scripts, not a package) as ``local_<name>``."""
+    """Import ``deploy/local/<name>.py``, or the package ``deploy/local/<name>/``, as
+    ``local_<name>`` (deploy/local is no package, nor on sys.path)."""
     module_name = f"local_{name}"
     if module_name in sys.modules:
         return sys.modules[module_name]
-    path = ROOT / "deploy/local" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    package = ROOT / "deploy/local" / name
+    if package.is_dir():
+        spec = importlib.util.spec_from_file_location(
+            module_name, package / "__init__.py", submodule_search_locations=[str(package)]
+        )
+    else:
+        spec = importlib.util.spec_from_file_location(module_name, package.with_suffix(".py"))
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -1,4 +1,4 @@
-"""The local stack's own helpers (deploy/local/stack.py), where they can be checked without
+"""The local stack's own helpers (deploy/local/stack/), where they can be checked without
 starting anything."""
 
 from __future__ import annotations

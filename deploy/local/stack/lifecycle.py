@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Install, start, check and stop the real local stack, without Docker.
 
 The stack: a single-node Apache Kafka broker (KRaft) run from Maven Central jars, Stripe's
@@ -7,7 +6,7 @@ meter-event dedup ledger), and optionally a Conductor OSS server (SQLite persist
 event queue pointed at the local broker). Everything binds 127.0.0.1
 on free ports, so several stacks (a developer's and a test run's) can coexist.
 
-Commands (``python3 deploy/local/stack.py <command> --help`` for flags)::
+Commands (``python3 deploy/local/stack <command> --help`` for flags)::
 
     up [--dir DIR] [--no-conductor] [--partitions N]   install what is missing, start, wait
     down [--dir DIR] [--keep-data]                      stop everything started in DIR
@@ -96,7 +95,7 @@ STOP_TIMEOUT_S = 30.0
 DEFAULT_PARTITIONS = 3
 MARKER_ENV = "STRIPE_CONSUMER_STACK"
 STRIPE_TEST_KEY = "sk_test_123"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DIR = REPO_ROOT / ".local"
 
 
@@ -1222,7 +1221,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

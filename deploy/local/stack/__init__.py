@@ -1,0 +1,60 @@
+"""The local stack without Docker: install, start, check and stop Kafka, stripe-mock, Redis
+and Conductor on 127.0.0.1 (``python3 deploy/local/stack --help``).
+
+Stdlib only (it runs with the system python3, before any venv): its modules import the
+standard library and each other, nothing else. This face names what other files use.
+"""
+
+from .lifecycle import (
+    KAFKA_LOG4J,
+    KAFKA_VERSION,
+    REPO_ROOT,
+    STRIPE_MOCK_VERSION,
+    StackError,
+    cache_dir,
+    complete,
+    down,
+    file_lock,
+    install,
+    install_kafka,
+    install_stripe_mock,
+    installing,
+    kafka_cluster_id,
+    kill_kafka,
+    main,
+    restart_kafka,
+    run,
+    say,
+    start_kafka,
+    status,
+    stop_kafka,
+    tool,
+    up,
+)
+
+__all__ = [
+    "KAFKA_LOG4J",
+    "KAFKA_VERSION",
+    "REPO_ROOT",
+    "STRIPE_MOCK_VERSION",
+    "StackError",
+    "cache_dir",
+    "complete",
+    "down",
+    "file_lock",
+    "install",
+    "install_kafka",
+    "install_stripe_mock",
+    "installing",
+    "kafka_cluster_id",
+    "kill_kafka",
+    "main",
+    "restart_kafka",
+    "run",
+    "say",
+    "start_kafka",
+    "status",
+    "stop_kafka",
+    "tool",
+    "up",
+]
