@@ -9,7 +9,6 @@ from .downloads import cache_dir, complete, file_lock, installing
 from .lifecycle import (
     KAFKA_LOG4J,
     KAFKA_VERSION,
-    REPO_ROOT,
     STRIPE_MOCK_VERSION,
     down,
     install,
@@ -25,6 +24,7 @@ from .lifecycle import (
     up,
 )
 from .shell import StackError, run, say, tool
+from .stack_dir import REPO_ROOT
 
 __all__ = [
     "KAFKA_LOG4J",

@@ -49,8 +49,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
-import json
 import os
 import shutil
 import signal
@@ -60,14 +58,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from . import network, processes, stack_dir
 from .downloads import (
     DEPENDENCY_PLUGIN_VERSION,
     cache_dir,
@@ -97,46 +94,11 @@ CONDUCTOR_HEAP_OPTS = os.environ.get("STACK_CONDUCTOR_HEAP_OPTS", "-Xms256m -Xmx
 
 COMPONENTS = ("kafka", "stripe-mock", "redis", "conductor")
 READY_TIMEOUT_S = {"kafka": 90.0, "stripe-mock": 30.0, "redis": 20.0, "conductor": 240.0}
-STOP_TIMEOUT_S = 30.0
 DEFAULT_PARTITIONS = 3
-MARKER_ENV = "STRIPE_CONSUMER_STACK"
 STRIPE_TEST_KEY = "sk_test_123"
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_DIR = REPO_ROOT / ".local"
 
 
 # --- Small helpers --------------------------------------------------------------------------
-
-
-def _logtail(log: Path, lines: int = 40) -> str:
-    try:
-        data = log.read_bytes()[-200_000:]
-    except OSError:
-        return "(no log)"
-    return tail(data.decode(errors="replace"), lines)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 # --- Install --------------------------------------------------------------------------------
@@ -446,111 +408,6 @@ def _conductor_properties(port: int, kafka_bootstrap: str, work: Path) -> str:
 # --- Processes ------------------------------------------------------------------------------
 
 
-def _marker(dir: Path, name: str) -> str:
-    return f"{MARKER_ENV}={dir}/{name}"
-
-
-def _spawn(cmd: list[str], log: Path, cwd: Path, marker: str) -> int:
-    """Start cmd detached (new session, reparented to init), output appended to log."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    cwd.mkdir(parents=True, exist_ok=True)
-    key, _, value = marker.partition("=")
-    # sh backgrounds the command and exits at once: the process outlives this script, is not
-    # our child (no zombie, no Popen left running) and keeps sh's process group, whose id we
-    # signal in _stop.
-    launcher = 'log=$1; shift; "$@" >>"$log" 2>&1 </dev/null & echo $!'
-    proc = subprocess.run(
-        ["/bin/sh", "-c", launcher, "sh", str(log), *cmd],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, key: value},
-        start_new_session=True,
-        check=True,
-    )
-    return int(proc.stdout.strip())
-
-
-def _proc_state(pid: int) -> str | None:
-    """The process state letter from /proc, or None when there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
-def _is_ours(pid: int, marker: str) -> bool:
-    state = _proc_state(pid)
-    if state is None or state in "ZX":
-        return False
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    return marker.encode() in environ.split(b"\0")
-
-
-def _pid_file(dir: Path, name: str) -> Path:
-    return dir / "pids" / f"{name}.pid"
-
-
-def _recorded_pid(dir: Path, name: str) -> int | None:
-    try:
-        return int(_pid_file(dir, name).read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _live_pid(dir: Path, name: str) -> int | None:
-    pid = _recorded_pid(dir, name)
-    return pid if pid is not None and _is_ours(pid, _marker(dir, name)) else None
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        pgid = os.getpgid(pid)
-        if pgid == os.getpgrp():  # never signal our own group
-            os.kill(pid, sig)
-        else:
-            os.killpg(pgid, sig)
-
-
-def _wait_gone(pids: list[int], marker_of: Callable[[int], str], timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    remaining = list(pids)
-    while remaining and time.monotonic() < deadline:
-        time.sleep(0.1)
-        remaining = [pid for pid in remaining if _is_ours(pid, marker_of(pid))]
-    return remaining
-
-
-def _stop(targets: dict[int, str], timeout: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM each pid's process group, then SIGKILL whatever is left after timeout."""
-    live = {pid: marker for pid, marker in targets.items() if _is_ours(pid, marker)}
-    for pid in live:
-        _signal_group(pid, signal.SIGTERM)
-    left = _wait_gone(list(live), live.__getitem__, timeout)
-    for pid in left:
-        _signal_group(pid, signal.SIGKILL)
-    if _wait_gone(left, live.__getitem__, 10.0):
-        raise StackError(f"could not stop pids {left}")
-
-
-def _strays(dir: Path) -> dict[int, str]:
-    """Processes marked as belonging to DIR, whatever the pid files say."""
-    markers = {_marker(dir, name).encode() for name in COMPONENTS}
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for var in (entry / "environ").read_bytes().split(b"\0"):
-                if var in markers and _proc_state(int(entry.name)) not in (None, "Z"):
-                    found[int(entry.name)] = var.decode()
-    return found
-
-
 # --- Readiness checks -----------------------------------------------------------------------
 
 
@@ -578,20 +435,8 @@ def kafka_answers(port: int) -> bool:
     return bool(correlation_id == 7 and error_code == 0)
 
 
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def _http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
-    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 (http://127.0.0.1 only)
-    try:
-        with _NO_PROXY.open(request, timeout=3.0) as response:
-            return int(response.status) == 200
-    except (OSError, urllib.error.URLError, ValueError):
-        return False
-
-
 def _stripe_mock_answers(port: int) -> bool:
-    return _http_ok(
+    return network.http_ok(
         f"http://127.0.0.1:{port}/v1/balance",
         {"Authorization": f"Bearer {STRIPE_TEST_KEY}"},
     )
@@ -599,16 +444,7 @@ def _stripe_mock_answers(port: int) -> bool:
 
 def _conductor_answers(port: int) -> bool:
     base = f"http://127.0.0.1:{port}"
-    return _http_ok(f"{base}/health") and _http_ok(f"{base}/api/metadata/taskdefs")
-
-
-def _log_has(log: Path, offset: int, needle: bytes) -> bool:
-    try:
-        with log.open("rb") as handle:
-            handle.seek(offset)
-            return needle in handle.read()
-    except OSError:
-        return False
+    return network.http_ok(f"{base}/health") and network.http_ok(f"{base}/api/metadata/taskdefs")
 
 
 def _redis_answers(port: int) -> bool:
@@ -632,26 +468,6 @@ def _answers(name: str, state: dict[str, Any]) -> bool:
 
 
 # --- Components -----------------------------------------------------------------------------
-
-
-def _log(dir: Path, name: str) -> Path:
-    return dir / "logs" / f"{name}.log"
-
-
-def _load_state(dir: Path) -> dict[str, Any]:
-    try:
-        loaded = json.loads((dir / "state.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
-
-
-def _save_state(dir: Path, state: dict[str, Any]) -> None:
-    _write_atomic(dir / "state.json", json.dumps(state, indent=2, sort_keys=True) + "\n")
-
-
-def _reuse_or_free(port: int | None) -> int:
-    return port if port is not None and _port_free(port) else _free_port()
 
 
 def _kafka_command(dir: Path) -> list[str]:
@@ -713,30 +529,23 @@ def _prepare_kafka(dir: Path, state: dict[str, Any], partitions: int, same_ports
     if same_ports:
         port, cport = kafka["port"], kafka["controller_port"]
         for p in (port, cport):
-            if not _wait_port_free(p, 15.0):
+            if not network.wait_port_free(p, 15.0):
                 raise StackError(f"kafka: port {p} is still in use; cannot restart on it")
     else:
-        port = _reuse_or_free(kafka.get("port"))
-        cport = _reuse_or_free(kafka.get("controller_port"))
+        port = network.reuse_or_free(kafka.get("port"))
+        cport = network.reuse_or_free(kafka.get("controller_port"))
         while cport == port:
-            cport = _free_port()
+            cport = network.free_port()
     state["kafka"] = {"port": port, "controller_port": cport, "partitions": partitions}
     conf = dir / "kafka"
-    _write_atomic(conf / "server.properties", _kafka_server_properties(dir, state["kafka"]))
-    _write_atomic(conf / "log4j2.properties", KAFKA_LOG4J)
-
-
-def _wait_port_free(port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not _port_free(port):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
+    stack_dir.write_atomic(
+        conf / "server.properties", _kafka_server_properties(dir, state["kafka"])
+    )
+    stack_dir.write_atomic(conf / "log4j2.properties", KAFKA_LOG4J)
 
 
 def _prepare_stripe_mock(dir: Path, state: dict[str, Any]) -> None:
-    state["stripe-mock"] = {"port": _reuse_or_free(state.get("stripe-mock", {}).get("port"))}
+    state["stripe-mock"] = {"port": network.reuse_or_free(state.get("stripe-mock", {}).get("port"))}
 
 
 def _stripe_mock_command(state: dict[str, Any]) -> list[str]:
@@ -753,7 +562,7 @@ def _stripe_mock_command(state: dict[str, Any]) -> list[str]:
 
 def _prepare_redis(dir: Path, state: dict[str, Any]) -> None:
     (dir / "redis").mkdir(parents=True, exist_ok=True)
-    state["redis"] = {"port": _reuse_or_free(state.get("redis", {}).get("port"))}
+    state["redis"] = {"port": network.reuse_or_free(state.get("redis", {}).get("port"))}
 
 
 def _redis_command(dir: Path, state: dict[str, Any]) -> list[str]:
@@ -777,10 +586,12 @@ def _prepare_conductor(dir: Path, state: dict[str, Any]) -> None:
     work = dir / "conductor"
     for sub in ("tmp", "payload"):
         (work / sub).mkdir(parents=True, exist_ok=True)
-    port = _reuse_or_free(state.get("conductor", {}).get("port"))
+    port = network.reuse_or_free(state.get("conductor", {}).get("port"))
     bootstrap = f"127.0.0.1:{state['kafka']['port']}"
     state["conductor"] = {"port": port, "kafka": bootstrap}
-    _write_atomic(work / "conductor.properties", _conductor_properties(port, bootstrap, work))
+    stack_dir.write_atomic(
+        work / "conductor.properties", _conductor_properties(port, bootstrap, work)
+    )
 
 
 def _conductor_command(dir: Path) -> list[str]:
@@ -814,32 +625,36 @@ class _Launch:
 
     def __init__(self, dir: Path, name: str, state: dict[str, Any], fresh_log: bool) -> None:
         self.name = name
-        self.log = _log(dir, name)
-        self.marker = _marker(dir, name)
+        self.log = processes.log_path(dir, name)
+        self.marker = processes.marker(dir, name)
         if fresh_log:
             self.log.unlink(missing_ok=True)
         self.offset = self.log.stat().st_size if self.log.exists() else 0
         self.started = time.monotonic()
         if name == "kafka":
             _format_kafka_storage(dir)
-        self.pid = _spawn(_command(name, dir, state), self.log, dir / _workdir(name), self.marker)
-        _write_atomic(_pid_file(dir, name), f"{self.pid}\n")
+        self.pid = processes.spawn(
+            _command(name, dir, state), self.log, dir / _workdir(name), self.marker
+        )
+        stack_dir.write_atomic(processes.pid_file(dir, name), f"{self.pid}\n")
 
     def check(self, state: dict[str, Any]) -> float | None:
         """Seconds since the start once it answers; None while starting; raise if it failed."""
         answers = _answers(self.name, state)
         if self.name == "kafka":  # the port opens a moment before the broker is fully up
-            answers = answers and _log_has(self.log, self.offset, b"Kafka Server started")
+            answers = answers and processes.log_has(self.log, self.offset, b"Kafka Server started")
         elapsed = time.monotonic() - self.started
         if answers:
             return elapsed
-        if not _is_ours(self.pid, self.marker):
+        if not processes.is_ours(self.pid, self.marker):
             problem = "exited during start-up"
         elif elapsed > READY_TIMEOUT_S[self.name]:
             problem = f"not ready after {READY_TIMEOUT_S[self.name]:.0f} s"
         else:
             return None
-        raise StackError(f"{self.name}: {problem}; last lines of {self.log}:\n{_logtail(self.log)}")
+        raise StackError(
+            f"{self.name}: {problem}; last lines of {self.log}:\n{processes.log_tail(self.log)}"
+        )
 
 
 def _wait_ready(launches: list[_Launch], state: dict[str, Any]) -> None:
@@ -878,10 +693,6 @@ def _env(state: dict[str, Any], running: list[str]) -> dict[str, str]:
     return {keys[name]: _address(name, state) for name in COMPONENTS if name in running}
 
 
-def _write_env(dir: Path, env: dict[str, str]) -> None:
-    _write_atomic(dir / "stack.env", "".join(f"{k}={v}\n" for k, v in env.items()))
-
-
 def _prepare(name: str, dir: Path, state: dict[str, Any], partitions: int) -> None:
     if name == "kafka":
         _prepare_kafka(dir, state, partitions, same_ports=False)
@@ -901,41 +712,37 @@ def _start_and_wait(
     try:
         for name in names:  # Kafka first: Conductor's configuration needs its address
             _prepare(name, dir, state, partitions)
-        _save_state(dir, state)
+        stack_dir.save_state(dir, state)
         # Slowest first; Kafka last, as formatting its storage takes a JVM start of its own.
         for name in sorted(names, key=("conductor", "stripe-mock", "redis", "kafka").index):
             launches.append(_Launch(dir, name, state, fresh_log=fresh))
         _wait_ready(launches, state)
     except BaseException:
-        _stop({launch.pid: launch.marker for launch in launches}, timeout=10.0)
+        processes.stop({launch.pid: launch.marker for launch in launches}, timeout=10.0)
         raise
 
 
 # --- Public API -----------------------------------------------------------------------------
 
 
-def _resolve(dir: Path | str | None) -> Path:
-    return (Path(dir) if dir is not None else DEFAULT_DIR).expanduser().resolve()
-
-
 def up(
-    dir: Path = DEFAULT_DIR, conductor: bool = True, partitions: int | None = None
+    dir: Path = stack_dir.DEFAULT_DIR, conductor: bool = True, partitions: int | None = None
 ) -> dict[str, str]:
     """Start (or complete) the stack in dir and return its addresses (stack.env's content).
 
     partitions is the broker's num.partitions (default 3); a running broker keeps its own.
     """
-    dir = _resolve(dir)
-    conductor = conductor or _recorded_pid(dir, "conductor") is not None
+    dir = stack_dir.resolve(dir)
+    conductor = conductor or processes.recorded_pid(dir, "conductor") is not None
     install(conductor=conductor)
-    with file_lock(dir / ".lock"):
-        state = _load_state(dir)
+    with stack_dir.locked(dir):
+        state = stack_dir.load_state(dir)
         fresh = not state
         wanted = [name for name in COMPONENTS if name != "conductor" or conductor]
         running = [
             name
             for name in wanted
-            if name in state and _live_pid(dir, name) is not None and _answers(name, state)
+            if name in state and processes.live_pid(dir, name) is not None and _answers(name, state)
         ]
         for name in running:
             say(f"{name}: already up at {_address(name, state)}")
@@ -944,39 +751,43 @@ def up(
             say(f"kafka: keeps num.partitions={kept} until `down`")
         partitions = partitions or kept
         to_start = [name for name in wanted if name not in running]
-        kafka_moves = "kafka" in state and not _port_free(state["kafka"]["port"])
+        kafka_moves = "kafka" in state and not network.port_free(state["kafka"]["port"])
         if "kafka" in to_start and kafka_moves and "conductor" in running:
             running.remove("conductor")  # it must be told the broker's new address
             to_start.append("conductor")
-        hung = {pid: _marker(dir, n) for n in to_start if (pid := _live_pid(dir, n)) is not None}
-        _stop(hung, timeout=10.0)
+        hung = {
+            pid: processes.marker(dir, n)
+            for n in to_start
+            if (pid := processes.live_pid(dir, n)) is not None
+        }
+        processes.stop(hung, timeout=10.0)
         _start_and_wait(dir, state, to_start, partitions, fresh)
         env = _env(state, wanted)
-        _write_env(dir, env)
+        stack_dir.write_env(dir, env)
     return env
 
 
-def down(dir: Path = DEFAULT_DIR, keep_data: bool = False) -> None:
+def down(dir: Path = stack_dir.DEFAULT_DIR, keep_data: bool = False) -> None:
     """Stop everything started in dir; remove pids and stack.env (and data unless keep_data)."""
-    dir = _resolve(dir)
+    dir = stack_dir.resolve(dir)
     if not dir.exists():
         return
-    with file_lock(dir / ".lock"):
+    with stack_dir.locked(dir):
         # Conductor first: its Kafka clients wait for the broker while closing.
         for group in (("conductor", "stripe-mock", "redis"), ("kafka",)):
             targets = {}
             for name in group:
-                pid = _recorded_pid(dir, name)
-                if pid is not None and _is_ours(pid, _marker(dir, name)):
-                    targets[pid] = _marker(dir, name)
+                pid = processes.recorded_pid(dir, name)
+                if pid is not None and processes.is_ours(pid, processes.marker(dir, name)):
+                    targets[pid] = processes.marker(dir, name)
             started = time.monotonic()
-            _stop(targets)
+            processes.stop(targets)
             for marker in targets.values():
                 name = marker.rsplit("/", 1)[1]
                 say(f"{name}: stopped ({time.monotonic() - started:.1f}s)")
-        _stop(_strays(dir))
+        processes.stop(processes.strays(dir, COMPONENTS))
         for name in COMPONENTS:
-            _pid_file(dir, name).unlink(missing_ok=True)
+            processes.pid_file(dir, name).unlink(missing_ok=True)
         (dir / "stack.env").unlink(missing_ok=True)
         if not keep_data:
             (dir / "state.json").unlink(missing_ok=True)
@@ -985,58 +796,58 @@ def down(dir: Path = DEFAULT_DIR, keep_data: bool = False) -> None:
             shutil.rmtree(dir / "conductor", ignore_errors=True)
 
 
-def status(dir: Path = DEFAULT_DIR) -> dict[str, bool]:
+def status(dir: Path = stack_dir.DEFAULT_DIR) -> dict[str, bool]:
     """Map each started component (one with a pid file) to whether it answers."""
-    dir = _resolve(dir)
-    state = _load_state(dir)
+    dir = stack_dir.resolve(dir)
+    state = stack_dir.load_state(dir)
     return {
-        name: _live_pid(dir, name) is not None and name in state and _answers(name, state)
+        name: processes.live_pid(dir, name) is not None and name in state and _answers(name, state)
         for name in COMPONENTS
-        if _pid_file(dir, name).exists()
+        if processes.pid_file(dir, name).exists()
     }
 
 
-def kill_kafka(dir: Path = DEFAULT_DIR) -> None:
+def kill_kafka(dir: Path = stack_dir.DEFAULT_DIR) -> None:
     """SIGKILL the broker (a crash); its pid file stays, so status reports it down."""
-    dir = _resolve(dir)
-    with file_lock(dir / ".lock"):
-        pid = _live_pid(dir, "kafka")
+    dir = stack_dir.resolve(dir)
+    with stack_dir.locked(dir):
+        pid = processes.live_pid(dir, "kafka")
         if pid is not None:
-            _signal_group(pid, signal.SIGKILL)
-            _wait_gone([pid], lambda _: _marker(dir, "kafka"), 10.0)
+            processes.signal_group(pid, signal.SIGKILL)
+            processes.wait_gone([pid], lambda _: processes.marker(dir, "kafka"), 10.0)
 
 
-def start_kafka(dir: Path = DEFAULT_DIR) -> float:
+def start_kafka(dir: Path = stack_dir.DEFAULT_DIR) -> float:
     """Start the broker on its previous port and data dir; return seconds until ready."""
-    dir = _resolve(dir)
-    with file_lock(dir / ".lock"):
-        state = _load_state(dir)
+    dir = stack_dir.resolve(dir)
+    with stack_dir.locked(dir):
+        state = stack_dir.load_state(dir)
         if "kafka" not in state:
             raise StackError(f"kafka: no stack in {dir}; run `up` first")
-        if _live_pid(dir, "kafka") is not None and kafka_answers(state["kafka"]["port"]):
+        if processes.live_pid(dir, "kafka") is not None and kafka_answers(state["kafka"]["port"]):
             return 0.0
         _prepare_kafka(dir, state, state["kafka"]["partitions"], same_ports=True)
         launch = _Launch(dir, "kafka", state, fresh_log=False)
         try:
             _wait_ready([launch], state)
         except BaseException:
-            _stop({launch.pid: launch.marker}, timeout=10.0)
+            processes.stop({launch.pid: launch.marker}, timeout=10.0)
             raise
         return time.monotonic() - launch.started
 
 
-def stop_kafka(dir: Path = DEFAULT_DIR) -> None:
+def stop_kafka(dir: Path = stack_dir.DEFAULT_DIR) -> None:
     """Stop the broker gracefully (SIGTERM, then SIGKILL after a timeout)."""
-    dir = _resolve(dir)
-    with file_lock(dir / ".lock"):
-        pid = _live_pid(dir, "kafka")
+    dir = stack_dir.resolve(dir)
+    with stack_dir.locked(dir):
+        pid = processes.live_pid(dir, "kafka")
         if pid is not None:
             started = time.monotonic()
-            _stop({pid: _marker(dir, "kafka")})
+            processes.stop({pid: processes.marker(dir, "kafka")})
             say(f"kafka: stopped ({time.monotonic() - started:.1f}s)")
 
 
-def restart_kafka(dir: Path = DEFAULT_DIR) -> float:
+def restart_kafka(dir: Path = stack_dir.DEFAULT_DIR) -> float:
     """Stop and start the broker on the same port and data dir; return start-up seconds."""
     stop_kafka(dir)
     return start_kafka(dir)
@@ -1046,7 +857,7 @@ def restart_kafka(dir: Path = DEFAULT_DIR) -> float:
 
 
 def _print_status(dir: Path) -> int:
-    state = _load_state(dir)
+    state = stack_dir.load_state(dir)
     result = status(dir)
     if not result:
         say(f"no stack started in {dir}")
@@ -1063,7 +874,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def with_dir(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="stack dir (.local)")
+        sub.add_argument(
+            "--dir", type=Path, default=stack_dir.DEFAULT_DIR, help="stack dir (.local)"
+        )
         return sub
 
     up_cmd = with_dir("up", "install what is missing, start the stack, write stack.env")
@@ -1093,11 +906,12 @@ def main(argv: list[str] | None = None) -> int:
             env = up(args.dir, conductor=not args.no_conductor, partitions=args.partitions)
             for key, value in env.items():
                 say(f"  {key}={value}")
-            say(f"wrote {_resolve(args.dir) / 'stack.env'} ({time.monotonic() - started:.1f}s)")
+            env_file = stack_dir.resolve(args.dir) / "stack.env"
+            say(f"wrote {env_file} ({time.monotonic() - started:.1f}s)")
         elif args.command == "down":
             down(args.dir, keep_data=args.keep_data)
         elif args.command == "status":
-            return _print_status(_resolve(args.dir))
+            return _print_status(stack_dir.resolve(args.dir))
         else:
             action: dict[str, Callable[[Path], object]] = {
                 "restart-kafka": restart_kafka,
