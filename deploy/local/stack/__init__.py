@@ -6,15 +6,13 @@ standard library and each other, nothing else. This face names what other files 
 """
 
 from .downloads import cache_dir, complete, file_lock, installing
+from .kafka_broker import KAFKA_VERSION, install_kafka
+from .kafka_config import KAFKA_LOG4J, kafka_cluster_id
 from .lifecycle import (
-    KAFKA_LOG4J,
-    KAFKA_VERSION,
     STRIPE_MOCK_VERSION,
     down,
     install,
-    install_kafka,
     install_stripe_mock,
-    kafka_cluster_id,
     kill_kafka,
     main,
     restart_kafka,

@@ -48,23 +48,20 @@ file whose process is gone, a zombie or someone else's is treated as down) and h
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from . import network, processes, stack_dir
+from . import kafka_broker, network, processes, stack_dir
 from .downloads import (
     DEPENDENCY_PLUGIN_VERSION,
     cache_dir,
@@ -76,12 +73,6 @@ from .downloads import (
 from .java_runtime import install_jdk21, jdk21_java, system_java
 from .shell import StackError, run, say, tail, tool
 
-# --- Pinned versions ------------------------------------------------------------------------
-# Kafka 4.1.1: the documented recipe, verified here (4.4.0 also starts with the same recipe).
-KAFKA_VERSION = "4.1.1"
-# SLF4J 1.7 -> Log4j2 binding that Kafka 4.1's release tarball ships but no POM names;
-# without it the broker logs nothing (and the readiness line never appears).
-LOG4J_VERSION = "2.24.3"
 # Newest stripe-mock tag on the Go module proxy.
 STRIPE_MOCK_VERSION = "v0.203.0"
 # Newest Conductor OSS on Maven Central. 3.21.22 is not there; 3.21.14 is and runs on Java 17
@@ -89,7 +80,6 @@ STRIPE_MOCK_VERSION = "v0.203.0"
 # STACK_CONDUCTOR_VERSION overrides it.
 CONDUCTOR_VERSION = os.environ.get("STACK_CONDUCTOR_VERSION", "3.32.3")
 
-KAFKA_HEAP_OPTS = os.environ.get("STACK_KAFKA_HEAP_OPTS", "-Xms256m -Xmx512m").split()
 CONDUCTOR_HEAP_OPTS = os.environ.get("STACK_CONDUCTOR_HEAP_OPTS", "-Xms256m -Xmx1g").split()
 
 COMPONENTS = ("kafka", "stripe-mock", "redis", "conductor")
@@ -102,57 +92,6 @@ STRIPE_TEST_KEY = "sk_test_123"
 
 
 # --- Install --------------------------------------------------------------------------------
-
-
-def _kafka_home() -> Path:
-    return cache_dir() / f"kafka-{KAFKA_VERSION}"
-
-
-def _kafka_pom() -> str:
-    deps = [
-        ("org.apache.kafka", "kafka_2.13", KAFKA_VERSION),
-        # ConsoleProducer/ConsoleConsumer, TopicCommand & co., for poking the broker by hand.
-        ("org.apache.kafka", "kafka-tools", KAFKA_VERSION),
-        ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
-    ]
-    dep_xml = "\n".join(
-        f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
-        f"<version>{v}</version></dependency>"
-        for g, a, v in deps
-    )
-    return f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>local.stack</groupId><artifactId>kafka-broker-libs</artifactId><version>1</version>
-  <packaging>pom</packaging>
-  <dependencies>
-{dep_xml}
-  </dependencies>
-  <build><plugins><plugin>
-    <groupId>org.apache.maven.plugins</groupId><artifactId>maven-dependency-plugin</artifactId>
-    <version>{DEPENDENCY_PLUGIN_VERSION}</version>
-  </plugin></plugins></build>
-</project>
-"""
-
-
-def install_kafka() -> Path:
-    """Return the broker's lib dir, fetching the jars from Maven Central on first use."""
-    home = _kafka_home()
-    with file_lock(cache_dir() / ".lock-kafka"):
-        if not complete(home):
-            say(f"kafka: installing {KAFKA_VERSION} jars (first run only)...")
-            with installing(home) as tmp:
-                (tmp / "pom.xml").write_text(_kafka_pom())
-                mvn(
-                    [
-                        "dependency:copy-dependencies",
-                        f"-DoutputDirectory={tmp / 'lib'}",
-                        "-DincludeScope=runtime",
-                    ],
-                    "kafka: mvn dependency:copy-dependencies",
-                    cwd=tmp,
-                )
-    return home / "lib"
 
 
 def _stripe_mock_bin() -> Path:
@@ -319,7 +258,7 @@ def install(conductor: bool = True) -> None:
     install_redis()
 
     def jvm_parts() -> None:  # Maven runs one at a time; the Go build overlaps with them
-        install_kafka()
+        kafka_broker.install_kafka()
         if conductor:
             install_conductor()
 
@@ -330,51 +269,6 @@ def install(conductor: bool = True) -> None:
 
 
 # --- Configuration files --------------------------------------------------------------------
-
-
-def _kafka_server_properties(dir: Path, kafka: dict[str, Any]) -> str:
-    port, cport = kafka["port"], kafka["controller_port"]
-    settings = {
-        "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{cport}",
-        "controller.listener.names": "CONTROLLER",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "log.dirs": str(dir / "kafka" / "data"),
-        "num.partitions": str(kafka["partitions"]),
-        "auto.create.topics.enable": "true",
-        # One node: every internal topic must be RF 1 / min ISR 1 (defaults 3 / 2 never fit).
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "min.insync.replicas": "1",
-        "group.initial.rebalance.delay.ms": "0",
-        # After a SIGKILL the restarted node waits out its old registration's session
-        # (default 9 s) before it can register again; keep that short for fault tests.
-        "broker.session.timeout.ms": "4000",
-        "broker.heartbeat.interval.ms": "1000",
-    }
-    return "".join(f"{key}={value}\n" for key, value in settings.items())
-
-
-KAFKA_LOG4J = """status = warn
-appender.stdout.type = Console
-appender.stdout.name = STDOUT
-appender.stdout.layout.type = PatternLayout
-appender.stdout.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.stdout.ref = STDOUT
-# The full config dumps (hundreds of lines per client) drown everything else.
-logger.config.name = org.apache.kafka.common.config.AbstractConfig
-logger.config.level = WARN
-logger.state.name = state.change.logger
-logger.state.level = WARN
-"""
 
 
 def _conductor_properties(port: int, kafka_bootstrap: str, work: Path) -> str:
@@ -411,30 +305,6 @@ def _conductor_properties(port: int, kafka_bootstrap: str, work: Path) -> str:
 # --- Readiness checks -----------------------------------------------------------------------
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("connection closed")
-        data += chunk
-    return data
-
-
-def kafka_answers(port: int) -> bool:
-    """True when the broker answers an ApiVersions request (v0) without error."""
-    client_id = b"stack.py"
-    request = struct.pack(">hhih", 18, 0, 7, len(client_id)) + client_id
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as sock:
-            sock.sendall(struct.pack(">i", len(request)) + request)
-            (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-            correlation_id, error_code = struct.unpack(">ih", _recv_exact(sock, size)[:6])
-    except (OSError, struct.error):
-        return False
-    return bool(correlation_id == 7 and error_code == 0)
-
-
 def _stripe_mock_answers(port: int) -> bool:
     return network.http_ok(
         f"http://127.0.0.1:{port}/v1/balance",
@@ -459,7 +329,7 @@ def _redis_answers(port: int) -> bool:
 def _answers(name: str, state: dict[str, Any]) -> bool:
     port = int(state[name]["port"])
     if name == "kafka":
-        return kafka_answers(port)
+        return kafka_broker.answers(port)
     if name == "stripe-mock":
         return _stripe_mock_answers(port)
     if name == "redis":
@@ -468,80 +338,6 @@ def _answers(name: str, state: dict[str, Any]) -> bool:
 
 
 # --- Components -----------------------------------------------------------------------------
-
-
-def _kafka_command(dir: Path) -> list[str]:
-    conf = dir / "kafka"
-    return [
-        system_java(),
-        *KAFKA_HEAP_OPTS,
-        "-XX:+UseG1GC",
-        "-XX:MaxGCPauseMillis=20",
-        "-XX:InitiatingHeapOccupancyPercent=35",
-        "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
-        f"-Dkafka.logs.dir={conf / 'logs'}",
-        "-cp",
-        f"{_kafka_home() / 'lib'}/*",
-        "kafka.Kafka",
-        str(conf / "server.properties"),
-    ]
-
-
-def kafka_cluster_id() -> str:
-    """A random KRaft cluster id (base64url of a UUID, as Kafka's own `random-uuid` makes).
-
-    One in 64 such ids starts with `-`, which the StorageTool's argument parser reads as an
-    option ("argument --cluster-id/-t: expected one argument"): redraw those.
-    """
-    while True:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not cluster_id.startswith("-"):
-            return cluster_id
-
-
-def _format_kafka_storage(dir: Path) -> None:
-    """Format the KRaft log dir once (a restart keeps it, and with it the topics)."""
-    if (dir / "kafka" / "data" / "meta.properties").exists():
-        return
-    cluster_id = kafka_cluster_id()
-    conf = dir / "kafka"
-    run(
-        [
-            system_java(),
-            "-Xmx256m",
-            f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
-            "-cp",
-            f"{_kafka_home() / 'lib'}/*",
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            cluster_id,
-            "-c",
-            str(conf / "server.properties"),
-        ],
-        "kafka: StorageTool format",
-    )
-
-
-def _prepare_kafka(dir: Path, state: dict[str, Any], partitions: int, same_ports: bool) -> None:
-    kafka = state.get("kafka", {})
-    if same_ports:
-        port, cport = kafka["port"], kafka["controller_port"]
-        for p in (port, cport):
-            if not network.wait_port_free(p, 15.0):
-                raise StackError(f"kafka: port {p} is still in use; cannot restart on it")
-    else:
-        port = network.reuse_or_free(kafka.get("port"))
-        cport = network.reuse_or_free(kafka.get("controller_port"))
-        while cport == port:
-            cport = network.free_port()
-    state["kafka"] = {"port": port, "controller_port": cport, "partitions": partitions}
-    conf = dir / "kafka"
-    stack_dir.write_atomic(
-        conf / "server.properties", _kafka_server_properties(dir, state["kafka"])
-    )
-    stack_dir.write_atomic(conf / "log4j2.properties", KAFKA_LOG4J)
 
 
 def _prepare_stripe_mock(dir: Path, state: dict[str, Any]) -> None:
@@ -612,7 +408,7 @@ def _conductor_command(dir: Path) -> list[str]:
 
 def _command(name: str, dir: Path, state: dict[str, Any]) -> list[str]:
     if name == "kafka":
-        return _kafka_command(dir)
+        return kafka_broker.command(dir)
     if name == "stripe-mock":
         return _stripe_mock_command(state)
     if name == "redis":
@@ -632,7 +428,7 @@ class _Launch:
         self.offset = self.log.stat().st_size if self.log.exists() else 0
         self.started = time.monotonic()
         if name == "kafka":
-            _format_kafka_storage(dir)
+            kafka_broker.format_storage(dir)
         self.pid = processes.spawn(
             _command(name, dir, state), self.log, dir / _workdir(name), self.marker
         )
@@ -642,7 +438,7 @@ class _Launch:
         """Seconds since the start once it answers; None while starting; raise if it failed."""
         answers = _answers(self.name, state)
         if self.name == "kafka":  # the port opens a moment before the broker is fully up
-            answers = answers and processes.log_has(self.log, self.offset, b"Kafka Server started")
+            answers = answers and processes.log_has(self.log, self.offset, kafka_broker.READY_LINE)
         elapsed = time.monotonic() - self.started
         if answers:
             return elapsed
@@ -695,7 +491,7 @@ def _env(state: dict[str, Any], running: list[str]) -> dict[str, str]:
 
 def _prepare(name: str, dir: Path, state: dict[str, Any], partitions: int) -> None:
     if name == "kafka":
-        _prepare_kafka(dir, state, partitions, same_ports=False)
+        kafka_broker.prepare(dir, state, partitions, same_ports=False)
     elif name == "stripe-mock":
         _prepare_stripe_mock(dir, state)
     elif name == "redis":
@@ -824,9 +620,11 @@ def start_kafka(dir: Path = stack_dir.DEFAULT_DIR) -> float:
         state = stack_dir.load_state(dir)
         if "kafka" not in state:
             raise StackError(f"kafka: no stack in {dir}; run `up` first")
-        if processes.live_pid(dir, "kafka") is not None and kafka_answers(state["kafka"]["port"]):
+        if processes.live_pid(dir, "kafka") is not None and kafka_broker.answers(
+            state["kafka"]["port"]
+        ):
             return 0.0
-        _prepare_kafka(dir, state, state["kafka"]["partitions"], same_ports=True)
+        kafka_broker.prepare(dir, state, state["kafka"]["partitions"], same_ports=True)
         launch = _Launch(dir, "kafka", state, fresh_log=False)
         try:
             _wait_ready([launch], state)
