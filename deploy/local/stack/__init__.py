@@ -9,10 +9,8 @@ from .downloads import cache_dir, complete, file_lock, installing
 from .kafka_broker import KAFKA_VERSION, install_kafka
 from .kafka_config import KAFKA_LOG4J, kafka_cluster_id
 from .lifecycle import (
-    STRIPE_MOCK_VERSION,
     down,
     install,
-    install_stripe_mock,
     kill_kafka,
     main,
     restart_kafka,
@@ -23,6 +21,7 @@ from .lifecycle import (
 )
 from .shell import StackError, run, say, tool
 from .stack_dir import REPO_ROOT
+from .stripe_mock import STRIPE_MOCK_VERSION, install_stripe_mock
 
 __all__ = [
     "KAFKA_LOG4J",

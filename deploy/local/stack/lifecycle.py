@@ -51,7 +51,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,7 +60,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from . import kafka_broker, network, processes, stack_dir
+from . import kafka_broker, network, processes, redis_server, stack_dir, stripe_mock
 from .downloads import (
     DEPENDENCY_PLUGIN_VERSION,
     cache_dir,
@@ -71,10 +70,8 @@ from .downloads import (
     mvn,
 )
 from .java_runtime import install_jdk21, jdk21_java, system_java
-from .shell import StackError, run, say, tail, tool
+from .shell import StackError, run, say, tail
 
-# Newest stripe-mock tag on the Go module proxy.
-STRIPE_MOCK_VERSION = "v0.203.0"
 # Newest Conductor OSS on Maven Central. 3.21.22 is not there; 3.21.14 is and runs on Java 17
 # (about 4 s faster to start) but its fail_task drops reasonForIncompletion: see README.
 # STACK_CONDUCTOR_VERSION overrides it.
@@ -85,49 +82,12 @@ CONDUCTOR_HEAP_OPTS = os.environ.get("STACK_CONDUCTOR_HEAP_OPTS", "-Xms256m -Xmx
 COMPONENTS = ("kafka", "stripe-mock", "redis", "conductor")
 READY_TIMEOUT_S = {"kafka": 90.0, "stripe-mock": 30.0, "redis": 20.0, "conductor": 240.0}
 DEFAULT_PARTITIONS = 3
-STRIPE_TEST_KEY = "sk_test_123"
 
 
 # --- Small helpers --------------------------------------------------------------------------
 
 
 # --- Install --------------------------------------------------------------------------------
-
-
-def _stripe_mock_bin() -> Path:
-    return cache_dir() / f"stripe-mock-{STRIPE_MOCK_VERSION}" / "stripe-mock"
-
-
-def install_stripe_mock() -> Path:
-    """Return the stripe-mock binary, building it with ``go install`` on first use."""
-    binary = _stripe_mock_bin()
-    gowork = cache_dir() / "go"
-    with file_lock(cache_dir() / ".lock-stripe-mock"):
-        if not complete(binary.parent):
-            say(f"stripe-mock: building {STRIPE_MOCK_VERSION} with go install (first run only)...")
-            with installing(binary.parent) as tmp:
-                env = {
-                    **os.environ,
-                    "GOBIN": str(tmp),
-                    "GOMODCACHE": str(gowork / "mod"),
-                    "GOCACHE": str(gowork / "build"),
-                    # -modcacherw: the module cache is deleted afterwards, which needs write bits.
-                    "GOFLAGS": (os.environ.get("GOFLAGS", "") + " -modcacherw").strip(),
-                    "GOTOOLCHAIN": "local",
-                    "CGO_ENABLED": "0",
-                }
-                run(
-                    [
-                        tool("go"),
-                        "install",
-                        f"github.com/stripe/stripe-mock@{STRIPE_MOCK_VERSION}",
-                    ],
-                    "stripe-mock: go install",
-                    env=env,
-                    cwd=cache_dir(),
-                )
-            shutil.rmtree(gowork, ignore_errors=True)
-    return binary
 
 
 def _needs_java21(version: str) -> bool:
@@ -229,33 +189,11 @@ def _train_class_data_archive(java: Path) -> None:
         say("conductor: no class-data archive was written; Conductor will start without one")
 
 
-def _redis_server() -> str:
-    return shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-def install_redis() -> None:
-    """redis-server from Debian's packages (the shared meter-event dedup ledger), if absent."""
-    if shutil.which("redis-server"):
-        return
-    apt = shutil.which("apt-get")
-    if apt is None:
-        raise StackError("redis: `redis-server` is not installed and there is no apt-get")
-    say("redis: installing redis-server from Debian's packages (first run only)...")
-    sudo = [] if os.geteuid() == 0 else [tool("sudo")]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install_cmd = [*sudo, apt, "install", "-y", "-q", "--no-install-recommends", "redis-server"]
-    try:
-        run(install_cmd, "apt-get install redis-server", env=env)
-    except StackError:  # a fresh machine may have no package lists yet
-        run([*sudo, apt, "update", "-q"], "apt-get update", env=env)
-        run(install_cmd, "apt-get install redis-server", env=env)
-
-
 def install(conductor: bool = True) -> None:
     """Fill the cache: Kafka jars, stripe-mock, redis-server, and (optionally) Java 21 +
     Conductor."""
     cache_dir().mkdir(parents=True, exist_ok=True)
-    install_redis()
+    redis_server.install_redis()
 
     def jvm_parts() -> None:  # Maven runs one at a time; the Go build overlaps with them
         kafka_broker.install_kafka()
@@ -263,7 +201,10 @@ def install(conductor: bool = True) -> None:
             install_conductor()
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures: list[Future[Any]] = [pool.submit(jvm_parts), pool.submit(install_stripe_mock)]
+        futures: list[Future[Any]] = [
+            pool.submit(jvm_parts),
+            pool.submit(stripe_mock.install_stripe_mock),
+        ]
         for future in futures:
             future.result()
 
@@ -305,25 +246,9 @@ def _conductor_properties(port: int, kafka_bootstrap: str, work: Path) -> str:
 # --- Readiness checks -----------------------------------------------------------------------
 
 
-def _stripe_mock_answers(port: int) -> bool:
-    return network.http_ok(
-        f"http://127.0.0.1:{port}/v1/balance",
-        {"Authorization": f"Bearer {STRIPE_TEST_KEY}"},
-    )
-
-
 def _conductor_answers(port: int) -> bool:
     base = f"http://127.0.0.1:{port}"
     return network.http_ok(f"{base}/health") and network.http_ok(f"{base}/api/metadata/taskdefs")
-
-
-def _redis_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def _answers(name: str, state: dict[str, Any]) -> bool:
@@ -331,51 +256,13 @@ def _answers(name: str, state: dict[str, Any]) -> bool:
     if name == "kafka":
         return kafka_broker.answers(port)
     if name == "stripe-mock":
-        return _stripe_mock_answers(port)
+        return stripe_mock.answers(port)
     if name == "redis":
-        return _redis_answers(port)
+        return redis_server.answers(port)
     return _conductor_answers(port)
 
 
 # --- Components -----------------------------------------------------------------------------
-
-
-def _prepare_stripe_mock(dir: Path, state: dict[str, Any]) -> None:
-    state["stripe-mock"] = {"port": network.reuse_or_free(state.get("stripe-mock", {}).get("port"))}
-
-
-def _stripe_mock_command(state: dict[str, Any]) -> list[str]:
-    port = state["stripe-mock"]["port"]
-    # Without -https-addr it would also listen on 0.0.0.0:12112.
-    return [
-        str(_stripe_mock_bin()),
-        "-http-addr",
-        f"127.0.0.1:{port}",
-        "-https-addr",
-        "127.0.0.1:0",
-    ]
-
-
-def _prepare_redis(dir: Path, state: dict[str, Any]) -> None:
-    (dir / "redis").mkdir(parents=True, exist_ok=True)
-    state["redis"] = {"port": network.reuse_or_free(state.get("redis", {}).get("port"))}
-
-
-def _redis_command(dir: Path, state: dict[str, Any]) -> list[str]:
-    """Append-only persistence, so the dedup ledger outlives a restart of Redis too."""
-    return [
-        _redis_server(),
-        "--port", str(state["redis"]["port"]),
-        "--bind", "127.0.0.1",
-        "--dir", str(dir / "redis"),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--save", "",
-        "--daemonize", "no",
-        # Redis rewrites its process title over argv and environ, which would erase the
-        # STRIPE_CONSUMER_STACK marker that identifies the process as ours.
-        "--set-proc-title", "no",
-    ]  # fmt: skip
 
 
 def _prepare_conductor(dir: Path, state: dict[str, Any]) -> None:
@@ -410,9 +297,9 @@ def _command(name: str, dir: Path, state: dict[str, Any]) -> list[str]:
     if name == "kafka":
         return kafka_broker.command(dir)
     if name == "stripe-mock":
-        return _stripe_mock_command(state)
+        return stripe_mock.command(state)
     if name == "redis":
-        return _redis_command(dir, state)
+        return redis_server.command(dir, state)
     return _conductor_command(dir)
 
 
@@ -493,9 +380,9 @@ def _prepare(name: str, dir: Path, state: dict[str, Any], partitions: int) -> No
     if name == "kafka":
         kafka_broker.prepare(dir, state, partitions, same_ports=False)
     elif name == "stripe-mock":
-        _prepare_stripe_mock(dir, state)
+        stripe_mock.prepare(state)
     elif name == "redis":
-        _prepare_redis(dir, state)
+        redis_server.prepare(dir, state)
     else:
         _prepare_conductor(dir, state)
 

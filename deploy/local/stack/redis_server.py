@@ -1,0 +1,67 @@
+"""redis-server, the shared meter-event dedup ledger: from Debian's packages, run with
+append-only persistence in DIR/redis/, ready once it answers PING. (Named redis_server, not
+redis, so that no import path can take it for the redis client package.)"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+from . import network
+from .shell import StackError, run, say, tool
+
+
+def _server_binary() -> str:
+    return shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def install_redis() -> None:
+    """redis-server from Debian's packages (the shared meter-event dedup ledger), if absent."""
+    if shutil.which("redis-server"):
+        return
+    apt = shutil.which("apt-get")
+    if apt is None:
+        raise StackError("redis: `redis-server` is not installed and there is no apt-get")
+    say("redis: installing redis-server from Debian's packages (first run only)...")
+    sudo = [] if os.geteuid() == 0 else [tool("sudo")]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install_cmd = [*sudo, apt, "install", "-y", "-q", "--no-install-recommends", "redis-server"]
+    try:
+        run(install_cmd, "apt-get install redis-server", env=env)
+    except StackError:  # a fresh machine may have no package lists yet
+        run([*sudo, apt, "update", "-q"], "apt-get update", env=env)
+        run(install_cmd, "apt-get install redis-server", env=env)
+
+
+def prepare(dir: Path, state: dict[str, Any]) -> None:
+    (dir / "redis").mkdir(parents=True, exist_ok=True)
+    state["redis"] = {"port": network.reuse_or_free(state.get("redis", {}).get("port"))}
+
+
+def command(dir: Path, state: dict[str, Any]) -> list[str]:
+    """Append-only persistence, so the dedup ledger outlives a restart of Redis too."""
+    return [
+        _server_binary(),
+        "--port", str(state["redis"]["port"]),
+        "--bind", "127.0.0.1",
+        "--dir", str(dir / "redis"),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
+        "--daemonize", "no",
+        # Redis rewrites its process title over argv and environ, which would erase the
+        # STRIPE_CONSUMER_STACK marker that identifies the process as ours.
+        "--set-proc-title", "no",
+    ]  # fmt: skip
+
+
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
