@@ -48,36 +48,28 @@ file whose process is gone, a zombie or someone else's is treated as down) and h
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from . import kafka_broker, network, processes, redis_server, stack_dir, stripe_mock
-from .downloads import (
-    DEPENDENCY_PLUGIN_VERSION,
-    cache_dir,
-    complete,
-    file_lock,
-    installing,
-    mvn,
+from . import (
+    conductor_server,
+    kafka_broker,
+    network,
+    processes,
+    redis_server,
+    stack_dir,
+    stripe_mock,
 )
-from .java_runtime import install_jdk21, jdk21_java, system_java
-from .shell import StackError, run, say, tail
-
-# Newest Conductor OSS on Maven Central. 3.21.22 is not there; 3.21.14 is and runs on Java 17
-# (about 4 s faster to start) but its fail_task drops reasonForIncompletion: see README.
-# STACK_CONDUCTOR_VERSION overrides it.
-CONDUCTOR_VERSION = os.environ.get("STACK_CONDUCTOR_VERSION", "3.32.3")
-
-CONDUCTOR_HEAP_OPTS = os.environ.get("STACK_CONDUCTOR_HEAP_OPTS", "-Xms256m -Xmx1g").split()
+from .downloads import (
+    cache_dir,
+)
+from .shell import StackError, say
 
 COMPONENTS = ("kafka", "stripe-mock", "redis", "conductor")
 READY_TIMEOUT_S = {"kafka": 90.0, "stripe-mock": 30.0, "redis": 20.0, "conductor": 240.0}
@@ -90,105 +82,6 @@ DEFAULT_PARTITIONS = 3
 # --- Install --------------------------------------------------------------------------------
 
 
-def _needs_java21(version: str) -> bool:
-    parts = tuple(int(p) for p in version.split(".")[:3] if p.isdigit())
-    return parts >= (3, 21, 23)
-
-
-def _conductor_home() -> Path:
-    return cache_dir() / f"conductor-{CONDUCTOR_VERSION}"
-
-
-def _conductor_app_jar() -> Path:
-    return _conductor_home() / "app" / f"conductor-server-{CONDUCTOR_VERSION}-boot.jar"
-
-
-def _conductor_java() -> Path:
-    if _needs_java21(CONDUCTOR_VERSION):
-        return jdk21_java()
-    return Path(system_java())
-
-
-def install_conductor() -> Path:
-    """Return the extracted Conductor server jar (downloaded once, ~370 MB)."""
-    java = install_jdk21() if _needs_java21(CONDUCTOR_VERSION) else Path(system_java())
-    home = _conductor_home()
-    with file_lock(cache_dir() / ".lock-conductor"):
-        if not complete(home):
-            say(
-                f"conductor: downloading conductor-server {CONDUCTOR_VERSION} boot jar "
-                "(~370 MB, first run only)..."
-            )
-            with installing(home) as tmp:
-                artifact = f"org.conductoross:conductor-server:{CONDUCTOR_VERSION}:jar:boot"
-                plugin = "org.apache.maven.plugins:maven-dependency-plugin"
-                mvn(
-                    [
-                        f"{plugin}:{DEPENDENCY_PLUGIN_VERSION}:copy",
-                        f"-Dartifact={artifact}",
-                        f"-DoutputDirectory={tmp}",
-                    ],
-                    "conductor: mvn dependency:copy",
-                    cwd=tmp,
-                )
-                # The copy in the Maven repository is only a duplicate of a 370 MB file.
-                shutil.rmtree(
-                    cache_dir() / "m2/org/conductoross/conductor-server" / CONDUCTOR_VERSION,
-                    ignore_errors=True,
-                )
-                boot_jar = tmp / f"conductor-server-{CONDUCTOR_VERSION}-boot.jar"
-                # An extracted jar starts faster and is what a class-data archive can map.
-                run(
-                    [
-                        str(java),
-                        "-Djarmode=tools",
-                        "-jar",
-                        str(boot_jar),
-                        "extract",
-                        "--destination",
-                        str(tmp / "app"),
-                    ],
-                    "conductor: extract boot jar",
-                    cwd=tmp,
-                )
-                boot_jar.unlink()
-        _train_class_data_archive(java)
-    return _conductor_app_jar()
-
-
-def _train_class_data_archive(java: Path) -> None:
-    """Record the classes a Conductor start loads into app.jsa (start ~20 s -> ~13 s)."""
-    home = _conductor_home()
-    archive, failed = home / "app.jsa", home / "app.jsa.failed"
-    if archive.exists() or failed.exists() or os.environ.get("STACK_CONDUCTOR_CDS") == "0":
-        return
-    say("conductor: recording a class-data archive for faster starts (first run only, ~45 s)...")
-    with tempfile.TemporaryDirectory(prefix="conductor-cds-") as tmp:
-        work = Path(tmp)
-        props = work / "training.properties"
-        props.write_text(_conductor_properties(0, "127.0.0.1:9", work))
-        cmd = [
-            str(java),
-            *CONDUCTOR_HEAP_OPTS,
-            f"-XX:ArchiveClassesAtExit={archive}",
-            "-Dspring.context.exit=onRefresh",
-            f"-Djava.io.tmpdir={work}",
-            "-jar",
-            str(_conductor_app_jar()),
-            f"--spring.config.additional-location=file:{props}",
-        ]
-        try:
-            proc = subprocess.run(
-                cmd, capture_output=True, text=True, cwd=work, timeout=300, check=False
-            )
-            output = proc.stdout + proc.stderr
-        except subprocess.TimeoutExpired:
-            output = "timed out"
-    if not archive.exists():
-        failed.write_text(tail(output))
-        say("conductor: no class-data archive was written; Conductor will start without one")
-
-
 def install(conductor: bool = True) -> None:
     """Fill the cache: Kafka jars, stripe-mock, redis-server, and (optionally) Java 21 +
     Conductor."""
@@ -198,7 +91,7 @@ def install(conductor: bool = True) -> None:
     def jvm_parts() -> None:  # Maven runs one at a time; the Go build overlaps with them
         kafka_broker.install_kafka()
         if conductor:
-            install_conductor()
+            conductor_server.install_conductor()
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures: list[Future[Any]] = [
@@ -212,43 +105,10 @@ def install(conductor: bool = True) -> None:
 # --- Configuration files --------------------------------------------------------------------
 
 
-def _conductor_properties(port: int, kafka_bootstrap: str, work: Path) -> str:
-    settings = {
-        "server.address": "127.0.0.1",
-        "server.port": str(port),
-        "spring.datasource.url": (
-            f"jdbc:sqlite:{work / 'conductor.db'}?busy_timeout=15000&journal_mode=WAL"
-        ),
-        "conductor.db.type": "sqlite",
-        "conductor.queue.type": "sqlite",
-        "conductor.indexing.type": "sqlite",
-        "conductor.indexing.enabled": "true",
-        "loadSample": "false",
-        # 3.21.x defaults to Elasticsearch 7, whose client threads keep the JVM alive.
-        "conductor.elasticsearch.version": "0",
-        "conductor.app.ownerEmailMandatory": "false",
-        "conductor.event-queues.kafka.enabled": "true",
-        "conductor.event-queues.kafka.bootstrap-servers": kafka_bootstrap,
-        # Bracket form keeps the dotted Kafka key whole (verified in the consumer's config
-        # dump); a new handler's topic is subscribed up to 60 s late, so read from the start.
-        "conductor.event-queues.kafka.consumer[auto.offset.reset]": "earliest",
-        # AI workers are on by default in 3.32; nothing here needs them.
-        "conductor.integrations.ai.enabled": "false",
-        # Else the AI module creates ~/worker-payload/.
-        "conductor.file-storage.parentDir": f"{work / 'payload'}/",
-    }
-    return "".join(f"{key}={value}\n" for key, value in settings.items())
-
-
 # --- Processes ------------------------------------------------------------------------------
 
 
 # --- Readiness checks -----------------------------------------------------------------------
-
-
-def _conductor_answers(port: int) -> bool:
-    base = f"http://127.0.0.1:{port}"
-    return network.http_ok(f"{base}/health") and network.http_ok(f"{base}/api/metadata/taskdefs")
 
 
 def _answers(name: str, state: dict[str, Any]) -> bool:
@@ -259,38 +119,10 @@ def _answers(name: str, state: dict[str, Any]) -> bool:
         return stripe_mock.answers(port)
     if name == "redis":
         return redis_server.answers(port)
-    return _conductor_answers(port)
+    return conductor_server.answers(port)
 
 
 # --- Components -----------------------------------------------------------------------------
-
-
-def _prepare_conductor(dir: Path, state: dict[str, Any]) -> None:
-    work = dir / "conductor"
-    for sub in ("tmp", "payload"):
-        (work / sub).mkdir(parents=True, exist_ok=True)
-    port = network.reuse_or_free(state.get("conductor", {}).get("port"))
-    bootstrap = f"127.0.0.1:{state['kafka']['port']}"
-    state["conductor"] = {"port": port, "kafka": bootstrap}
-    stack_dir.write_atomic(
-        work / "conductor.properties", _conductor_properties(port, bootstrap, work)
-    )
-
-
-def _conductor_command(dir: Path) -> list[str]:
-    work = dir / "conductor"
-    archive = _conductor_home() / "app.jsa"
-    cds = [f"-XX:SharedArchiveFile={archive}"] if archive.exists() else []
-    return [
-        str(_conductor_java()),
-        *CONDUCTOR_HEAP_OPTS,
-        *cds,
-        "-Djava.awt.headless=true",
-        f"-Djava.io.tmpdir={work / 'tmp'}",
-        "-jar",
-        str(_conductor_app_jar()),
-        f"--spring.config.additional-location=file:{work / 'conductor.properties'}",
-    ]
 
 
 def _command(name: str, dir: Path, state: dict[str, Any]) -> list[str]:
@@ -300,7 +132,7 @@ def _command(name: str, dir: Path, state: dict[str, Any]) -> list[str]:
         return stripe_mock.command(state)
     if name == "redis":
         return redis_server.command(dir, state)
-    return _conductor_command(dir)
+    return conductor_server.command(dir)
 
 
 class _Launch:
@@ -384,7 +216,7 @@ def _prepare(name: str, dir: Path, state: dict[str, Any], partitions: int) -> No
     elif name == "redis":
         redis_server.prepare(dir, state)
     else:
-        _prepare_conductor(dir, state)
+        conductor_server.prepare(dir, state)
 
 
 def _start_and_wait(
