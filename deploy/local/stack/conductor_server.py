@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import network, stack_dir
+from .component import Component, StackSettings
 from .downloads import DEPENDENCY_PLUGIN_VERSION, cache_dir, complete, file_lock, installing, mvn
 from .java_runtime import install_jdk21, jdk21_java, system_java
 from .shell import run, say, tail
@@ -156,7 +157,7 @@ def _properties(port: int, kafka_bootstrap: str, work: Path) -> str:
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-def prepare(dir: Path, state: dict[str, Any]) -> None:
+def prepare(dir: Path, state: dict[str, Any], settings: StackSettings) -> None:
     """Choose Conductor's port and write its configuration (the broker's address included,
     so the broker is prepared first)."""
     work = dir / "conductor"
@@ -168,7 +169,7 @@ def prepare(dir: Path, state: dict[str, Any]) -> None:
     stack_dir.write_atomic(work / "conductor.properties", _properties(port, bootstrap, work))
 
 
-def command(dir: Path) -> list[str]:
+def command(dir: Path, state: dict[str, Any]) -> list[str]:
     work = dir / "conductor"
     archive = _home() / "app.jsa"
     cds = [f"-XX:SharedArchiveFile={archive}"] if archive.exists() else []
@@ -187,3 +188,15 @@ def command(dir: Path) -> list[str]:
 def answers(port: int) -> bool:
     base = f"http://127.0.0.1:{port}"
     return network.http_ok(f"{base}/health") and network.http_ok(f"{base}/api/metadata/taskdefs")
+
+
+CONDUCTOR = Component(
+    name="conductor",
+    env_key="CONDUCTOR_URL",
+    address_template="http://127.0.0.1:{port}",
+    workdir="conductor",
+    ready_timeout_s=240.0,
+    prepare=prepare,
+    command=command,
+    probe=answers,
+)

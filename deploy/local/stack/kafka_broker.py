@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import network, stack_dir
+from .component import Component, StackSettings
 from .downloads import DEPENDENCY_PLUGIN_VERSION, cache_dir, complete, file_lock, installing, mvn
 from .java_runtime import system_java
 from .kafka_config import KAFKA_LOG4J, kafka_cluster_id, server_properties
@@ -23,8 +24,6 @@ KAFKA_VERSION = "4.1.1"
 # without it the broker logs nothing (and the readiness line never appears).
 LOG4J_VERSION = "2.24.3"
 KAFKA_HEAP_OPTS = os.environ.get("STACK_KAFKA_HEAP_OPTS", "-Xms256m -Xmx512m").split()
-# The port opens a moment before the broker is fully up; this line says it is.
-READY_LINE = b"Kafka Server started"
 
 
 def _kafka_home() -> Path:
@@ -78,20 +77,27 @@ def install_kafka() -> Path:
     return home / "lib"
 
 
-def prepare(dir: Path, state: dict[str, Any], partitions: int, *, same_ports: bool) -> None:
-    """Choose the broker's ports (a restart insists on the recorded ones, once they are free)
-    and write its configuration into DIR/kafka/."""
+def prepare(dir: Path, state: dict[str, Any], settings: StackSettings) -> None:
+    """Choose the broker's ports (the recorded ones while free) and write its configuration."""
     kafka = state.get("kafka", {})
-    if same_ports:
-        port, cport = kafka["port"], kafka["controller_port"]
-        for p in (port, cport):
-            if not network.wait_port_free(p, 15.0):
-                raise StackError(f"kafka: port {p} is still in use; cannot restart on it")
-    else:
-        port = network.reuse_or_free(kafka.get("port"))
-        cport = network.reuse_or_free(kafka.get("controller_port"))
-        while cport == port:
-            cport = network.free_port()
+    port = network.reuse_or_free(kafka.get("port"))
+    cport = network.reuse_or_free(kafka.get("controller_port"))
+    while cport == port:
+        cport = network.free_port()
+    _configure(dir, state, port, cport, settings.partitions)
+
+
+def prepare_restart(dir: Path, state: dict[str, Any]) -> None:
+    """Rewrite the broker's configuration on its recorded ports, once they are free again."""
+    kafka = state["kafka"]
+    port, cport = kafka["port"], kafka["controller_port"]
+    for p in (port, cport):
+        if not network.wait_port_free(p, 15.0):
+            raise StackError(f"kafka: port {p} is still in use; cannot restart on it")
+    _configure(dir, state, port, cport, kafka["partitions"])
+
+
+def _configure(dir: Path, state: dict[str, Any], port: int, cport: int, partitions: int) -> None:
     state["kafka"] = {"port": port, "controller_port": cport, "partitions": partitions}
     conf = dir / "kafka"
     properties = server_properties(conf / "data", port, cport, partitions)
@@ -99,7 +105,7 @@ def prepare(dir: Path, state: dict[str, Any], partitions: int, *, same_ports: bo
     stack_dir.write_atomic(conf / "log4j2.properties", KAFKA_LOG4J)
 
 
-def command(dir: Path) -> list[str]:
+def command(dir: Path, state: dict[str, Any]) -> list[str]:
     conf = dir / "kafka"
     return [
         system_java(),
@@ -163,3 +169,18 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
             raise ConnectionError("connection closed")
         data += chunk
     return data
+
+
+KAFKA = Component(
+    name="kafka",
+    env_key="KAFKA_BOOTSTRAP_SERVERS",
+    address_template="127.0.0.1:{port}",
+    workdir="kafka",
+    ready_timeout_s=90.0,
+    prepare=prepare,
+    command=command,
+    probe=answers,
+    # The port opens a moment before the broker is fully up; this line says it is.
+    ready_line=b"Kafka Server started",
+    before_spawn=format_storage,
+)

@@ -66,20 +66,18 @@ from . import (
     stack_dir,
     stripe_mock,
 )
-from .downloads import (
-    cache_dir,
-)
+from .component import Component, StackSettings
+from .conductor_server import CONDUCTOR
+from .downloads import cache_dir
+from .kafka_broker import KAFKA
+from .redis_server import REDIS
 from .shell import StackError, say
+from .stripe_mock import STRIPE_MOCK
 
-COMPONENTS = ("kafka", "stripe-mock", "redis", "conductor")
-READY_TIMEOUT_S = {"kafka": 90.0, "stripe-mock": 30.0, "redis": 20.0, "conductor": 240.0}
+COMPONENTS = (KAFKA, STRIPE_MOCK, REDIS, CONDUCTOR)  # stack.env's order
+BY_NAME = {component.name: component for component in COMPONENTS}
+NAMES = tuple(BY_NAME)
 DEFAULT_PARTITIONS = 3
-
-
-# --- Small helpers --------------------------------------------------------------------------
-
-
-# --- Install --------------------------------------------------------------------------------
 
 
 def install(conductor: bool = True) -> None:
@@ -102,74 +100,44 @@ def install(conductor: bool = True) -> None:
             future.result()
 
 
-# --- Configuration files --------------------------------------------------------------------
-
-
-# --- Processes ------------------------------------------------------------------------------
-
-
-# --- Readiness checks -----------------------------------------------------------------------
-
-
-def _answers(name: str, state: dict[str, Any]) -> bool:
-    port = int(state[name]["port"])
-    if name == "kafka":
-        return kafka_broker.answers(port)
-    if name == "stripe-mock":
-        return stripe_mock.answers(port)
-    if name == "redis":
-        return redis_server.answers(port)
-    return conductor_server.answers(port)
-
-
-# --- Components -----------------------------------------------------------------------------
-
-
-def _command(name: str, dir: Path, state: dict[str, Any]) -> list[str]:
-    if name == "kafka":
-        return kafka_broker.command(dir)
-    if name == "stripe-mock":
-        return stripe_mock.command(state)
-    if name == "redis":
-        return redis_server.command(dir, state)
-    return conductor_server.command(dir)
-
-
 class _Launch:
     """A component just spawned: what to wait for, and since when."""
 
-    def __init__(self, dir: Path, name: str, state: dict[str, Any], fresh_log: bool) -> None:
-        self.name = name
-        self.log = processes.log_path(dir, name)
-        self.marker = processes.marker(dir, name)
+    def __init__(
+        self, dir: Path, component: Component, state: dict[str, Any], fresh_log: bool
+    ) -> None:
+        self.component = component
+        self.name = component.name
+        self.log = processes.log_path(dir, self.name)
+        self.marker = processes.marker(dir, self.name)
         if fresh_log:
             self.log.unlink(missing_ok=True)
         self.offset = self.log.stat().st_size if self.log.exists() else 0
         self.started = time.monotonic()
-        if name == "kafka":
-            kafka_broker.format_storage(dir)
-        self.pid = processes.spawn(
-            _command(name, dir, state), self.log, dir / _workdir(name), self.marker
-        )
-        stack_dir.write_atomic(processes.pid_file(dir, name), f"{self.pid}\n")
+        if component.before_spawn is not None:
+            component.before_spawn(dir)
+        command = component.command(dir, state)
+        self.pid = processes.spawn(command, self.log, dir / component.workdir, self.marker)
+        stack_dir.write_atomic(processes.pid_file(dir, self.name), f"{self.pid}\n")
 
     def check(self, state: dict[str, Any]) -> float | None:
         """Seconds since the start once it answers; None while starting; raise if it failed."""
-        answers = _answers(self.name, state)
-        if self.name == "kafka":  # the port opens a moment before the broker is fully up
-            answers = answers and processes.log_has(self.log, self.offset, kafka_broker.READY_LINE)
+        ready_line = self.component.ready_line
+        answers = self.component.answers(state)
+        if ready_line is not None:
+            answers = answers and processes.log_has(self.log, self.offset, ready_line)
         elapsed = time.monotonic() - self.started
         if answers:
             return elapsed
+        timeout = self.component.ready_timeout_s
         if not processes.is_ours(self.pid, self.marker):
             problem = "exited during start-up"
-        elif elapsed > READY_TIMEOUT_S[self.name]:
-            problem = f"not ready after {READY_TIMEOUT_S[self.name]:.0f} s"
+        elif elapsed > timeout:
+            problem = f"not ready after {timeout:.0f} s"
         else:
             return None
-        raise StackError(
-            f"{self.name}: {problem}; last lines of {self.log}:\n{processes.log_tail(self.log)}"
-        )
+        last_lines = processes.log_tail(self.log)
+        raise StackError(f"{self.name}: {problem}; last lines of {self.log}:\n{last_lines}")
 
 
 def _wait_ready(launches: list[_Launch], state: dict[str, Any]) -> None:
@@ -179,58 +147,27 @@ def _wait_ready(launches: list[_Launch], state: dict[str, Any]) -> None:
             elapsed = launch.check(state)
             if elapsed is not None:
                 pending.remove(launch)
-                say(f"{launch.name}: up at {_address(launch.name, state)} ({elapsed:.1f}s)")
+                address = launch.component.address(state)
+                say(f"{launch.name}: up at {address} ({elapsed:.1f}s)")
         time.sleep(0.2)
 
 
-def _workdir(name: str) -> str:
-    return {"kafka": "kafka", "stripe-mock": "logs", "redis": "redis", "conductor": "conductor"}[
-        name
-    ]
-
-
-def _address(name: str, state: dict[str, Any]) -> str:
-    port = state[name]["port"]
-    if name == "kafka":
-        return f"127.0.0.1:{port}"
-    if name == "redis":
-        return f"redis://127.0.0.1:{port}/0"
-    return f"http://127.0.0.1:{port}"
-
-
 def _env(state: dict[str, Any], running: list[str]) -> dict[str, str]:
-    keys = {
-        "kafka": "KAFKA_BOOTSTRAP_SERVERS",
-        "stripe-mock": "STRIPE_API_BASE",
-        "redis": "REDIS_URL",
-        "conductor": "CONDUCTOR_URL",
-    }
-    return {keys[name]: _address(name, state) for name in COMPONENTS if name in running}
-
-
-def _prepare(name: str, dir: Path, state: dict[str, Any], partitions: int) -> None:
-    if name == "kafka":
-        kafka_broker.prepare(dir, state, partitions, same_ports=False)
-    elif name == "stripe-mock":
-        stripe_mock.prepare(state)
-    elif name == "redis":
-        redis_server.prepare(dir, state)
-    else:
-        conductor_server.prepare(dir, state)
+    return {c.env_key: c.address(state) for c in COMPONENTS if c.name in running}
 
 
 def _start_and_wait(
-    dir: Path, state: dict[str, Any], names: list[str], partitions: int, fresh: bool
+    dir: Path, state: dict[str, Any], names: list[str], settings: StackSettings, fresh: bool
 ) -> None:
     """Start the named components side by side and wait for all; on failure stop them."""
     launches: list[_Launch] = []
     try:
         for name in names:  # Kafka first: Conductor's configuration needs its address
-            _prepare(name, dir, state, partitions)
+            BY_NAME[name].prepare(dir, state, settings)
         stack_dir.save_state(dir, state)
         # Slowest first; Kafka last, as formatting its storage takes a JVM start of its own.
         for name in sorted(names, key=("conductor", "stripe-mock", "redis", "kafka").index):
-            launches.append(_Launch(dir, name, state, fresh_log=fresh))
+            launches.append(_Launch(dir, BY_NAME[name], state, fresh_log=fresh))
         _wait_ready(launches, state)
     except BaseException:
         processes.stop({launch.pid: launch.marker for launch in launches}, timeout=10.0)
@@ -253,14 +190,16 @@ def up(
     with stack_dir.locked(dir):
         state = stack_dir.load_state(dir)
         fresh = not state
-        wanted = [name for name in COMPONENTS if name != "conductor" or conductor]
+        wanted = [name for name in NAMES if name != "conductor" or conductor]
         running = [
             name
             for name in wanted
-            if name in state and processes.live_pid(dir, name) is not None and _answers(name, state)
+            if name in state
+            and processes.live_pid(dir, name) is not None
+            and BY_NAME[name].answers(state)
         ]
         for name in running:
-            say(f"{name}: already up at {_address(name, state)}")
+            say(f"{name}: already up at {BY_NAME[name].address(state)}")
         kept = state.get("kafka", {}).get("partitions", DEFAULT_PARTITIONS)
         if "kafka" in running and partitions not in (None, kept):
             say(f"kafka: keeps num.partitions={kept} until `down`")
@@ -276,7 +215,7 @@ def up(
             if (pid := processes.live_pid(dir, n)) is not None
         }
         processes.stop(hung, timeout=10.0)
-        _start_and_wait(dir, state, to_start, partitions, fresh)
+        _start_and_wait(dir, state, to_start, StackSettings(partitions), fresh)
         env = _env(state, wanted)
         stack_dir.write_env(dir, env)
     return env
@@ -300,8 +239,8 @@ def down(dir: Path = stack_dir.DEFAULT_DIR, keep_data: bool = False) -> None:
             for marker in targets.values():
                 name = marker.rsplit("/", 1)[1]
                 say(f"{name}: stopped ({time.monotonic() - started:.1f}s)")
-        processes.stop(processes.strays(dir, COMPONENTS))
-        for name in COMPONENTS:
+        processes.stop(processes.strays(dir, NAMES))
+        for name in NAMES:
             processes.pid_file(dir, name).unlink(missing_ok=True)
         (dir / "stack.env").unlink(missing_ok=True)
         if not keep_data:
@@ -316,8 +255,10 @@ def status(dir: Path = stack_dir.DEFAULT_DIR) -> dict[str, bool]:
     dir = stack_dir.resolve(dir)
     state = stack_dir.load_state(dir)
     return {
-        name: processes.live_pid(dir, name) is not None and name in state and _answers(name, state)
-        for name in COMPONENTS
+        name: processes.live_pid(dir, name) is not None
+        and name in state
+        and BY_NAME[name].answers(state)
+        for name in NAMES
         if processes.pid_file(dir, name).exists()
     }
 
@@ -343,8 +284,8 @@ def start_kafka(dir: Path = stack_dir.DEFAULT_DIR) -> float:
             state["kafka"]["port"]
         ):
             return 0.0
-        kafka_broker.prepare(dir, state, state["kafka"]["partitions"], same_ports=True)
-        launch = _Launch(dir, "kafka", state, fresh_log=False)
+        kafka_broker.prepare_restart(dir, state)
+        launch = _Launch(dir, KAFKA, state, fresh_log=False)
         try:
             _wait_ready([launch], state)
         except BaseException:
@@ -380,7 +321,7 @@ def _print_status(dir: Path) -> int:
         say(f"no stack started in {dir}")
         return 1
     for name, is_up in result.items():
-        where = f" at {_address(name, state)}" if name in state else ""
+        where = f" at {BY_NAME[name].address(state)}" if name in state else ""
         say(f"{name}: {'up' if is_up else 'down'}{where}")
     return 0 if all(result.values()) else 1
 

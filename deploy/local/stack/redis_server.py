@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import network
+from .component import Component, StackSettings
 from .shell import StackError, run, say, tool
 
 
@@ -36,7 +37,7 @@ def install_redis() -> None:
         run(install_cmd, "apt-get install redis-server", env=env)
 
 
-def prepare(dir: Path, state: dict[str, Any]) -> None:
+def prepare(dir: Path, state: dict[str, Any], settings: StackSettings) -> None:
     (dir / "redis").mkdir(parents=True, exist_ok=True)
     state["redis"] = {"port": network.reuse_or_free(state.get("redis", {}).get("port"))}
 
@@ -65,3 +66,15 @@ def answers(port: int) -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+REDIS = Component(
+    name="redis",
+    env_key="REDIS_URL",
+    address_template="redis://127.0.0.1:{port}/0",
+    workdir="redis",
+    ready_timeout_s=20.0,
+    prepare=prepare,
+    command=command,
+    probe=answers,
+)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import network
+from .component import Component, StackSettings
 from .downloads import cache_dir, complete, file_lock, installing
 from .shell import run, say, tool
 
@@ -53,11 +54,11 @@ def install_stripe_mock() -> Path:
     return binary
 
 
-def prepare(state: dict[str, Any]) -> None:
+def prepare(dir: Path, state: dict[str, Any], settings: StackSettings) -> None:
     state["stripe-mock"] = {"port": network.reuse_or_free(state.get("stripe-mock", {}).get("port"))}
 
 
-def command(state: dict[str, Any]) -> list[str]:
+def command(dir: Path, state: dict[str, Any]) -> list[str]:
     port = state["stripe-mock"]["port"]
     # Without -https-addr it would also listen on 0.0.0.0:12112.
     return [
@@ -74,3 +75,15 @@ def answers(port: int) -> bool:
         f"http://127.0.0.1:{port}/v1/balance",
         {"Authorization": f"Bearer {STRIPE_TEST_KEY}"},
     )
+
+
+STRIPE_MOCK = Component(
+    name="stripe-mock",
+    env_key="STRIPE_API_BASE",
+    address_template="http://127.0.0.1:{port}",
+    workdir="logs",
+    ready_timeout_s=30.0,
+    prepare=prepare,
+    command=command,
+    probe=answers,
+)
