@@ -1,10 +1,9 @@
-"""The local stack without Docker: install, start, check and stop Kafka, stripe-mock, Redis
-and Conductor on 127.0.0.1 (``python3 deploy/local/stack --help``).
+"""The local stack without Docker (``python3 deploy/local/stack --help``): a module per
+component (kafka_broker, stripe_mock, redis_server, conductor_server), what they share, and the
+orchestrator (launch, lifecycle, cli). Stdlib only (it runs before any venv); a component
+never imports the orchestrator. This face names what other files use."""
 
-Stdlib only (it runs with the system python3, before any venv): its modules import the
-standard library and each other, nothing else. This face names what other files use.
-"""
-
+from .cli import main
 from .downloads import cache_dir, complete, file_lock, installing
 from .kafka_broker import KAFKA_VERSION, install_kafka
 from .kafka_config import KAFKA_LOG4J, kafka_cluster_id
@@ -12,7 +11,6 @@ from .lifecycle import (
     down,
     install,
     kill_kafka,
-    main,
     restart_kafka,
     start_kafka,
     status,
