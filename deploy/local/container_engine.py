@@ -55,15 +55,6 @@ class PodmanUnavailable(Exception):
     """podman cannot run on this machine; the message says why, in one line."""
 
 
-def _sudo() -> list[str]:
-    return [] if os.geteuid() == 0 else [stack.tool("sudo")]
-
-
-def as_root(cmd: list[str]) -> list[str]:
-    """cmd prefixed with sudo when this process is not root (debootstrap, chroot, apt-get)."""
-    return [*_sudo(), *cmd]
-
-
 def missing_packages() -> list[str]:
     return [name for name, path in PACKAGES.items() if not Path(path).exists()]
 
@@ -77,19 +68,12 @@ def ensure_installed() -> None:
     missing = missing_packages()
     if not missing:
         return
-    apt = _apt_get()
-    if apt is None:
+    if _apt_get() is None:
         raise PodmanUnavailable(f"{', '.join(missing)} not installed and there is no apt-get")
     if os.geteuid() != 0 and shutil.which("sudo") is None:
         raise PodmanUnavailable(f"{', '.join(missing)} not installed, not root and no sudo")
     stack.say(f"podman: installing {' '.join(missing)} from Debian's packages (first run only)...")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = as_root([apt, "install", "-y", "-q", "--no-install-recommends", *missing])
-    try:
-        stack.run(install, "apt-get install", env=env)
-    except stack.StackError:  # a fresh machine may have no package lists yet
-        stack.run(as_root([apt, "update", "-q"]), "apt-get update", env=env)
-        stack.run(install, "apt-get install", env=env)
+    stack.apt_install(missing)
 
 
 def _limits() -> tuple[int, int]:

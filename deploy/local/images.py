@@ -165,7 +165,7 @@ def _make_root_filesystem(archive: Path) -> None:
     try:
         stack.say(f"base: debootstrap {BASE_SUITE} ({', '.join(BASE_PACKAGES)}); first run only")
         stack.run(
-            podman.as_root(
+            stack.as_root(
                 [
                     stack.tool("debootstrap"),
                     "--variant=minbase",
@@ -177,22 +177,22 @@ def _make_root_filesystem(archive: Path) -> None:
             ),
             "debootstrap",
         )
-        stack.run(podman.as_root(["chroot", str(root), "python3", "-m", "venv", VENV]), "venv")
+        stack.run(stack.as_root(["chroot", str(root), "python3", "-m", "venv", VENV]), "venv")
         with tempfile.NamedTemporaryFile("w", suffix=".conf", dir=images_dir()) as conf:
             conf.write(VENV_PIP_CONF)
             conf.flush()
             install = ["install", "-m", "644", conf.name, f"{root}{VENV}/pip.conf"]
-            stack.run(podman.as_root(install), "pip.conf")
+            stack.run(stack.as_root(install), "pip.conf")
         doomed = [p for pattern in BASE_CLEANUP for p in glob.glob(str(root / pattern))]
         if doomed:
-            stack.run(podman.as_root(["rm", "-rf", *doomed]), "base cleanup")
+            stack.run(stack.as_root(["rm", "-rf", *doomed]), "base cleanup")
         partial = archive.with_name(archive.name + ".partial")
         exclude = [f"--exclude=./{d}/*" for d in ("dev", "proc", "sys", "run", "tmp")]
         tar = ["tar", "--numeric-owner", "-C", str(root), *exclude, "-czf", str(partial), "."]
-        stack.run(podman.as_root(tar), "tar the base")
+        stack.run(stack.as_root(tar), "tar the base")
         partial.replace(archive)
     finally:
-        stack.run(podman.as_root(["rm", "-rf", str(root)]), "remove the debootstrap dir")
+        stack.run(stack.as_root(["rm", "-rf", str(root)]), "remove the debootstrap dir")
 
 
 def ensure_base() -> str:

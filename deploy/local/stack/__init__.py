@@ -4,7 +4,7 @@ orchestrator (launch, lifecycle, cli). Stdlib only (it runs before any venv); a 
 never imports the orchestrator. This face names what other files use."""
 
 from .cli import main
-from .downloads import cache_dir, complete, file_lock, installing
+from .downloads import apt_install, cache_dir, complete, file_lock, installing
 from .kafka_broker import KAFKA_VERSION, install_kafka
 from .kafka_config import KAFKA_LOG4J, kafka_cluster_id
 from .lifecycle import (
@@ -17,7 +17,7 @@ from .lifecycle import (
     stop_kafka,
     up,
 )
-from .shell import StackError, run, say, tool
+from .shell import StackError, as_root, run, say, tool
 from .stack_dir import REPO_ROOT
 from .stripe_mock import STRIPE_MOCK_VERSION, install_stripe_mock
 
@@ -27,6 +27,8 @@ __all__ = [
     "REPO_ROOT",
     "STRIPE_MOCK_VERSION",
     "StackError",
+    "apt_install",
+    "as_root",
     "cache_dir",
     "complete",
     "down",

@@ -1,7 +1,7 @@
 """The download cache, ``${XDG_CACHE_HOME:-~/.cache}/stripe-consumer/``, and the installers
-that fill it (Maven, pip). Each entry is complete once it holds a ``.complete`` marker;
-installs go to ``<entry>.partial`` and are renamed; a file lock per entry keeps two processes
-from filling one entry at once::
+that fill it (Maven, pip; apt-get installs Debian's packages outside it). Each entry is
+complete once it holds a ``.complete`` marker; installs go to ``<entry>.partial`` and are
+renamed; a file lock per entry keeps two processes from filling one entry at once::
 
     m2/                                private Maven repository (plugins, Kafka's jars)
     kafka-<ver>/lib/*.jar              broker classpath: kafka_2.13, kafka-tools, log4j binding
@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .shell import StackError, run, tail, tool
+from .shell import StackError, as_root, run, tail, tool
 
 # maven-dependency-plugin: pinned (a 3.x), not whatever version Maven 3.8 would resolve.
 DEPENDENCY_PLUGIN_VERSION = "3.8.1"
@@ -85,3 +85,16 @@ def pip_install_target(requirement: str, target: Path) -> None:
             return
         errors.append(f"{python}: {tail(proc.stdout + proc.stderr, 10)}")
     raise StackError(f"pip install {requirement} failed:\n" + "\n".join(errors))
+
+
+def apt_install(packages: list[str]) -> None:
+    """apt-get install Debian packages (through sudo when not root)."""
+    apt = tool("apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = as_root([apt, "install", "-y", "-q", "--no-install-recommends", *packages])
+    what = f"apt-get install {' '.join(packages)}"
+    try:
+        run(install, what, env=env)
+    except StackError:  # a fresh machine may have no package lists yet
+        run(as_root([apt, "update", "-q"]), "apt-get update", env=env)
+        run(install, what, env=env)

@@ -4,7 +4,6 @@ redis, so that no import path can take it for the redis client package.)"""
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 from pathlib import Path
@@ -12,7 +11,8 @@ from typing import Any
 
 from . import network
 from .component import Component, StackSettings
-from .shell import StackError, run, say, tool
+from .downloads import apt_install
+from .shell import StackError, say
 
 
 def _server_binary() -> str:
@@ -23,18 +23,10 @@ def install_redis() -> None:
     """redis-server from Debian's packages (the shared meter-event dedup ledger), if absent."""
     if shutil.which("redis-server"):
         return
-    apt = shutil.which("apt-get")
-    if apt is None:
+    if shutil.which("apt-get") is None:
         raise StackError("redis: `redis-server` is not installed and there is no apt-get")
     say("redis: installing redis-server from Debian's packages (first run only)...")
-    sudo = [] if os.geteuid() == 0 else [tool("sudo")]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install_cmd = [*sudo, apt, "install", "-y", "-q", "--no-install-recommends", "redis-server"]
-    try:
-        run(install_cmd, "apt-get install redis-server", env=env)
-    except StackError:  # a fresh machine may have no package lists yet
-        run([*sudo, apt, "update", "-q"], "apt-get update", env=env)
-        run(install_cmd, "apt-get install redis-server", env=env)
+    apt_install(["redis-server"])
 
 
 def prepare(dir: Path, state: dict[str, Any], settings: StackSettings) -> None:

@@ -3,6 +3,7 @@ and the one error it raises."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from typing import Any
@@ -35,3 +36,8 @@ def tool(name: str) -> str:
     if found is None:
         raise StackError(f"`{name}` is not on PATH; it is needed to install the local stack")
     return found
+
+
+def as_root(cmd: list[str]) -> list[str]:
+    """cmd prefixed with sudo when this process is not root (apt-get, debootstrap, chroot)."""
+    return cmd if os.geteuid() == 0 else [tool("sudo"), *cmd]
