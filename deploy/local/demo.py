@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import stack
+from stack.network import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_DIR = ROOT / ".local"
@@ -60,7 +61,7 @@ def service_running(stack_env: dict[str, str]) -> Iterator[dict[str, str]]:
     """`python -m consumer run` as its own process; SIGTERM and a clean drain at the end."""
     log_path = STACK_DIR / "logs" / "demo-service.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         **stack_env,
@@ -86,14 +87,6 @@ def service_running(stack_env: dict[str, str]) -> Iterator[dict[str, str]]:
                 process.kill()
                 code = process.wait()
             print(f"service: stopped (exit {code})")
-
-
-def _free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_ready(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
