@@ -86,7 +86,7 @@ class StandIn:
     def __init__(self, log: Path) -> None:
         self._log = log.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "deploy/local/stripe_standin.py"), "--port", "0"],
+            [sys.executable, str(ROOT / "deploy/local/stripe_standin"), "--port", "0"],
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,

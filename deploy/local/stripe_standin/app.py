@@ -27,7 +27,7 @@ it for that. It is stateless, so it cannot show what this stand-in shows:
 - counters: calls, calls per second, peak concurrency.
 
 Control plane (JSON): ``POST /_standin/config`` (see :class:`Config`), ``GET /_standin/stats``,
-``POST /_standin/reset``. Run: ``python deploy/local/stripe_standin.py --port 0`` prints
+``POST /_standin/reset``. Run: ``python deploy/local/stripe_standin --port 0`` prints
 ``Listening on http://127.0.0.1:PORT``.
 """
 
@@ -636,7 +636,3 @@ def main() -> None:
     # the stand-in should spend as little of the benchmark machine's as it can.
     run = asyncio.run if uvloop is None else uvloop.run
     run(serve(args.host, args.port))
-
-
-if __name__ == "__main__":
-    main()
