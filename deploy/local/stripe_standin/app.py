@@ -35,124 +35,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import random
 import re
 import secrets
 import time
 import urllib.parse
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from .config import Config, Fault
+from .stats import Stats
+from .wire import (
+    Handler,
+    api_key,
+    decline,
+    error,
+    form,
+    new_id,
+    ok,
+    path_pattern,
+    request_id,
+    rfc3339,
+    v2_error,
+)
 
 try:
     import uvloop
 except ImportError:  # Windows
     uvloop = None  # type: ignore[assignment]
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_ids = itertools.count(1)
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_standin{next(_ids):010d}"
-
-
-@dataclass
-class Fault:
-    """Fail matching requests: ``status`` is an HTTP status, or "timeout" / "reset"."""
-
-    status: int | str = 500
-    times: int = 1  # how many matching requests fail (-1: all)
-    path_prefix: str = ""
-    should_retry: bool | None = None  # sets the Stripe-Should-Retry header when not None
-    code: str | None = None  # e.g. "lock_timeout" for a 429
-    # Apply the fault after the request took effect: Stripe executed it, the client never
-    # learns (a "timeout" then holds the response, as a connection lost after the call).
-    after_effect: bool = False
-
-
-@dataclass
-class RandomFault:
-    """Fail ``percent`` % of matching requests with ``status`` (a storm: 20% 5xx, 5% 429)."""
-
-    status: int = 500
-    percent: float = 0.0
-    path_prefix: str = ""
-
-
-@dataclass
-class Config:
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    clock_offset_seconds: float = 0.0  # added to the wall clock (idempotency keys' age)
-    faults: list[Fault] = field(default_factory=list)
-    fault_probability: float = 0.0  # chance of a 500 on any request (after `faults`)
-    random_faults: list[RandomFault] = field(default_factory=list)  # after `faults`
-    rate_limit_per_second: int = 0  # 0: no limit; else 429 beyond it (1-second windows)
-    hang_seconds: float = 120.0  # how long a "timeout" fault holds the request
-    session_ttl_seconds: float = 900.0  # v2 meter event session lifetime
-    revoked_keys: list[str] = field(default_factory=list)  # 401 for these API keys
-    # Connected accounts the platform cannot act for: account id -> HTTP status (403, or 401
-    # as API versions before 2016-10-19 answered) for requests naming it in Stripe-Account.
-    revoked_accounts: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class Stats:
-    calls: int = 0
-    status_counts: Counter[int] = field(default_factory=Counter)
-    calls_by_path: Counter[str] = field(default_factory=Counter)
-    calls_per_second: Counter[int] = field(default_factory=Counter)
-    in_flight: int = 0
-    peak_concurrency: int = 0
-    executions: Counter[str] = field(default_factory=Counter)  # side effects per key
-    # per key: the operation (method and path) and parameters of its first execution, and
-    # how many times it executed: "one logical request, one key" is checkable from this
-    executed_requests: dict[str, dict[str, Any]] = field(default_factory=dict)
-    replays: int = 0
-    faults_injected: int = 0
-    meter_deliveries: Counter[str] = field(default_factory=Counter)  # per identifier
-    meter_stream_requests: int = 0
-    meter_sessions: int = 0
-    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=2000))
-    recent_stream_events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=200))
-
-    def summary(self, full: bool) -> dict[str, Any]:
-        per_second = sorted(self.calls_per_second.items())
-        busiest = max((count for _, count in per_second[1:-1]), default=0)
-        result: dict[str, Any] = {
-            "calls": self.calls,
-            "in_flight": self.in_flight,
-            "status_counts": {str(k): v for k, v in sorted(self.status_counts.items())},
-            "calls_by_path": dict(self.calls_by_path),
-            "peak_concurrency": self.peak_concurrency,
-            "max_calls_in_one_full_second": busiest,
-            "executions_total": sum(self.executions.values()),
-            "keys_executed": len(self.executions),
-            "keys_executed_more_than_once": sorted(k for k, n in self.executions.items() if n > 1),
-            "replays": self.replays,
-            "faults_injected": self.faults_injected,
-            "meter_events_delivered": sum(self.meter_deliveries.values()),
-            "meter_identifiers": len(self.meter_deliveries),
-            "meter_identifiers_delivered_more_than_once": sorted(
-                k for k, n in self.meter_deliveries.items() if n > 1
-            ),
-            "meter_stream_requests": self.meter_stream_requests,
-            "meter_sessions": self.meter_sessions,
-        }
-        if full:
-            result["executions"] = dict(self.executions)
-            result["executed_requests"] = self.executed_requests
-            result["meter_deliveries"] = dict(self.meter_deliveries)
-            result["calls_per_second"] = {str(k): v for k, v in per_second}
-            result["recent"] = list(self.recent)
-            result["recent_stream_events"] = list(self.recent_stream_events)
-        return result
 
 
 @dataclass
@@ -221,7 +134,7 @@ class StripeStandIn:
             return await handler(request)
         stats = self.stats
         stats.calls += 1
-        stats.calls_by_path[_path_pattern(request.path)] += 1
+        stats.calls_by_path[path_pattern(request.path)] += 1
         stats.calls_per_second[int(time.time())] += 1
         stats.in_flight += 1
         stats.peak_concurrency = max(stats.peak_concurrency, stats.in_flight)
@@ -250,13 +163,13 @@ class StripeStandIn:
             await asyncio.sleep(
                 max(0.0, config.latency_ms + random.uniform(-1, 1) * config.jitter_ms) / 1000
             )
-        key = _api_key(request)
+        key = api_key(request)
         is_stream = request.path == "/v2/billing/meter_event_stream"
         if not is_stream and (key is None or not re.match(r"^(sk|rk)_(test|live)_\w+$", key)):
-            return _error(401, "invalid_request_error", f"Invalid API Key provided: {key}", None)
+            return error(401, "invalid_request_error", f"Invalid API Key provided: {key}", None)
         if key in config.revoked_keys:
             # Real Stripe masks most of the key; echoing it whole tests our own redaction.
-            return _error(401, "invalid_request_error", f"Invalid API Key provided: {key}", None)
+            return error(401, "invalid_request_error", f"Invalid API Key provided: {key}", None)
         account = request.headers.get("Stripe-Account")
         if account is not None and account in config.revoked_accounts:
             return _no_access(config.revoked_accounts[account], key or "", account)
@@ -264,7 +177,7 @@ class StripeStandIn:
             self.stats.calls_per_second[int(time.time())] > config.rate_limit_per_second
         ):
             self.stats.faults_injected += 1
-            return _error(429, "invalid_request_error", "Too many requests", "rate_limit")
+            return error(429, "invalid_request_error", "Too many requests", "rate_limit")
         fault = self._take_fault(request.path)
         if fault is not None and not fault.after_effect:
             return await self._inject(request, fault)
@@ -294,7 +207,7 @@ class StripeStandIn:
         self.stats.faults_injected += 1
         if fault.status == "timeout":
             await asyncio.sleep(self.config.hang_seconds)
-            return _error(504, "api_error", "timed out", None)
+            return error(504, "api_error", "timed out", None)
         if fault.status == "reset":
             if request.transport is not None:
                 request.transport.abort()  # the client sees the connection drop mid-request
@@ -302,7 +215,7 @@ class StripeStandIn:
         status = int(fault.status)
         kind = "invalid_request_error" if status in (401, 403, 429) else "api_error"
         code = fault.code or ("rate_limit" if status == 429 else None)
-        response = _error(status, kind, f"Injected {status}", code)
+        response = error(status, kind, f"Injected {status}", code)
         if fault.should_retry is not None:
             response.headers["Stripe-Should-Retry"] = "true" if fault.should_retry else "false"
         return response
@@ -324,7 +237,7 @@ class StripeStandIn:
         response: web.StreamResponse
         if stored is not None:
             if stored.fingerprint != fingerprint:
-                return _error(
+                return error(
                     400,
                     "idempotency_error",
                     "Keys for idempotent requests can only be used with the same parameters "
@@ -334,10 +247,10 @@ class StripeStandIn:
             self.stats.replays += 1
             response = web.json_response(stored.body, status=stored.status)
             response.headers["Idempotent-Replayed"] = "true"
-            response.headers["Request-Id"] = f"req_standin{next(_ids):010d}"
+            response.headers["Request-Id"] = request_id()
             return response
         if slot in self._in_progress:
-            return _error(
+            return error(
                 409,
                 "invalid_request_error",
                 "There is currently another in-progress request using this Stripe token",
@@ -352,8 +265,8 @@ class StripeStandIn:
         executed = self.stats.executed_requests.setdefault(
             key,
             {
-                "operation": f"{request.method} {_path_pattern(request.path)}",
-                "params": _form(dict(urllib.parse.parse_qsl(await request.text()))),
+                "operation": f"{request.method} {path_pattern(request.path)}",
+                "params": form(dict(urllib.parse.parse_qsl(await request.text()))),
                 "executions": 0,
             },
         )
@@ -370,12 +283,7 @@ class StripeStandIn:
     # -- control plane --------------------------------------------------------------------
 
     async def _set_config(self, request: web.Request) -> web.Response:
-        raw = await request.json()
-        faults = [Fault(**f) for f in raw.pop("faults", [])]
-        storm = [RandomFault(**f) for f in raw.pop("random_faults", [])]
-        self.config = Config(
-            **{**asdict(Config()), **raw, "faults": faults, "random_faults": storm}
-        )
+        self.config = Config.from_json(await request.json())
         return web.json_response({"ok": True})
 
     async def _get_stats(self, request: web.Request) -> web.Response:
@@ -388,7 +296,7 @@ class StripeStandIn:
     # -- resources ------------------------------------------------------------------------
 
     async def _balance(self, _: web.Request) -> web.Response:
-        return _ok(
+        return ok(
             {
                 "object": "balance",
                 "livemode": False,
@@ -401,42 +309,42 @@ class StripeStandIn:
         async def handler(request: web.Request) -> web.Response:
             limit = int(request.query.get("limit", "10"))
             prefix = {"customer": "cus", "coupon": "co", "charge": "ch"}[object_name]
-            data = [{"id": _new_id(prefix), "object": object_name} for _ in range(min(limit, 3))]
-            return _ok({"object": "list", "data": data, "has_more": False, "url": request.path})
+            data = [{"id": new_id(prefix), "object": object_name} for _ in range(min(limit, 3))]
+            return ok({"object": "list", "data": data, "has_more": False, "url": request.path})
 
         return handler
 
     def _create(self, object_name: str, prefix: str | None) -> Handler:
         async def handler(request: web.Request) -> web.Response:
-            params = _form(await request.post())
-            object_id = params.pop("id", None) if prefix is None else _new_id(prefix)
-            return _ok({"id": object_id, "object": object_name, "livemode": False, **params})
+            params = form(await request.post())
+            object_id = params.pop("id", None) if prefix is None else new_id(prefix)
+            return ok({"id": object_id, "object": object_name, "livemode": False, **params})
 
         return handler
 
     def _retrieve(self, object_name: str) -> Handler:
         async def handler(request: web.Request) -> web.Response:
-            return _ok({"id": request.match_info["id"], "object": object_name, "livemode": False})
+            return ok({"id": request.match_info["id"], "object": object_name, "livemode": False})
 
         return handler
 
     def _update(self, object_name: str) -> Handler:
         async def handler(request: web.Request) -> web.Response:
-            params = _form(await request.post())
-            return _ok({"id": request.match_info["id"], "object": object_name, **params})
+            params = form(await request.post())
+            return ok({"id": request.match_info["id"], "object": object_name, **params})
 
         return handler
 
     async def _create_customer(self, request: web.Request) -> web.Response:
-        params = _form(await request.post())
-        customer_id = _new_id("cus")
+        params = form(await request.post())
+        customer_id = new_id("cus")
         self._customers.add(customer_id)
-        return _ok({"id": customer_id, "object": "customer", "livemode": False, **params})
+        return ok({"id": customer_id, "object": "customer", "livemode": False, **params})
 
     async def _delete_customer(self, request: web.Request) -> web.Response:
         customer_id = request.match_info["id"]
         if customer_id not in self._customers:
-            return _error(
+            return error(
                 404,
                 "invalid_request_error",
                 f"No such customer: '{customer_id}'",
@@ -444,19 +352,19 @@ class StripeStandIn:
                 param="id",
             )
         self._customers.discard(customer_id)
-        return _ok({"id": customer_id, "object": "customer", "deleted": True})
+        return ok({"id": customer_id, "object": "customer", "deleted": True})
 
     async def _create_charge(self, request: web.Request) -> web.Response:
-        params = _form(await request.post())
+        params = form(await request.post())
         if params.get("source") == "tok_chargeDeclined":
-            return _decline(_new_id("ch"))
-        return _ok(
-            {"id": _new_id("ch"), "object": "charge", "status": "succeeded", "paid": True, **params}
+            return decline(new_id("ch"))
+        return ok(
+            {"id": new_id("ch"), "object": "charge", "status": "succeeded", "paid": True, **params}
         )
 
     async def _cancel_payment_intent(self, request: web.Request) -> web.Response:
-        params = _form(await request.post())
-        return _ok(
+        params = form(await request.post())
+        return ok(
             {
                 "id": request.match_info["id"],
                 "object": "payment_intent",
@@ -466,10 +374,10 @@ class StripeStandIn:
         )
 
     async def _attach(self, request: web.Request) -> web.Response:
-        params = _form(await request.post())
+        params = form(await request.post())
         if request.match_info["id"] == "pm_card_chargeDeclined":
-            return _decline(None)
-        return _ok(
+            return decline(None)
+        return ok(
             {
                 "id": request.match_info["id"],
                 "object": "payment_method",
@@ -478,13 +386,13 @@ class StripeStandIn:
         )
 
     async def _detach(self, request: web.Request) -> web.Response:
-        return _ok({"id": request.match_info["id"], "object": "payment_method", "customer": None})
+        return ok({"id": request.match_info["id"], "object": "payment_method", "customer": None})
 
     async def _meter_event_v1(self, request: web.Request) -> web.Response:
-        params = _form(await request.post())
+        params = form(await request.post())
         identifier = str(params.get("identifier") or secrets.token_hex(8))
         if identifier in self.stats.meter_deliveries:
-            response = _error(
+            response = error(
                 400,
                 "invalid_request_error",
                 f"An event already exists with identifier {identifier}.",
@@ -493,7 +401,7 @@ class StripeStandIn:
             response.headers["Stripe-Should-Retry"] = "false"
             return response
         self.stats.meter_deliveries[identifier] += 1
-        return _ok(
+        return ok(
             {"object": "billing.meter_event", "livemode": False, **params, "identifier": identifier}
         )
 
@@ -502,118 +410,35 @@ class StripeStandIn:
         expires = time.time() + self.config.session_ttl_seconds
         self._sessions[token] = expires
         self.stats.meter_sessions += 1
-        return _ok(
+        return ok(
             {
                 "id": "mes_session_" + secrets.token_hex(6),
                 "object": "v2.billing.meter_event_session",
                 "authentication_token": token,
-                "created": _rfc3339(time.time()),
-                "expires_at": _rfc3339(expires),
+                "created": rfc3339(time.time()),
+                "expires_at": rfc3339(expires),
                 "livemode": False,
             }
         )
 
     async def _meter_stream(self, request: web.Request) -> web.Response:
-        token = _api_key(request) or ""
+        token = api_key(request) or ""
         expiry = self._sessions.get(token)
         if expiry is None:
-            return _v2_error(401, "invalid_request_error", "Invalid authentication token")
+            return v2_error(401, "invalid_request_error", "Invalid authentication token")
         if expiry <= time.time():
-            return _v2_error(
-                401, "temporary_session_expired", "The meter event session has expired"
-            )
+            return v2_error(401, "temporary_session_expired", "The meter event session has expired")
         if request.content_type != "application/json":  # v2 takes JSON bodies only
-            return _v2_error(400, "invalid_request_error", "Expected a JSON request body")
+            return v2_error(400, "invalid_request_error", "Expected a JSON request body")
         body = await request.json()
         events = body.get("events", [])
         if not isinstance(events, list) or not 1 <= len(events) <= 100:
-            return _v2_error(400, "invalid_request_error", "Between 1 and 100 events per request")
+            return v2_error(400, "invalid_request_error", "Between 1 and 100 events per request")
         self.stats.meter_stream_requests += 1
         for event in events:
             self.stats.meter_deliveries[str(event.get("identifier"))] += 1
         self.stats.recent_stream_events.extend(events)
         return web.json_response({}, status=200)
-
-
-def _api_key(request: web.Request) -> str | None:
-    auth = request.headers.get("Authorization", "")
-    return auth.removeprefix("Bearer ").strip() or None if auth.startswith("Bearer ") else None
-
-
-def _ok(body: dict[str, Any]) -> web.Response:
-    response = web.json_response(body)
-    response.headers["Request-Id"] = f"req_standin{next(_ids):010d}"
-    return response
-
-
-def _error(
-    status: int, kind: str, message: str, code: str | None, *, param: str | None = None
-) -> web.Response:
-    error: dict[str, Any] = {"type": kind, "message": message}
-    if code:
-        error["code"] = code
-    if param:
-        error["param"] = param
-    response = web.json_response({"error": error}, status=status)
-    response.headers["Request-Id"] = f"req_standin{next(_ids):010d}"
-    return response
-
-
-def _no_access(status: int, key: str, account: str) -> web.Response:
-    """Stripe's answer for a Stripe-Account the key cannot act for (key masked as Stripe does)."""
-    masked = f"{key[:8]}{'*' * max(0, len(key) - 12)}{key[-4:]}"
-    return _error(
-        status,
-        "invalid_request_error",
-        f"The provided key '{masked}' does not have access to account '{account}' (or that "
-        "account does not exist). Application access may have been revoked.",
-        "account_invalid",
-    )
-
-
-def _v2_error(status: int, kind: str, message: str) -> web.Response:
-    return _error(status, kind, message, None)
-
-
-def _decline(charge_id: str | None) -> web.Response:
-    response = web.json_response(
-        {
-            "error": {
-                "type": "card_error",
-                "code": "card_declined",
-                "decline_code": "generic_decline",
-                "message": "Your card was declined.",
-                "charge": charge_id,
-            }
-        },
-        status=402,
-    )
-    response.headers["Request-Id"] = f"req_standin{next(_ids):010d}"
-    return response
-
-
-def _form(data: Any) -> dict[str, Any]:
-    """Stripe's form encoding (`metadata[k]=v`, `payload[value]=3`) back to nested JSON."""
-    result: dict[str, Any] = {}
-    for raw_key, value in data.items():
-        parts = re.findall(r"[^\[\]]+", raw_key)
-        target = result
-        for part in parts[:-1]:
-            target = target.setdefault(part, {})
-        target[parts[-1]] = _number(value)
-    return result
-
-
-def _number(value: str) -> Any:
-    return int(value) if re.fullmatch(r"-?\d+", value) else value
-
-
-def _path_pattern(path: str) -> str:
-    return re.sub(r"/(cus|pi|ch|re|pm|co)_[A-Za-z0-9_]+", r"/{\1_id}", path)
-
-
-def _rfc3339(moment: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(moment))
 
 
 async def serve(host: str, port: int) -> None:
@@ -636,3 +461,15 @@ def main() -> None:
     # the stand-in should spend as little of the benchmark machine's as it can.
     run = asyncio.run if uvloop is None else uvloop.run
     run(serve(args.host, args.port))
+
+
+def _no_access(status: int, key: str, account: str) -> web.Response:
+    """Stripe's answer for a Stripe-Account the key cannot act for (key masked as Stripe does)."""
+    masked = f"{key[:8]}{'*' * max(0, len(key) - 12)}{key[-4:]}"
+    return error(
+        status,
+        "invalid_request_error",
+        f"The provided key '{masked}' does not have access to account '{account}' (or that "
+        "account does not exist). Application access may have been revoked.",
+        "account_invalid",
+    )
