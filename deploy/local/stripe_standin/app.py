@@ -38,7 +38,6 @@ import asyncio
 import json
 import random
 import re
-import secrets
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -46,20 +45,16 @@ from typing import Any
 
 from aiohttp import web
 
-from .config import Config, Fault
-from .stats import Stats
+from .config import Config, Controls, Fault
+from .meters import Meters
+from .resources import Resources
 from .wire import (
     Handler,
     api_key,
-    decline,
     error,
     form,
-    new_id,
-    ok,
     path_pattern,
     request_id,
-    rfc3339,
-    v2_error,
 )
 
 try:
@@ -81,16 +76,11 @@ IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600.0
 
 class StripeStandIn:
     def __init__(self) -> None:
-        self.config = Config()
-        self.stats = Stats()
+        self.controls = Controls()
+        self.resources = Resources()
+        self.meters = Meters(self.controls)
         self._idempotency: dict[tuple[str, str], _Stored] = {}
         self._in_progress: set[tuple[str, str]] = set()
-        self._sessions: dict[str, float] = {}  # token -> expiry (time.time)
-        self._customers: set[str] = set()  # created and not deleted
-
-    def now(self) -> float:
-        """The stand-in's clock: the wall clock, moved by ``clock_offset_seconds``."""
-        return time.time() + self.config.clock_offset_seconds
 
     # -- framework ------------------------------------------------------------------------
 
@@ -101,29 +91,8 @@ class StripeStandIn:
                 web.post("/_standin/config", self._set_config),
                 web.get("/_standin/stats", self._get_stats),
                 web.post("/_standin/reset", self._reset),
-                web.get("/v1/balance", self._balance),
-                web.get("/v1/customers", self._list("customer")),
-                web.post("/v1/customers", self._create_customer),
-                web.get("/v1/customers/{id}", self._retrieve("customer")),
-                web.post("/v1/customers/{id}", self._update("customer")),
-                web.delete("/v1/customers/{id}", self._delete_customer),
-                web.get("/v1/coupons", self._list("coupon")),
-                web.post("/v1/coupons", self._create("coupon", None)),
-                web.post("/v1/payment_intents", self._create("payment_intent", "pi")),
-                web.get("/v1/payment_intents/{id}", self._retrieve("payment_intent")),
-                web.post("/v1/payment_intents/{id}/cancel", self._cancel_payment_intent),
-                web.get("/v1/charges", self._list("charge")),
-                web.post("/v1/charges", self._create_charge),
-                web.get("/v1/charges/{id}", self._retrieve("charge")),
-                web.post("/v1/charges/{id}", self._update("charge")),
-                web.post("/v1/refunds", self._create("refund", "re")),
-                web.get("/v1/refunds/{id}", self._retrieve("refund")),
-                web.post("/v1/payment_methods/{id}/attach", self._attach),
-                web.get("/v1/payment_methods/{id}", self._retrieve("payment_method")),
-                web.post("/v1/payment_methods/{id}/detach", self._detach),
-                web.post("/v1/billing/meter_events", self._meter_event_v1),
-                web.post("/v2/billing/meter_event_session", self._meter_session),
-                web.post("/v2/billing/meter_event_stream", self._meter_stream),
+                *self.resources.routes(),
+                *self.meters.routes(),
             ]
         )
         return app
@@ -132,7 +101,7 @@ class StripeStandIn:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/_standin/"):
             return await handler(request)
-        stats = self.stats
+        stats = self.controls.stats
         stats.calls += 1
         stats.calls_by_path[path_pattern(request.path)] += 1
         stats.calls_per_second[int(time.time())] += 1
@@ -155,7 +124,7 @@ class StripeStandIn:
         return response
 
     async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        config = self.config
+        config = self.controls.config
         # Stripe has the whole request before it works on it: a client that stops waiting (a
         # timeout) does not stop an operation it already sent, so read the body first.
         await request.read()
@@ -174,9 +143,9 @@ class StripeStandIn:
         if account is not None and account in config.revoked_accounts:
             return _no_access(config.revoked_accounts[account], key or "", account)
         if config.rate_limit_per_second and (
-            self.stats.calls_per_second[int(time.time())] > config.rate_limit_per_second
+            self.controls.stats.calls_per_second[int(time.time())] > config.rate_limit_per_second
         ):
-            self.stats.faults_injected += 1
+            self.controls.stats.faults_injected += 1
             return error(429, "invalid_request_error", "Too many requests", "rate_limit")
         fault = self._take_fault(request.path)
         if fault is not None and not fault.after_effect:
@@ -188,15 +157,18 @@ class StripeStandIn:
         return response if fault is None else await self._inject(request, fault)
 
     def _take_fault(self, path: str) -> Fault | None:
-        for fault in self.config.faults:
+        for fault in self.controls.config.faults:
             if fault.times != 0 and path.startswith(fault.path_prefix):
                 if fault.times > 0:
                     fault.times -= 1
                 return fault
-        if self.config.fault_probability and random.random() < self.config.fault_probability:
+        if (
+            self.controls.config.fault_probability
+            and random.random() < self.controls.config.fault_probability
+        ):
             return Fault(status=500)
         draw = random.uniform(0, 100)
-        for chance in self.config.random_faults:
+        for chance in self.controls.config.random_faults:
             if path.startswith(chance.path_prefix):
                 if draw < chance.percent:
                     return Fault(status=chance.status)
@@ -204,9 +176,9 @@ class StripeStandIn:
         return None
 
     async def _inject(self, request: web.Request, fault: Fault) -> web.StreamResponse:
-        self.stats.faults_injected += 1
+        self.controls.stats.faults_injected += 1
         if fault.status == "timeout":
-            await asyncio.sleep(self.config.hang_seconds)
+            await asyncio.sleep(self.controls.config.hang_seconds)
             return error(504, "api_error", "timed out", None)
         if fault.status == "reset":
             if request.transport is not None:
@@ -226,12 +198,15 @@ class StripeStandIn:
         """Stripe's idempotency layer: replay, conflict, or execute (and count) once."""
         key = request.headers.get("Idempotency-Key")
         if key is None:
-            self.stats.executions["<no idempotency key>"] += 1
+            self.controls.stats.executions["<no idempotency key>"] += 1
             return await handler(request)
         slot = (api_key, key)
         fingerprint = f"{request.method} {request.path} {await request.text()}"
         stored = self._idempotency.get(slot)
-        if stored is not None and self.now() - stored.created >= IDEMPOTENCY_KEY_TTL_SECONDS:
+        if (
+            stored is not None
+            and self.controls.now() - stored.created >= IDEMPOTENCY_KEY_TTL_SECONDS
+        ):
             del self._idempotency[slot]  # pruned: the key is new again
             stored = None
         response: web.StreamResponse
@@ -244,7 +219,7 @@ class StripeStandIn:
                     "they were first used with.",
                     None,
                 )
-            self.stats.replays += 1
+            self.controls.stats.replays += 1
             response = web.json_response(stored.body, status=stored.status)
             response.headers["Idempotent-Replayed"] = "true"
             response.headers["Request-Id"] = request_id()
@@ -261,8 +236,8 @@ class StripeStandIn:
             response = await handler(request)
         finally:
             self._in_progress.discard(slot)
-        self.stats.executions[key] += 1
-        executed = self.stats.executed_requests.setdefault(
+        self.controls.stats.executions[key] += 1
+        executed = self.controls.stats.executed_requests.setdefault(
             key,
             {
                 "operation": f"{request.method} {path_pattern(request.path)}",
@@ -277,168 +252,27 @@ class StripeStandIn:
             and response.body is not None
         ):
             body = json.loads(bytes(response.body))  # type: ignore[arg-type]
-            self._idempotency[slot] = _Stored(fingerprint, response.status, body, self.now())
+            self._idempotency[slot] = _Stored(
+                fingerprint, response.status, body, self.controls.now()
+            )
         return response
 
     # -- control plane --------------------------------------------------------------------
 
     async def _set_config(self, request: web.Request) -> web.Response:
-        self.config = Config.from_json(await request.json())
+        self.controls.config = Config.from_json(await request.json())
         return web.json_response({"ok": True})
 
     async def _get_stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats.summary(full=request.query.get("full") == "1"))
+        return web.json_response(self.controls.stats.summary(full=request.query.get("full") == "1"))
 
     async def _reset(self, _: web.Request) -> web.Response:
-        self.__init__()  # type: ignore[misc]
+        self.controls.reset()
+        self._idempotency = {}
+        self._in_progress = set()
+        self.resources.reset()
+        self.meters.reset()
         return web.json_response({"ok": True})
-
-    # -- resources ------------------------------------------------------------------------
-
-    async def _balance(self, _: web.Request) -> web.Response:
-        return ok(
-            {
-                "object": "balance",
-                "livemode": False,
-                "available": [{"amount": 0, "currency": "usd"}],
-                "pending": [{"amount": 0, "currency": "usd"}],
-            }
-        )
-
-    def _list(self, object_name: str) -> Handler:
-        async def handler(request: web.Request) -> web.Response:
-            limit = int(request.query.get("limit", "10"))
-            prefix = {"customer": "cus", "coupon": "co", "charge": "ch"}[object_name]
-            data = [{"id": new_id(prefix), "object": object_name} for _ in range(min(limit, 3))]
-            return ok({"object": "list", "data": data, "has_more": False, "url": request.path})
-
-        return handler
-
-    def _create(self, object_name: str, prefix: str | None) -> Handler:
-        async def handler(request: web.Request) -> web.Response:
-            params = form(await request.post())
-            object_id = params.pop("id", None) if prefix is None else new_id(prefix)
-            return ok({"id": object_id, "object": object_name, "livemode": False, **params})
-
-        return handler
-
-    def _retrieve(self, object_name: str) -> Handler:
-        async def handler(request: web.Request) -> web.Response:
-            return ok({"id": request.match_info["id"], "object": object_name, "livemode": False})
-
-        return handler
-
-    def _update(self, object_name: str) -> Handler:
-        async def handler(request: web.Request) -> web.Response:
-            params = form(await request.post())
-            return ok({"id": request.match_info["id"], "object": object_name, **params})
-
-        return handler
-
-    async def _create_customer(self, request: web.Request) -> web.Response:
-        params = form(await request.post())
-        customer_id = new_id("cus")
-        self._customers.add(customer_id)
-        return ok({"id": customer_id, "object": "customer", "livemode": False, **params})
-
-    async def _delete_customer(self, request: web.Request) -> web.Response:
-        customer_id = request.match_info["id"]
-        if customer_id not in self._customers:
-            return error(
-                404,
-                "invalid_request_error",
-                f"No such customer: '{customer_id}'",
-                "resource_missing",
-                param="id",
-            )
-        self._customers.discard(customer_id)
-        return ok({"id": customer_id, "object": "customer", "deleted": True})
-
-    async def _create_charge(self, request: web.Request) -> web.Response:
-        params = form(await request.post())
-        if params.get("source") == "tok_chargeDeclined":
-            return decline(new_id("ch"))
-        return ok(
-            {"id": new_id("ch"), "object": "charge", "status": "succeeded", "paid": True, **params}
-        )
-
-    async def _cancel_payment_intent(self, request: web.Request) -> web.Response:
-        params = form(await request.post())
-        return ok(
-            {
-                "id": request.match_info["id"],
-                "object": "payment_intent",
-                "status": "canceled",
-                **params,
-            }
-        )
-
-    async def _attach(self, request: web.Request) -> web.Response:
-        params = form(await request.post())
-        if request.match_info["id"] == "pm_card_chargeDeclined":
-            return decline(None)
-        return ok(
-            {
-                "id": request.match_info["id"],
-                "object": "payment_method",
-                "customer": params.get("customer"),
-            }
-        )
-
-    async def _detach(self, request: web.Request) -> web.Response:
-        return ok({"id": request.match_info["id"], "object": "payment_method", "customer": None})
-
-    async def _meter_event_v1(self, request: web.Request) -> web.Response:
-        params = form(await request.post())
-        identifier = str(params.get("identifier") or secrets.token_hex(8))
-        if identifier in self.stats.meter_deliveries:
-            response = error(
-                400,
-                "invalid_request_error",
-                f"An event already exists with identifier {identifier}.",
-                None,
-            )
-            response.headers["Stripe-Should-Retry"] = "false"
-            return response
-        self.stats.meter_deliveries[identifier] += 1
-        return ok(
-            {"object": "billing.meter_event", "livemode": False, **params, "identifier": identifier}
-        )
-
-    async def _meter_session(self, _: web.Request) -> web.Response:
-        token = "mes_" + secrets.token_hex(12)
-        expires = time.time() + self.config.session_ttl_seconds
-        self._sessions[token] = expires
-        self.stats.meter_sessions += 1
-        return ok(
-            {
-                "id": "mes_session_" + secrets.token_hex(6),
-                "object": "v2.billing.meter_event_session",
-                "authentication_token": token,
-                "created": rfc3339(time.time()),
-                "expires_at": rfc3339(expires),
-                "livemode": False,
-            }
-        )
-
-    async def _meter_stream(self, request: web.Request) -> web.Response:
-        token = api_key(request) or ""
-        expiry = self._sessions.get(token)
-        if expiry is None:
-            return v2_error(401, "invalid_request_error", "Invalid authentication token")
-        if expiry <= time.time():
-            return v2_error(401, "temporary_session_expired", "The meter event session has expired")
-        if request.content_type != "application/json":  # v2 takes JSON bodies only
-            return v2_error(400, "invalid_request_error", "Expected a JSON request body")
-        body = await request.json()
-        events = body.get("events", [])
-        if not isinstance(events, list) or not 1 <= len(events) <= 100:
-            return v2_error(400, "invalid_request_error", "Between 1 and 100 events per request")
-        self.stats.meter_stream_requests += 1
-        for event in events:
-            self.stats.meter_deliveries[str(event.get("identifier"))] += 1
-        self.stats.recent_stream_events.extend(events)
-        return web.json_response({}, status=200)
 
 
 async def serve(host: str, port: int) -> None:

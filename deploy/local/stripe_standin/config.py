@@ -1,10 +1,14 @@
-"""What the control plane sets with ``POST /_standin/config``: latency, faults, the clock,
-limits, revoked credentials; fields left out take their defaults."""
+"""What the control plane sets with ``POST /_standin/config`` (latency, faults, the clock,
+limits, revoked credentials; fields left out take their defaults), and Controls: the one
+object through which every part reads the config, the stats and the clock."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from .stats import Stats
 
 
 @dataclass
@@ -52,3 +56,21 @@ class Config:
         faults = [Fault(**f) for f in raw.pop("faults", [])]
         storm = [RandomFault(**f) for f in raw.pop("random_faults", [])]
         return cls(**{**asdict(cls()), **raw, "faults": faults, "random_faults": storm})
+
+
+class Controls:
+    """The config the control plane set, the stats it reports, and the stand-in's clock.
+    One object for the stand-in's life: a new config or a reset replaces what it holds, so
+    a part keeps this object, never the config or the stats themselves."""
+
+    def __init__(self) -> None:
+        self.config = Config()
+        self.stats = Stats()
+
+    def reset(self) -> None:
+        self.config = Config()
+        self.stats = Stats()
+
+    def now(self) -> float:
+        """The stand-in's clock: the wall clock, moved by ``clock_offset_seconds``."""
+        return time.time() + self.config.clock_offset_seconds
