@@ -155,7 +155,7 @@ class Bench:
         )
         await run_process(
             [
-                sys.executable, "-m", "bench.naive_consumer",
+                sys.executable, "-m", "bench.baselines.naive_consumer",
                 "--bootstrap", self.stack["KAFKA_BOOTSTRAP_SERVERS"],
                 "--topic", topics["CONSUMER_REQUEST_TOPICS"],
                 "--reply-topic", topics["CONSUMER_REPLY_TOPIC"],
@@ -194,7 +194,7 @@ class Bench:
         await self.publish(topics["CONSUMER_REQUEST_TOPICS"], [f"b-{i}" for i in range(count)])
         ceiling_out = await run_process(
             [
-                sys.executable, "-m", "bench.ceiling",
+                sys.executable, "-m", "bench.baselines.ceiling",
                 "--bootstrap", self.stack["KAFKA_BOOTSTRAP_SERVERS"],
                 "--topic", topics["CONSUMER_REQUEST_TOPICS"],
                 "--reply-topic", topics["CONSUMER_REPLY_TOPIC"] + ".ceiling",
@@ -355,7 +355,7 @@ class Bench:
             await sink.stop()
         read_out = await run_process(
             [
-                sys.executable, "-m", "bench.read_decode",
+                sys.executable, "-m", "bench.baselines.read_decode",
                 "--bootstrap", self.stack["KAFKA_BOOTSTRAP_SERVERS"],
                 "--topic", meter_topic,
                 "--group", topics["CONSUMER_GROUP_ID"] + ".read",

@@ -9,7 +9,7 @@ import time
 
 import msgspec
 
-from bench.plain_kafka import plain_consumer
+from bench.baselines.plain_kafka import plain_consumer
 
 
 async def run(*, bootstrap: str, topic: str, group: str, count: int) -> float:

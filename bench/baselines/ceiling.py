@@ -13,7 +13,7 @@ import time
 
 import aiokafka
 
-from bench.plain_kafka import plain_consumer
+from bench.baselines.plain_kafka import plain_consumer
 
 
 async def run(bootstrap: str, topic: str, reply_topic: str, group: str, count: int) -> float:

@@ -14,7 +14,7 @@ import json
 import aiokafka
 import stripe
 
-from bench.plain_kafka import plain_consumer
+from bench.baselines.plain_kafka import plain_consumer
 
 
 async def run(
