@@ -1,0 +1,71 @@
+"""(m): meter events through the v2 stream with the Redis ledger: events per second of the
+service beside aiokafka alone reading and decoding the same topic, and how many
+identifiers the stand-in saw delivered more than once (must be none)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import msgspec
+
+from bench.harness import Harness
+
+
+async def meter_events_through_the_stream(h: Harness) -> dict[str, Any]:
+    await h.standin_config(latency_ms=0)
+    count = h.n(200_000)
+    topics = await h.topics("m", 6)
+    meter_topic = topics["CONSUMER_METER_TOPIC"]
+    run = uuid.uuid4().hex[:8]
+    records = ((f"p{i % 97}".encode(), meter_event(i, run)) for i in range(count))
+    await h.publish_records(meter_topic, records, 5000)
+    read_out = await h.baseline(
+        "read_decode",
+        "--topic", meter_topic,
+        "--group", topics["CONSUMER_GROUP_ID"] + ".read",
+        "--count", str(count),
+    )  # fmt: skip
+    ceiling = float(read_out.strip().splitlines()[-1])
+    env = {"STRIPE_METER_EVENTS_BASE": h.standin.url, "LOG_LEVEL": "WARNING"}
+    if "REDIS_URL" in h.stack:
+        env["CONSUMER_REDIS_URL"] = h.stack["REDIS_URL"]
+    service = h.service(topics, "m-service", **env).start()
+    samples: list[tuple[float, int]] = []
+    try:
+        while True:
+            stats = await h.standin_stats()
+            samples.append((time.perf_counter(), int(stats["meter_events_delivered"])))
+            if samples[-1][1] >= count:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        service.terminate()
+    # The steady rate: from the first sample with deliveries to the last.
+    moving = [(t, n) for t, n in samples if n > 0]
+    (t0, n0), (t1, n1) = moving[0], moving[-1]
+    full = await h.standin_stats()
+    return {
+        "events": count,
+        "ledger": "redis" if "REDIS_URL" in h.stack else "memory",
+        "service_events_per_s": round((n1 - n0) / (t1 - t0), 1),
+        "aiokafka_read_decode_per_s": round(ceiling, 1),
+        "stream_requests": full["meter_stream_requests"],
+        "identifiers_delivered": full["meter_identifiers"],
+        "delivered_more_than_once": len(full["meter_identifiers_delivered_more_than_once"]),
+    }
+
+
+def meter_event(i: int, run: str) -> bytes:
+    """Identifiers are unique per run: the ledger (Redis) remembers earlier runs' for weeks."""
+    return msgspec.json.encode(
+        {
+            "operation": "create_meter_event",
+            "event_name": "api_requests",
+            "customer_id": f"cus_{i % 500:05d}",
+            "identifier": f"bench-{run}-{i}",
+            "value": 1,
+        }
+    )
