@@ -135,6 +135,13 @@ def rate(times: list[float]) -> float:
     return (len(times) - 1) / span if span > 0 else float("nan")
 
 
+def steady_rate(times: list[float]) -> float:
+    """Records per second once the first second (the connection pool's warm-up) is past;
+    over the whole run when it was shorter than that (a quick run's small --scale)."""
+    steady = [t for t in times if t >= times[0] + 1.0]
+    return rate(steady if len(steady) >= 2 else times)
+
+
 def charge(key: str) -> bytes:
     return msgspec.json.encode(
         {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.harness import Harness, rate
+from bench.harness import Harness, rate, steady_rate
 
 
 async def service_vs_naive_consumer(h: Harness) -> dict[str, Any]:
@@ -36,8 +36,7 @@ async def service_vs_naive_consumer(h: Harness) -> dict[str, Any]:
         times = await h.reply_times(topics["CONSUMER_REPLY_TOPIC"], count, 600)
     finally:
         service.terminate()
-    # Skip the first second (connection pool warm-up) for the steady rate.
-    steady = rate([t for t in times if t >= times[0] + 1.0])
+    steady = steady_rate(times)
     return {
         "stripe_latency_ms": 100,
         "partitions": 1,
@@ -67,7 +66,7 @@ async def service_vs_aiokafka_ceiling(h: Harness) -> dict[str, Any]:
         times = await h.reply_times(topics["CONSUMER_REPLY_TOPIC"], count, 600)
     finally:
         service.terminate()
-    steady = rate([t for t in times if t >= times[0] + 1.0])
+    steady = steady_rate(times)
     return {
         "stripe_latency_ms": 0,
         "records": count,
