@@ -68,9 +68,6 @@ def _env(state: dict[str, Any], running: list[str]) -> dict[str, str]:
     return {c.env_key: c.address(state) for c in COMPONENTS if c.name in running}
 
 
-# --- Public API -----------------------------------------------------------------------------
-
-
 def up(
     dir: Path = stack_dir.DEFAULT_DIR, conductor: bool = True, partitions: int | None = None
 ) -> dict[str, str]:
@@ -204,6 +201,3 @@ def restart_kafka(dir: Path = stack_dir.DEFAULT_DIR) -> float:
     """Stop and start the broker on the same port and data dir; return start-up seconds."""
     stop_kafka(dir)
     return start_kafka(dir)
-
-
-# --- Command line ---------------------------------------------------------------------------
