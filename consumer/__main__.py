@@ -34,7 +34,7 @@ def _settings() -> Settings | None:
 
 def _run() -> int:
     from consumer.app import redactor_for, run_service, tune_garbage_collector
-    from consumer.logs import configure_logging
+    from consumer.observability.logs import configure_logging
 
     settings = _settings()
     if settings is None:
@@ -64,7 +64,7 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
 
 def _check() -> int:
     from consumer.app import kafka_connection
-    from consumer.kafka_io import broker_reachable
+    from consumer.kafka.io import broker_reachable
     from consumer.operations import check_complete
 
     settings = _settings()
@@ -100,9 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument("--timeout", type=float, default=30.0)
     demo = commands.add_parser("demo", help="one request per operation, printed as a table")
     demo.add_argument("--timeout", type=float, default=60.0)
-    from consumer import conductor_cli
+    from consumer.conductor import commands as conductor_commands
 
-    conductor_cli.add_commands(commands)
+    conductor_commands.add_commands(commands)
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -110,23 +110,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         return _check()
     if args.command == "schema":
-        from consumer.schema_files import write_schemas
+        from consumer.cli.generated_docs import write_schemas
 
         write_schemas(args.out)
         return 0
     if args.command == "docs":
-        from consumer.schema_files import write_readme_table
+        from consumer.cli.generated_docs import write_readme_table
 
         write_readme_table(args.readme)
         return 0
     if args.command == "send":
-        from consumer.tools import send_one
+        from consumer.cli.send import send_one
 
         return asyncio.run(send_one(args.request, args.key, args.timeout))
     if args.command == "conductor":
-        return conductor_cli.run(args)
+        return conductor_commands.run(args)
     if args.command == "demo":
-        from consumer.demo import demo_command
+        from consumer.cli.demo import demo_command
 
         return asyncio.run(demo_command(args.timeout))
     return 2

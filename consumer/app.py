@@ -24,29 +24,23 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from consumer.engine.credential_gate import CredentialGate
-from consumer.engine.deletes import RecordedDeletes
-from consumer.engine.executor import StripeCaller, StripeCallExecutor
-from consumer.engine.object_locks import ObjectLocks
 from consumer.engine.pipeline import Pipeline, PipelineLimits
-from consumer.engine.rate_limit import RateLimit
-from consumer.engine.retry import RetryPolicy
-from consumer.identifier_ledger import IdentifierLedger
-from consumer.kafka_io import (
+from consumer.engine.processor import RequestProcessor
+from consumer.kafka.io import (
     BrokerProbe,
     KafkaConnection,
     RecordSink,
     RecordSource,
     ensure_topics,
 )
-from consumer.logs import get_logger
 from consumer.metering.batcher import MeterEventBatcher
+from consumer.metering.ledgers.memory import IdentifierLedger
 from consumer.metering.sessions import ExecutorSessionCreator, MeterEventSessions
 from consumer.metering.transports import SingleEventTransport, StreamTransport
-from consumer.metrics import ServiceMetrics
+from consumer.observability.logs import get_logger
+from consumer.observability.metrics import ServiceMetrics
+from consumer.observability.redaction import Redactor
 from consumer.operations import check_complete
-from consumer.processor import RequestProcessor
-from consumer.redaction import Redactor
 from consumer.settings import Settings
 from consumer.shared_state.redis_client import RedisConnection
 from consumer.shared_state.wiring import (
@@ -56,7 +50,13 @@ from consumer.shared_state.wiring import (
     redis_connection,
     reply_memory,
 )
-from consumer.stripe_gateway import StripeGateway, open_gateway
+from consumer.stripe.credential_gate import CredentialGate
+from consumer.stripe.deletes import RecordedDeletes
+from consumer.stripe.executor import StripeCaller, StripeCallExecutor
+from consumer.stripe.gateway import StripeGateway, open_gateway
+from consumer.stripe.object_locks import ObjectLocks
+from consumer.stripe.rate_limit import RateLimit
+from consumer.stripe.retry import RetryPolicy
 
 _log = get_logger()
 # The consumer loop fetches at least every 0.2 s; silence this long means it is stuck.

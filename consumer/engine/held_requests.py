@@ -1,10 +1,11 @@
 """Requests held while Stripe rejects their integration's key: outside every worker slot.
 
 The executor sends nothing for an integration whose key Stripe rejects (it raises
-:class:`~consumer.errors.CredentialHeld`, see ``credential_gate.py``). The pipeline parks such
-a request here instead of letting it wait in a scheduler slot (``CONSUMER_MAX_IN_FLIGHT``) or
-a meter-lane slot, which other integrations need; its offset stays uncommitted meanwhile (a
-crash redelivers it). Each pass of the consumer loop settles what is parked:
+:class:`~consumer.contract.errors.CredentialHeld`, see ``credential_gate.py``). The pipeline
+parks such a request here instead of letting it wait in a scheduler slot
+(``CONSUMER_MAX_IN_FLIGHT``) or a meter-lane slot, which other integrations need; its offset
+stays uncommitted meanwhile (a crash redelivers it). Each pass of the consumer loop settles
+what is parked:
 
 - the gate opened (a probe found that the key works): released, in the order held, to run;
 - held ``hold_seconds`` (``CONSUMER_CREDENTIAL_HOLD_SECONDS``) since first held: answered
@@ -22,10 +23,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from consumer.engine.credential_gate import CredentialGate
-from consumer.errors import StripeFailure
-from consumer.kafka_io import TopicPartition
-from consumer.messages import ReplyError
+from consumer.contract.errors import StripeFailure
+from consumer.contract.messages import ReplyError
+from consumer.kafka.io import TopicPartition
+from consumer.stripe.credential_gate import CredentialGate
 
 T = TypeVar("T")
 

@@ -40,16 +40,22 @@ from typing import Final, Protocol
 
 import msgspec
 
-from consumer.engine.credential_gate import CredentialGate
 from consumer.engine.held_requests import Held, HeldRequests
 from consumer.engine.offsets import OffsetTracker
+from consumer.engine.processor import (
+    Handled,
+    HeldRequest,
+    Prepared,
+    PreparedMeterEvent,
+    meter_outcome,
+)
+from consumer.engine.replies import Outcome
 from consumer.engine.scheduler import KeyedScheduler
-from consumer.kafka_io import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
-from consumer.logs import get_logger
+from consumer.kafka.io import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
 from consumer.metering.events import MeterEvent, MeterResult
-from consumer.metrics import ServiceMetrics
-from consumer.processor import Handled, HeldRequest, Prepared, PreparedMeterEvent, meter_outcome
-from consumer.replies import Outcome
+from consumer.observability.logs import get_logger
+from consumer.observability.metrics import ServiceMetrics
+from consumer.stripe.credential_gate import CredentialGate
 
 _log = get_logger()
 _DLQ_TRUNCATED_BYTES: Final = 64 * 1024

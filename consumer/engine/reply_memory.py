@@ -32,8 +32,8 @@ from typing import Protocol
 
 import msgspec
 
-from consumer.errors import SharedStateUnavailable
-from consumer.replies import Outcome
+from consumer.contract.errors import SharedStateUnavailable
+from consumer.engine.replies import Outcome
 
 
 class RememberedAnswer(msgspec.Struct, frozen=True):

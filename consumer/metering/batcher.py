@@ -38,13 +38,13 @@ from typing import Final
 
 import msgspec
 
-from consumer.errors import CredentialHeld, StripeFailure
-from consumer.identifier_ledger import ClaimState, IdentifierLedger, LedgerScope
-from consumer.logs import get_logger
-from consumer.messages import ReplyError
+from consumer.contract.errors import CredentialHeld, StripeFailure
+from consumer.contract.messages import ReplyError
 from consumer.metering.events import MeterEvent, MeterResult
+from consumer.metering.ledgers.memory import ClaimState, IdentifierLedger, LedgerScope
 from consumer.metering.transports import MeterTransport
-from consumer.metrics import ServiceMetrics
+from consumer.observability.logs import get_logger
+from consumer.observability.metrics import ServiceMetrics
 
 MAX_BATCH: Final = 100
 _UNEXPECTED: Final = StripeFailure(

@@ -16,16 +16,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
-from consumer.engine.executor import StripeCallExecutor
-from consumer.engine.retry import Attempts
-from consumer.errors import CredentialHeld, StripeFailure
-from consumer.identifier_ledger import LedgerScope
-from consumer.logs import get_logger
+from consumer.contract.errors import CredentialHeld, StripeFailure
 from consumer.metering.events import MeterEvent, MeterResult
+from consumer.metering.ledgers.memory import LedgerScope
 from consumer.metering.scopes import ExpiringScopes
 from consumer.metering.sessions import MeterEventSessions
+from consumer.observability.logs import get_logger
 from consumer.operations.base import StripeCall
 from consumer.settings import StripeCredential
+from consumer.stripe.executor import StripeCallExecutor
+from consumer.stripe.retry import Attempts
 
 _log = get_logger()
 

@@ -14,9 +14,9 @@ from typing import Final
 
 import msgspec
 
+from consumer.contract.messages import ReplyError, ReplyStatus
+from consumer.engine.replies import Outcome
 from consumer.engine.reply_memory import RememberedAnswer
-from consumer.messages import ReplyError, ReplyStatus
-from consumer.replies import Outcome
 from consumer.shared_state.redis_client import RedisConnection
 
 

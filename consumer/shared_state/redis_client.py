@@ -31,9 +31,9 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from consumer.errors import SharedStateUnavailable
-from consumer.logs import get_logger
-from consumer.metrics import ServiceMetrics
+from consumer.contract.errors import SharedStateUnavailable
+from consumer.observability.logs import get_logger
+from consumer.observability.metrics import ServiceMetrics
 
 DEFAULT_PREFIX: Final = "stripe-consumer:"
 DATA_MARKER: Final = "data-marker"  # a key written once; gone means Redis lost its data

@@ -13,17 +13,17 @@ A process's share of a rate limit is ``STRIPE_RATE_LIMIT / CONSUMER_REPLICAS``.
 
 from __future__ import annotations
 
-from consumer.engine.deletes import DeleteRecords
-from consumer.engine.rate_limit import RateLimit, RateLimiter, default_rate_limit, share_of
 from consumer.engine.reply_memory import ReplyMemory
-from consumer.identifier_ledger import IdentifierLedger, MemoryLedger
-from consumer.logs import get_logger
-from consumer.metrics import ServiceMetrics
+from consumer.metering.ledgers.memory import IdentifierLedger, MemoryLedger
+from consumer.metering.ledgers.redis import RedisLedger
+from consumer.observability.logs import get_logger
+from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import Settings
-from consumer.shared_state.ledger import RedisLedger
 from consumer.shared_state.memories import RedisAnswers, RedisDeleteRecords
-from consumer.shared_state.rate_limit import SharedRateLimiter
 from consumer.shared_state.redis_client import RedisConnection
+from consumer.stripe.deletes import DeleteRecords
+from consumer.stripe.rate_limit import RateLimit, RateLimiter, default_rate_limit, share_of
+from consumer.stripe.shared_rate_limit import SharedRateLimiter
 
 _log = get_logger()
 

@@ -18,9 +18,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from consumer.examples import EXAMPLE_PARAMETERS
-from consumer.kafka_io import InboundRecord, OutboundRecord, RecordSink, end_offsets
-from consumer.messages import REQUEST_TYPES
+from consumer.contract.examples import EXAMPLE_PARAMETERS
+from consumer.contract.messages import REQUEST_TYPES
+from consumer.kafka.io import InboundRecord, OutboundRecord, RecordSink, end_offsets
 from tests.fault.conftest import Harness
 
 SEED = 20261204

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from consumer.kafka_io import OutboundRecord, RecordSink
+from consumer.kafka.io import OutboundRecord, RecordSink
 from tests.fault.conftest import Harness
 from tests.support.process import ServiceProcess
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from consumer.kafka_io import InboundRecord, committed_offsets, end_offsets
+from consumer.kafka.io import InboundRecord, committed_offsets, end_offsets
 from tests.support.service import (
     KafkaClient,
     RunningService,

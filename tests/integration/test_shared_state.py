@@ -14,15 +14,15 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
+from consumer.contract.errors import SharedStateUnavailable
+from consumer.engine.replies import Outcome
 from consumer.engine.reply_memory import AnswerKeys, RememberedAnswer, ReplyMemory
-from consumer.engine.retry import Attempts
-from consumer.errors import SharedStateUnavailable
-from consumer.identifier_ledger import ClaimState, LedgerScope
-from consumer.metrics import ServiceMetrics
-from consumer.replies import Outcome
-from consumer.shared_state.ledger import RedisLedger
+from consumer.metering.ledgers.memory import ClaimState, LedgerScope
+from consumer.metering.ledgers.redis import RedisLedger
+from consumer.observability.metrics import ServiceMetrics
 from consumer.shared_state.memories import RedisAnswers, RedisDeleteRecords
 from consumer.shared_state.redis_client import DATA_MARKER, RedisConnection
+from consumer.stripe.retry import Attempts
 from tests.support.process import free_port
 
 pytestmark = pytest.mark.integration

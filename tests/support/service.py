@@ -15,7 +15,7 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from consumer.app import run_service
-from consumer.kafka_io import (
+from consumer.kafka.io import (
     InboundRecord,
     KafkaConnection,
     OutboundRecord,

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from consumer.errors import StripeFailure
-from consumer.messages import ReplyError
+from consumer.contract.errors import StripeFailure
+from consumer.contract.messages import ReplyError
 from consumer.operations import StripeCall
 from consumer.operations.base import StripeResponse
 from consumer.settings import Settings, StripeCredential, load_settings

@@ -6,8 +6,14 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from consumer.codec import DeadLetter, InvalidRequest, RequestDecoder, ValidRequest, encode_reply
-from consumer.messages import CreateCharge, CreateMeterEvent, Reply
+from consumer.contract.codec import (
+    DeadLetter,
+    InvalidRequest,
+    RequestDecoder,
+    ValidRequest,
+    encode_reply,
+)
+from consumer.contract.messages import CreateCharge, CreateMeterEvent, Reply
 
 NOW = 1_780_000_000.0
 decoder = RequestDecoder(max_record_bytes=4096)

@@ -12,16 +12,16 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumer.engine.credential_gate import CredentialGate
-from consumer.engine.executor import StripeCallExecutor
-from consumer.engine.object_locks import ObjectLocks
-from consumer.engine.rate_limit import RateLimiter
-from consumer.engine.retry import Attempts, RetryPolicy
-from consumer.errors import CredentialHeld, StripeFailure
-from consumer.messages import ReplyError, Request
-from consumer.metrics import ServiceMetrics
+from consumer.contract.errors import CredentialHeld, StripeFailure
+from consumer.contract.messages import ReplyError, Request
+from consumer.observability.metrics import ServiceMetrics
 from consumer.operations import stripe_call
 from consumer.settings import Secret, StripeCredential
+from consumer.stripe.credential_gate import CredentialGate
+from consumer.stripe.executor import StripeCallExecutor
+from consumer.stripe.object_locks import ObjectLocks
+from consumer.stripe.rate_limit import RateLimiter
+from consumer.stripe.retry import Attempts, RetryPolicy
 from tests.unit.fakes import FakeStripe, settings
 
 REJECTED = ReplyError(type="authentication_error", message="Invalid API Key", http_status=401)

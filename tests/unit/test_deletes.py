@@ -9,17 +9,17 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumer.engine.credential_gate import CredentialGate
-from consumer.engine.deletes import DeleteRecords, RecordedDeletes
-from consumer.engine.executor import StripeCallExecutor
-from consumer.engine.object_locks import ObjectLocks
-from consumer.engine.rate_limit import RateLimiter
-from consumer.engine.retry import Attempts, RetryPolicy
-from consumer.errors import SharedStateUnavailable, StripeFailure
-from consumer.messages import DeleteCustomer
-from consumer.metrics import ServiceMetrics
+from consumer.contract.errors import SharedStateUnavailable, StripeFailure
+from consumer.contract.messages import DeleteCustomer
+from consumer.observability.metrics import ServiceMetrics
 from consumer.operations import stripe_call
 from consumer.settings import StripeCredential
+from consumer.stripe.credential_gate import CredentialGate
+from consumer.stripe.deletes import DeleteRecords, RecordedDeletes
+from consumer.stripe.executor import StripeCallExecutor
+from consumer.stripe.object_locks import ObjectLocks
+from consumer.stripe.rate_limit import RateLimiter
+from consumer.stripe.retry import Attempts, RetryPolicy
 from tests.unit.fakes import FakeStripe, failure, settings
 
 CREDENTIAL: StripeCredential = settings().credentials["default"]

@@ -10,10 +10,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from consumer.conductor_assets import asset_files
-from consumer.conductor_cli import render as render_conductor
-from consumer.examples import EXAMPLE_PARAMETERS, conductor_event_payload
-from consumer.schema_files import operations_table, render, schema_documents
+from consumer.cli.generated_docs import operations_table, render, schema_documents
+from consumer.conductor.assets import asset_files
+from consumer.conductor.commands import render as render_conductor
+from consumer.contract.examples import EXAMPLE_PARAMETERS, conductor_event_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = schema_documents()

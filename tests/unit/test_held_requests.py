@@ -12,18 +12,18 @@ from typing import Any
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from consumer.engine.credential_gate import CredentialGate
+from consumer.contract.idempotency import RecordCoordinates
+from consumer.contract.messages import ReplyError, Request
 from consumer.engine.held_requests import HeldRequests
 from consumer.engine.pipeline import Pipeline, PipelineLimits
-from consumer.idempotency import RecordCoordinates
-from consumer.identifier_ledger import LedgerScope
-from consumer.kafka_io import InboundRecord, TopicPartition
-from consumer.messages import ReplyError, Request
+from consumer.engine.processor import Handled, HeldRequest, Prepared, PreparedMeterEvent
+from consumer.engine.replies import Outcome, ReplyAddress, reply_record
+from consumer.kafka.io import InboundRecord, TopicPartition
 from consumer.metering.events import MeterEvent, MeterResult
-from consumer.metrics import ServiceMetrics
-from consumer.processor import Handled, HeldRequest, Prepared, PreparedMeterEvent
-from consumer.replies import Outcome, ReplyAddress, reply_record
+from consumer.metering.ledgers.memory import LedgerScope
+from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import Secret, StripeCredential
+from consumer.stripe.credential_gate import CredentialGate
 from tests.unit.test_pipeline import Sink, Source, eventually
 
 TP = TopicPartition("requests", 0)

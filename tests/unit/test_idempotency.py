@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from consumer.idempotency import RecordCoordinates, derive_key, key_text, request_hash
-from consumer.messages import OperationRequest, Request
+from consumer.contract.idempotency import RecordCoordinates, derive_key, key_text, request_hash
+from consumer.contract.messages import OperationRequest, Request
 
 AT = RecordCoordinates("stripe.requests", 2, 41)
 

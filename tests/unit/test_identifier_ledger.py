@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumer.identifier_ledger import ClaimState, LedgerScope, MemoryLedger
+from consumer.metering.ledgers.memory import ClaimState, LedgerScope, MemoryLedger
 
 SCOPE = LedgerScope("default", None)
 CLAIMED, DELIVERED, PENDING = ClaimState.CLAIMED, ClaimState.DELIVERED, ClaimState.PENDING

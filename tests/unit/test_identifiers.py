@@ -11,9 +11,9 @@ import msgspec
 import pytest
 import regress
 
-from consumer.codec import InvalidRequest, RequestDecoder, ValidRequest
-from consumer.messages import PATTERN_MEANINGS
-from consumer.schema_files import schema_documents
+from consumer.cli.generated_docs import schema_documents
+from consumer.contract.codec import InvalidRequest, RequestDecoder, ValidRequest
+from consumer.contract.messages import PATTERN_MEANINGS
 
 NOW = 1_780_000_000.0
 decoder = RequestDecoder(max_record_bytes=4096)

@@ -29,8 +29,8 @@ def modules_importing(library: str) -> set[str]:
     ("library", "adapter"),
     [
         ("redis", "consumer/shared_state/redis_client.py"),
-        ("stripe", "consumer/stripe_gateway.py"),
-        ("aiokafka", "consumer/kafka_io.py"),
+        ("stripe", "consumer/stripe/gateway.py"),
+        ("aiokafka", "consumer/kafka/io.py"),
     ],
 )
 def test_only_the_adapter_imports_its_library(library: str, adapter: str) -> None:

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from consumer.errors import CredentialHeld, StripeFailure
-from consumer.identifier_ledger import ClaimState, LedgerScope, MemoryLedger
-from consumer.messages import ReplyError
+from consumer.contract.errors import CredentialHeld, StripeFailure
+from consumer.contract.messages import ReplyError
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.events import MeterEvent, MeterResult
-from consumer.metrics import ServiceMetrics
+from consumer.metering.ledgers.memory import ClaimState, LedgerScope, MemoryLedger
+from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import StripeCredential
 from tests.unit.fakes import settings
 

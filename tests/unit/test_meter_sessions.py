@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from consumer.errors import CredentialHeld
-from consumer.identifier_ledger import LedgerScope
+from consumer.contract.errors import CredentialHeld
+from consumer.metering.ledgers.memory import LedgerScope
 from consumer.metering.sessions import MeterEventSessions
 from consumer.settings import StripeCredential
 from tests.unit.fakes import settings

@@ -10,18 +10,18 @@ from collections.abc import Sequence
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumer.engine.credential_gate import CredentialGate
-from consumer.engine.executor import StripeCallExecutor
-from consumer.engine.object_locks import ObjectLocks
-from consumer.engine.rate_limit import RateLimiter
-from consumer.engine.retry import RetryPolicy
-from consumer.errors import CredentialHeld, StripeFailure
-from consumer.identifier_ledger import LedgerScope
+from consumer.contract.errors import CredentialHeld, StripeFailure
 from consumer.metering.events import MeterEvent, MeterResult
+from consumer.metering.ledgers.memory import LedgerScope
 from consumer.metering.sessions import ExecutorSessionCreator, MeterEventSessions
 from consumer.metering.transports import StreamTransport
-from consumer.metrics import ServiceMetrics
+from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import StripeCredential
+from consumer.stripe.credential_gate import CredentialGate
+from consumer.stripe.executor import StripeCallExecutor
+from consumer.stripe.object_locks import ObjectLocks
+from consumer.stripe.rate_limit import RateLimiter
+from consumer.stripe.retry import RetryPolicy
 from tests.unit.fakes import FakeStripe, failure, settings
 
 SCOPE = LedgerScope("default", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from consumer.engine.object_locks import ObjectLocks
+from consumer.stripe.object_locks import ObjectLocks
 
 
 async def test_writes_to_one_object_are_serialised() -> None:

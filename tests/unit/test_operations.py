@@ -7,8 +7,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from consumer.examples import EXAMPLE_PARAMETERS
-from consumer.messages import OPERATION_NAMES, REQUEST_TYPES, Request
+from consumer.contract.examples import EXAMPLE_PARAMETERS
+from consumer.contract.messages import OPERATION_NAMES, REQUEST_TYPES, Request
 from consumer.operations import OPERATIONS, check_complete, stripe_call
 
 EXPECTED: dict[str, tuple[str, str, dict[str, Any]]] = {

@@ -9,17 +9,17 @@ from collections.abc import Callable, Sequence
 import msgspec
 from prometheus_client import CollectorRegistry
 
+from consumer.contract.errors import RequestRejected
+from consumer.contract.idempotency import RecordCoordinates
+from consumer.contract.messages import ConductorFields, Request
 from consumer.engine.pipeline import Pipeline, PipelineLimits
-from consumer.errors import RequestRejected
-from consumer.idempotency import RecordCoordinates
-from consumer.identifier_ledger import LedgerScope, MemoryLedger
-from consumer.kafka_io import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
-from consumer.messages import ConductorFields, Request
+from consumer.engine.processor import Handled, Prepared, PreparedMeterEvent
+from consumer.engine.replies import Outcome, ReplyAddress, reply_record
+from consumer.kafka.io import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.events import MeterEvent, MeterResult
-from consumer.metrics import ServiceMetrics
-from consumer.processor import Handled, Prepared, PreparedMeterEvent
-from consumer.replies import Outcome, ReplyAddress, reply_record
+from consumer.metering.ledgers.memory import LedgerScope, MemoryLedger
+from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import Secret, StripeCredential
 from tests.unit.fakes import settings
 

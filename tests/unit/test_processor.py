@@ -10,20 +10,20 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumer.engine.credential_gate import CredentialGate
-from consumer.engine.executor import StripeCallExecutor
-from consumer.engine.object_locks import ObjectLocks
-from consumer.engine.rate_limit import RateLimiter
+from consumer.contract.errors import StripeFailure
+from consumer.engine.processor import Handled, HeldRequest, RequestProcessor
 from consumer.engine.reply_memory import ReplyMemory
-from consumer.engine.retry import RetryPolicy
-from consumer.errors import StripeFailure
-from consumer.identifier_ledger import MemoryLedger
-from consumer.kafka_io import InboundRecord
+from consumer.kafka.io import InboundRecord
 from consumer.metering.batcher import MeterEventBatcher
+from consumer.metering.ledgers.memory import MemoryLedger
 from consumer.metering.transports import SingleEventTransport
-from consumer.metrics import ServiceMetrics
-from consumer.processor import Handled, HeldRequest, RequestProcessor
+from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import Settings
+from consumer.stripe.credential_gate import CredentialGate
+from consumer.stripe.executor import StripeCallExecutor
+from consumer.stripe.object_locks import ObjectLocks
+from consumer.stripe.rate_limit import RateLimiter
+from consumer.stripe.retry import RetryPolicy
 from tests.unit.fakes import FakeStripe, failure, settings
 
 NOW = 1_780_000_000.0

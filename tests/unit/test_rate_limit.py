@@ -8,7 +8,7 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.engine.rate_limit import RateLimiter, default_rate_limit
+from consumer.stripe.rate_limit import RateLimiter, default_rate_limit
 
 
 class FakeTime:

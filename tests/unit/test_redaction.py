@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumer.redaction import Redactor
+from consumer.observability.redaction import Redactor
 
 
 def test_key_shapes_are_masked() -> None:

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import msgspec
 
+from consumer.contract.errors import RequestRejected, ServiceError, SharedStateUnavailable
+from consumer.contract.messages import ReplyError
+from consumer.engine.replies import Outcome
 from consumer.engine.reply_memory import AnswerKeys, RememberedAnswer, ReplyMemory
-from consumer.engine.retry import Attempts
-from consumer.errors import RequestRejected, ServiceError, SharedStateUnavailable
-from consumer.messages import ReplyError
-from consumer.replies import Outcome
+from consumer.stripe.retry import Attempts
 
 DONE = Outcome.completed(msgspec.Raw(b'{"id":"ch_1"}'), "req_1", Attempts(count=1))
 TRANSIENT = Outcome.failed(ServiceError(ReplyError(type="api_error", message="x", retryable=True)))

@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from consumer.engine.retry import Attempts, RetryPolicy, with_retries
-from consumer.errors import StripeFailure
+from consumer.contract.errors import StripeFailure
+from consumer.stripe.retry import Attempts, RetryPolicy, with_retries
 from tests.unit.fakes import failure
 
 

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from consumer.conductor_assets import asset_files, event_handlers, example_workflows
-from consumer.conductor_client import ConductorClient, ConductorError
+from consumer.conductor.assets import asset_files, event_handlers, example_workflows
+from consumer.conductor.client import ConductorClient, ConductorError
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

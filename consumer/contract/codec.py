@@ -18,8 +18,8 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from consumer.errors import RequestRejected
-from consumer.messages import (
+from consumer.contract.errors import RequestRejected
+from consumer.contract.messages import (
     CONDUCTOR_FIELDS,
     OPERATION_NAMES,
     PATTERN_MEANINGS,

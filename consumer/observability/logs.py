@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import msgspec
 
-from consumer.redaction import Redactor
+from consumer.observability.redaction import Redactor
 
 LOGGER_NAME: Final = "stripe_consumer"
 _STANDARD_ATTRIBUTES: Final = frozenset(

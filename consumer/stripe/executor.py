@@ -10,16 +10,16 @@ import time
 from collections.abc import Mapping
 from typing import Final, Protocol
 
-from consumer.engine.credential_gate import CredentialGate
-from consumer.engine.object_locks import ObjectLocks
-from consumer.engine.rate_limit import RateLimit
-from consumer.engine.retry import Attempts, RetryPolicy, with_retries
-from consumer.errors import CredentialHeld, StripeFailure
-from consumer.logs import get_logger
-from consumer.metrics import ServiceMetrics, stripe_outcome_label
+from consumer.contract.errors import CredentialHeld, StripeFailure
+from consumer.observability.logs import get_logger
+from consumer.observability.metrics import ServiceMetrics, stripe_outcome_label
 from consumer.operations import StripeCall
 from consumer.operations.base import StripeResponse
 from consumer.settings import StripeCredential
+from consumer.stripe.credential_gate import CredentialGate
+from consumer.stripe.object_locks import ObjectLocks
+from consumer.stripe.rate_limit import RateLimit
+from consumer.stripe.retry import Attempts, RetryPolicy, with_retries
 
 _log = get_logger()
 _PROBE_CALL: Final = StripeCall("GET", "/v1/balance", {})

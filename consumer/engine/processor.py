@@ -22,33 +22,33 @@ from typing import Any, Final
 
 import msgspec
 
-from consumer.codec import DeadLetter, InvalidRequest, RequestDecoder, ValidRequest
-from consumer.engine.executor import StripeCallExecutor
-from consumer.engine.reply_memory import AnswerKeys, ReplyMemory
-from consumer.engine.retry import Attempts
-from consumer.errors import CredentialHeld, RequestRejected, ServiceError, StripeFailure
-from consumer.idempotency import (
+from consumer.contract.codec import DeadLetter, InvalidRequest, RequestDecoder, ValidRequest
+from consumer.contract.errors import CredentialHeld, RequestRejected, ServiceError, StripeFailure
+from consumer.contract.idempotency import (
     MAX_METER_IDENTIFIER_LENGTH,
     RecordCoordinates,
     derive_key,
     key_text,
     request_hash,
 )
-from consumer.kafka_io import InboundRecord, OutboundRecord
-from consumer.logs import get_logger
-from consumer.messages import (
+from consumer.contract.messages import (
     ConductorFields,
     CreateMeterEvent,
     OperationRequest,
     ReplyError,
     ReplyStatus,
 )
+from consumer.engine.replies import Outcome, ReplyAddress, dead_letter_record, reply_record
+from consumer.engine.reply_memory import AnswerKeys, ReplyMemory
+from consumer.kafka.io import InboundRecord, OutboundRecord
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.events import MeterEvent, MeterResult
-from consumer.metrics import ServiceMetrics
+from consumer.observability.logs import get_logger
+from consumer.observability.metrics import ServiceMetrics
 from consumer.operations import stripe_call
-from consumer.replies import Outcome, ReplyAddress, dead_letter_record, reply_record
 from consumer.settings import Settings, StripeCredential
+from consumer.stripe.executor import StripeCallExecutor
+from consumer.stripe.retry import Attempts
 
 _log = get_logger()
 INTERNAL_ERROR: Final = "internal_error"

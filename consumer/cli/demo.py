@@ -9,10 +9,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from consumer.examples import EXAMPLE_PARAMETERS, conductor_requests
-from consumer.messages import OPERATION_NAMES
+from consumer.cli.send import publish_and_collect
+from consumer.contract.examples import EXAMPLE_PARAMETERS, conductor_requests
+from consumer.contract.messages import OPERATION_NAMES
 from consumer.settings import load_client_settings
-from consumer.tools import publish_and_collect
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +104,13 @@ async def run_conductor_demo(
 
     Returns (report lines, operation workflows COMPLETED, operation workflows run).
     """
-    from consumer.conductor_assets import (  # noqa: PLC0415  (only the demo needs these)
+    from consumer.conductor.assets import (  # noqa: PLC0415  (only the demo needs these)
         CHAIN_EXAMPLE_INPUTS,
         chain_workflows,
         event_handlers,
         operation_workflows,
     )
-    from consumer.conductor_client import ConductorClient  # noqa: PLC0415
+    from consumer.conductor.client import ConductorClient  # noqa: PLC0415
 
     client = ConductorClient(conductor_url)
     await asyncio.to_thread(client.upsert_event_handlers, event_handlers(reply_topic))

@@ -10,12 +10,12 @@ from typing import Any, Final
 
 import msgspec
 
-from consumer.codec import encode_reply
-from consumer.engine.retry import Attempts
-from consumer.errors import ServiceError
-from consumer.idempotency import RecordCoordinates, key_text
-from consumer.kafka_io import Headers, InboundRecord, OutboundRecord
-from consumer.messages import ConductorFields, Reply, ReplyError, ReplyStatus
+from consumer.contract.codec import encode_reply
+from consumer.contract.errors import ServiceError
+from consumer.contract.idempotency import RecordCoordinates, key_text
+from consumer.contract.messages import ConductorFields, Reply, ReplyError, ReplyStatus
+from consumer.kafka.io import Headers, InboundRecord, OutboundRecord
+from consumer.stripe.retry import Attempts
 
 TERMINAL_STATUSES: Final = frozenset({"COMPLETED", "FAILED_WITH_TERMINAL_ERROR"})
 

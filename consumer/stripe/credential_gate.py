@@ -5,7 +5,7 @@ A 401 for a request that names no connected account means Stripe rejects the int
 key: every request of that integration would fail the same way, and Conductor would see a
 wall of failed tasks for what is one operator problem (a key rolled, a secret not yet
 updated). The gate closes for that integration: its requests are not sent (``check`` raises
-:class:`~consumer.errors.CredentialHeld`) and the pipeline holds them outside the worker
+:class:`~consumer.contract.errors.CredentialHeld`) and the pipeline holds them outside the worker
 slots, for at most ``CONSUMER_CREDENTIAL_HOLD_SECONDS``; the ``credential_rejected`` metric
 goes to 1 and readiness fails, so the alert fires.
 
@@ -24,9 +24,9 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from consumer.errors import CredentialHeld
-from consumer.logs import get_logger
-from consumer.messages import ReplyError
+from consumer.contract.errors import CredentialHeld
+from consumer.contract.messages import ReplyError
+from consumer.observability.logs import get_logger
 
 # True: Stripe accepts the key; False: it still rejects it; None: no answer to go by.
 Probe = Callable[[], Awaitable[bool | None]]

@@ -33,13 +33,13 @@ from typing import Final, Protocol
 
 import msgspec
 
-from consumer.engine.executor import StripeCaller
-from consumer.errors import SharedStateUnavailable, StripeFailure
-from consumer.logs import get_logger
-from consumer.metrics import ServiceMetrics
+from consumer.contract.errors import SharedStateUnavailable, StripeFailure
+from consumer.observability.logs import get_logger
+from consumer.observability.metrics import ServiceMetrics
 from consumer.operations import StripeCall
 from consumer.operations.base import StripeResponse
 from consumer.settings import StripeCredential
+from consumer.stripe.executor import StripeCaller
 
 # A redelivery comes minutes after the crash, or when the service is back after an outage:
 # a week covers that, and a record is a few bytes.

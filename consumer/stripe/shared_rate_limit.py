@@ -38,14 +38,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from consumer.engine.rate_limit import (
+from consumer.shared_state.redis_client import RedisConnection, SharedStateUnavailable
+from consumer.stripe.rate_limit import (
     COOLDOWN_SECONDS,
     WINDOW_SECONDS,
     RateLimiter,
     default_burst,
     share_of,
 )
-from consumer.shared_state.redis_client import RedisConnection, SharedStateUnavailable
 
 SAFETY_MARGIN_SECONDS: Final = 0.1  # jitter between admission and Stripe's count
 REDIS_TIMEOUT_SECONDS: Final = 1.0  # longest a call waits on Redis before the fallback

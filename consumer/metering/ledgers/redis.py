@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from consumer.identifier_ledger import ClaimState, LedgerScope
+from consumer.metering.ledgers.memory import ClaimState, LedgerScope
 from consumer.shared_state.redis_client import RedisConnection
 
 _USE: Final = "meter_ledger"

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from consumer.kafka_io import (
+from consumer.kafka.io import (
     KafkaConnection,
     OutboundRecord,
     RecordSink,

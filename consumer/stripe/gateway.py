@@ -13,7 +13,7 @@ it replies with Stripe's JSON as sent. Measured: about 12% more requests per sec
 (see the README's benchmark section).
 
 Stripe's errors are translated in exactly one place, :func:`map_stripe_errors`, into
-:class:`~consumer.errors.StripeFailure`, which knows whether retrying can help.
+:class:`~consumer.contract.errors.StripeFailure`, which knows whether retrying can help.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import aiohttp
 import msgspec
 import stripe
 
-from consumer.errors import StripeFailure
-from consumer.messages import ReplyError
+from consumer.contract.errors import StripeFailure
+from consumer.contract.messages import ReplyError
+from consumer.observability.redaction import Redactor
 from consumer.operations import StripeCall
 from consumer.operations.base import StripeResponse
-from consumer.redaction import Redactor
 from consumer.settings import Settings, StripeCredential
 
 API_VERSION: Final = stripe.api_version

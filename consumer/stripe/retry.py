@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from consumer.errors import StripeFailure
+from consumer.contract.errors import StripeFailure
 
 T = TypeVar("T")
 
