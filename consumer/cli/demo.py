@@ -11,7 +11,7 @@ from typing import Any
 
 from consumer.cli.send import publish_and_collect
 from consumer.contract.examples import EXAMPLE_PARAMETERS, conductor_requests
-from consumer.contract.messages import OPERATION_NAMES
+from consumer.contract.requests import OPERATION_NAMES
 from consumer.settings import load_client_settings
 
 

@@ -12,13 +12,8 @@ from typing import Any, Final
 
 import msgspec
 
-from consumer.contract.messages import (
-    COMMON_FIELDS,
-    CONDUCTOR_FIELDS,
-    REQUEST_TYPES,
-    Reply,
-    Request,
-)
+from consumer.contract.reply import Reply
+from consumer.contract.requests import COMMON_FIELDS, CONDUCTOR_FIELDS, REQUEST_TYPES, Request
 from consumer.operations import OPERATION_BY_TYPE
 
 SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"

@@ -20,7 +20,7 @@ from typing import Any, Final
 import msgspec
 
 from consumer.contract.examples import EXAMPLE_PARAMETERS
-from consumer.contract.messages import COMMON_FIELDS, CONDUCTOR_FIELDS, REQUEST_TYPES
+from consumer.contract.requests import COMMON_FIELDS, CONDUCTOR_FIELDS, REQUEST_TYPES
 
 COMPLETED_HANDLER: Final = "stripe_consumer_reply_completed"
 FAILED_HANDLER: Final = "stripe_consumer_reply_failed"

@@ -19,14 +19,14 @@ from typing import Any, Final, Literal
 import msgspec
 
 from consumer.contract.errors import RequestRejected
-from consumer.contract.messages import (
+from consumer.contract.reply import Reply
+from consumer.contract.requests import (
     CONDUCTOR_FIELDS,
     OPERATION_NAMES,
     PATTERN_MEANINGS,
     ConductorFields,
     FieldError,
     OperationRequest,
-    Reply,
     Request,
 )
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import msgspec
 
-from consumer.contract.messages import ReplyError, ReplyStatus
+from consumer.contract.reply import ReplyError, ReplyStatus
 
 VALIDATION_ERROR = "validation_error"
 

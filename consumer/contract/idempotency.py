@@ -31,7 +31,7 @@ from typing import Any, Final
 import msgspec
 from msgspec import UNSET
 
-from consumer.contract.messages import CONDUCTOR_FIELDS, OperationRequest
+from consumer.contract.requests import CONDUCTOR_FIELDS, OperationRequest
 
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 255
 MAX_METER_IDENTIFIER_LENGTH: Final = 100

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from consumer.contract.errors import StripeFailure
-from consumer.contract.messages import ReplyError
+from consumer.contract.reply import ReplyError
 from consumer.kafka.io import TopicPartition
 from consumer.stripe.credential_gate import CredentialGate
 

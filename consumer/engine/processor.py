@@ -31,13 +31,8 @@ from consumer.contract.idempotency import (
     key_text,
     request_hash,
 )
-from consumer.contract.messages import (
-    ConductorFields,
-    CreateMeterEvent,
-    OperationRequest,
-    ReplyError,
-    ReplyStatus,
-)
+from consumer.contract.reply import ReplyError, ReplyStatus
+from consumer.contract.requests import ConductorFields, CreateMeterEvent, OperationRequest
 from consumer.engine.replies import Outcome, ReplyAddress, dead_letter_record, reply_record
 from consumer.engine.reply_memory import AnswerKeys, ReplyMemory
 from consumer.kafka.io import InboundRecord, OutboundRecord

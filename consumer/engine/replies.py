@@ -13,7 +13,8 @@ import msgspec
 from consumer.contract.codec import encode_reply
 from consumer.contract.errors import ServiceError
 from consumer.contract.idempotency import RecordCoordinates, key_text
-from consumer.contract.messages import ConductorFields, Reply, ReplyError, ReplyStatus
+from consumer.contract.reply import Reply, ReplyError, ReplyStatus
+from consumer.contract.requests import ConductorFields
 from consumer.kafka.io import Headers, InboundRecord, OutboundRecord
 from consumer.stripe.retry import Attempts
 

@@ -39,7 +39,7 @@ from typing import Final
 import msgspec
 
 from consumer.contract.errors import CredentialHeld, StripeFailure
-from consumer.contract.messages import ReplyError
+from consumer.contract.reply import ReplyError
 from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metering.ledgers.memory import ClaimState, IdentifierLedger, LedgerScope
 from consumer.metering.transports import MeterTransport

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import msgspec
 
 from consumer.contract.errors import StripeFailure
-from consumer.contract.messages import CreateMeterEvent
+from consumer.contract.requests import CreateMeterEvent
 from consumer.metering.ledgers.memory import LedgerScope
 from consumer.operations.meter_events import meter_event_payload
 from consumer.settings import StripeCredential

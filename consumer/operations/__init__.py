@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from consumer.contract.messages import REQUEST_TYPES, OperationRequest
+from consumer.contract.requests import REQUEST_TYPES, OperationRequest
 from consumer.operations import (
     balance,
     charges,

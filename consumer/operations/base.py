@@ -17,7 +17,7 @@ from urllib.parse import quote
 import msgspec
 from msgspec import UNSET
 
-from consumer.contract.messages import OperationRequest
+from consumer.contract.requests import OperationRequest
 
 R = TypeVar("R", bound=OperationRequest)
 _PLACEHOLDER: Final = re.compile(r"\{[a-z_]+\}")

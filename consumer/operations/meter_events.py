@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.contract.messages import CreateMeterEvent
+from consumer.contract.requests import CreateMeterEvent
 from consumer.operations.base import Operation, given
 
 

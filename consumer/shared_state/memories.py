@@ -14,7 +14,7 @@ from typing import Final
 
 import msgspec
 
-from consumer.contract.messages import ReplyError, ReplyStatus
+from consumer.contract.reply import ReplyError, ReplyStatus
 from consumer.engine.replies import Outcome
 from consumer.engine.reply_memory import RememberedAnswer
 from consumer.shared_state.redis_client import RedisConnection

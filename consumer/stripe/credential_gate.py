@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from consumer.contract.errors import CredentialHeld
-from consumer.contract.messages import ReplyError
+from consumer.contract.reply import ReplyError
 from consumer.observability.logs import get_logger
 
 # True: Stripe accepts the key; False: it still rejects it; None: no answer to go by.

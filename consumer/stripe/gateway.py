@@ -28,7 +28,7 @@ import msgspec
 import stripe
 
 from consumer.contract.errors import StripeFailure
-from consumer.contract.messages import ReplyError
+from consumer.contract.reply import ReplyError
 from consumer.observability.redaction import Redactor
 from consumer.operations import StripeCall
 from consumer.operations.base import StripeResponse

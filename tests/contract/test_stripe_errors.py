@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from consumer.contract.errors import StripeFailure
-from consumer.contract.messages import Request
+from consumer.contract.requests import Request
 from consumer.operations import stripe_call
 from consumer.settings import Secret, Settings, StripeCredential
 from consumer.stripe.gateway import StripeGateway

@@ -10,7 +10,7 @@ import pytest
 
 from consumer.contract.errors import StripeFailure
 from consumer.contract.examples import EXAMPLE_PARAMETERS, EXPECTED_OBJECT
-from consumer.contract.messages import OPERATION_NAMES, CreateMeterEvent, Request
+from consumer.contract.requests import OPERATION_NAMES, CreateMeterEvent, Request
 from consumer.operations import StripeCall, stripe_call
 from consumer.settings import Settings
 from consumer.stripe.gateway import StripeGateway

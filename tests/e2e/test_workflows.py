@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from consumer.conductor.assets import CHAIN_EXAMPLE_INPUTS
 from consumer.contract.examples import EXAMPLE_PARAMETERS, EXPECTED_OBJECT
-from consumer.contract.messages import OPERATION_NAMES
+from consumer.contract.requests import OPERATION_NAMES
 from tests.e2e.conftest import Conductor, ad_hoc_workflow
 from tests.support.stack import standin_request
 

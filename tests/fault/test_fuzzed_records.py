@@ -19,7 +19,7 @@ import msgspec
 import pytest
 
 from consumer.contract.examples import EXAMPLE_PARAMETERS
-from consumer.contract.messages import REQUEST_TYPES
+from consumer.contract.requests import REQUEST_TYPES
 from consumer.kafka.io import InboundRecord, OutboundRecord, RecordSink, end_offsets
 from tests.fault.conftest import Harness
 

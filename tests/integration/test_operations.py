@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from consumer.contract.examples import EXPECTED_OBJECT, conductor_requests
-from consumer.contract.messages import OPERATION_NAMES
+from consumer.contract.requests import OPERATION_NAMES
 from tests.support.service import KafkaClient, Topics, running_service, service_settings
 
 pytestmark = pytest.mark.integration

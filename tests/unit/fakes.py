@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from consumer.contract.errors import StripeFailure
-from consumer.contract.messages import ReplyError
+from consumer.contract.reply import ReplyError
 from consumer.operations import StripeCall
 from consumer.operations.base import StripeResponse
 from consumer.settings import Settings, StripeCredential, load_settings

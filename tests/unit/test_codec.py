@@ -13,7 +13,8 @@ from consumer.contract.codec import (
     ValidRequest,
     encode_reply,
 )
-from consumer.contract.messages import CreateCharge, CreateMeterEvent, Reply
+from consumer.contract.reply import Reply
+from consumer.contract.requests import CreateCharge, CreateMeterEvent
 
 NOW = 1_780_000_000.0
 decoder = RequestDecoder(max_record_bytes=4096)

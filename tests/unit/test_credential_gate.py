@@ -13,7 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.contract.errors import CredentialHeld, StripeFailure
-from consumer.contract.messages import ReplyError, Request
+from consumer.contract.reply import ReplyError
+from consumer.contract.requests import Request
 from consumer.observability.metrics import ServiceMetrics
 from consumer.operations import stripe_call
 from consumer.settings import Secret, StripeCredential

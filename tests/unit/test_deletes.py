@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.contract.errors import SharedStateUnavailable, StripeFailure
-from consumer.contract.messages import DeleteCustomer
+from consumer.contract.requests import DeleteCustomer
 from consumer.observability.metrics import ServiceMetrics
 from consumer.operations import stripe_call
 from consumer.settings import StripeCredential

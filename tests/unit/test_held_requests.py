@@ -13,7 +13,8 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from consumer.contract.idempotency import RecordCoordinates
-from consumer.contract.messages import ReplyError, Request
+from consumer.contract.reply import ReplyError
+from consumer.contract.requests import Request
 from consumer.engine.held_requests import HeldRequests
 from consumer.engine.pipeline import Pipeline, PipelineLimits
 from consumer.engine.processor import Handled, HeldRequest, Prepared, PreparedMeterEvent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from consumer.contract.idempotency import RecordCoordinates, derive_key, key_text, request_hash
-from consumer.contract.messages import OperationRequest, Request
+from consumer.contract.requests import OperationRequest, Request
 
 AT = RecordCoordinates("stripe.requests", 2, 41)
 

@@ -13,7 +13,7 @@ import regress
 
 from consumer.cli.generated_docs import schema_documents
 from consumer.contract.codec import InvalidRequest, RequestDecoder, ValidRequest
-from consumer.contract.messages import PATTERN_MEANINGS
+from consumer.contract.requests import PATTERN_MEANINGS
 
 NOW = 1_780_000_000.0
 decoder = RequestDecoder(max_record_bytes=4096)

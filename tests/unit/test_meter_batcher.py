@@ -10,7 +10,7 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from consumer.contract.errors import CredentialHeld, StripeFailure
-from consumer.contract.messages import ReplyError
+from consumer.contract.reply import ReplyError
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metering.ledgers.memory import ClaimState, LedgerScope, MemoryLedger

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from consumer.contract.examples import EXAMPLE_PARAMETERS
-from consumer.contract.messages import OPERATION_NAMES, REQUEST_TYPES, Request
+from consumer.contract.requests import OPERATION_NAMES, REQUEST_TYPES, Request
 from consumer.operations import OPERATIONS, check_complete, stripe_call
 
 EXPECTED: dict[str, tuple[str, str, dict[str, Any]]] = {

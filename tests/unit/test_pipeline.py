@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.contract.errors import RequestRejected
 from consumer.contract.idempotency import RecordCoordinates
-from consumer.contract.messages import ConductorFields, Request
+from consumer.contract.requests import ConductorFields, Request
 from consumer.engine.pipeline import Pipeline, PipelineLimits
 from consumer.engine.processor import Handled, Prepared, PreparedMeterEvent
 from consumer.engine.replies import Outcome, ReplyAddress, reply_record

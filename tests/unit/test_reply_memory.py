@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import msgspec
 
 from consumer.contract.errors import RequestRejected, ServiceError, SharedStateUnavailable
-from consumer.contract.messages import ReplyError
+from consumer.contract.reply import ReplyError
 from consumer.engine.replies import Outcome
 from consumer.engine.reply_memory import AnswerKeys, RememberedAnswer, ReplyMemory
 from consumer.stripe.retry import Attempts
