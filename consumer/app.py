@@ -34,7 +34,7 @@ from consumer.kafka.io import (
     ensure_topics,
 )
 from consumer.metering.batcher import MeterEventBatcher
-from consumer.metering.ledgers.memory import IdentifierLedger
+from consumer.metering.ledgers.protocol import IdentifierLedger
 from consumer.metering.sessions import ExecutorSessionCreator, MeterEventSessions
 from consumer.metering.transports import SingleEventTransport, StreamTransport
 from consumer.observability.logs import get_logger

@@ -6,7 +6,7 @@
     ├── RequestRejected          input the service refused itself (type `validation_error`);
     │                            never retryable, never reaches Stripe
     └── StripeFailure            Stripe refused the call or could not be reached; built in one
-                                 place, ``stripe_gateway.map_stripe_errors``
+                                 place, ``consumer.stripe.gateway.map_stripe_errors``
         ├── retryable            rate limit, 5xx, timeout, connection, lock/key contention,
         │                        or Stripe said `Stripe-Should-Retry: true`
         └── terminal             card declined, invalid request, authentication, permission,
@@ -15,11 +15,9 @@
 A retryable failure that outlives the service's own retries becomes a `FAILED` reply
 (Conductor's retry policy may try again); a terminal one becomes `FAILED_WITH_TERMINAL_ERROR`.
 
-:class:`CredentialHeld` is not a failure: Stripe rejects the integration's key, so the
-request is held (outside the worker slots) until the key works or the hold ends.
-
-Apart from that tree, :class:`SharedStateUnavailable`: Redis, where replicas share state, did
-not answer (raised by its adapter, ``shared_state/redis_client.py``); never a reply of its own.
+Two exceptions are no failure of a request and live beside what raises them:
+``stripe.credential_gate.CredentialHeld`` (Stripe rejects an integration's key: the request
+waits) and ``shared_state.redis_client.SharedStateUnavailable`` (Redis did not answer).
 """
 
 from __future__ import annotations
@@ -99,17 +97,3 @@ class StripeFailure(ServiceError):
             category=self.category,
             retry_after=self.retry_after,
         )
-
-
-class CredentialHeld(Exception):
-    """Stripe rejects this integration's key (a 401 for a request naming no connected
-    account): the request was not sent, or was refused, and waits for the key to work."""
-
-    def __init__(self, integration: str) -> None:
-        super().__init__(f"Stripe rejects the key of integration {integration!r}")
-        self.integration = integration
-
-
-class SharedStateUnavailable(Exception):
-    """Redis did not answer: down, unreachable, too slow, or refusing the command. Each user
-    of shared state degrades its own way (see ``shared_state/``)."""

@@ -1,7 +1,7 @@
 """Requests held while Stripe rejects their integration's key: outside every worker slot.
 
 The executor sends nothing for an integration whose key Stripe rejects (it raises
-:class:`~consumer.contract.errors.CredentialHeld`, see ``credential_gate.py``). The pipeline
+:class:`~consumer.stripe.credential_gate.CredentialHeld`). The pipeline
 parks such a request here instead of letting it wait in a scheduler slot
 (``CONSUMER_MAX_IN_FLIGHT``) or a meter-lane slot, which other integrations need; its offset
 stays uncommitted meanwhile (a crash redelivers it). Each pass of the consumer loop settles

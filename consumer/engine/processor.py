@@ -23,7 +23,7 @@ from typing import Any, Final
 import msgspec
 
 from consumer.contract.codec import DeadLetter, InvalidRequest, RequestDecoder, ValidRequest
-from consumer.contract.errors import CredentialHeld, RequestRejected, ServiceError, StripeFailure
+from consumer.contract.errors import RequestRejected, ServiceError, StripeFailure
 from consumer.contract.idempotency import (
     MAX_METER_IDENTIFIER_LENGTH,
     RecordCoordinates,
@@ -42,6 +42,7 @@ from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics
 from consumer.operations import stripe_call
 from consumer.settings import Settings, StripeCredential
+from consumer.stripe.credential_gate import CredentialHeld
 from consumer.stripe.executor import StripeCallExecutor
 from consumer.stripe.retry import Attempts
 

@@ -32,8 +32,8 @@ from typing import Protocol
 
 import msgspec
 
-from consumer.contract.errors import SharedStateUnavailable
 from consumer.engine.replies import Outcome
+from consumer.shared_state.redis_client import SharedStateUnavailable
 
 
 class RememberedAnswer(msgspec.Struct, frozen=True):

@@ -9,7 +9,7 @@ import msgspec
 
 from consumer.contract.errors import StripeFailure
 from consumer.contract.requests import CreateMeterEvent
-from consumer.metering.ledgers.memory import LedgerScope
+from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.operations.meter_events import meter_event_payload
 from consumer.settings import StripeCredential
 

@@ -25,10 +25,10 @@ from typing import Final, Protocol
 
 import msgspec
 
-from consumer.metering.ledgers.memory import LedgerScope
+from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.metering.scopes import ExpiringScopes
-from consumer.operations.base import StripeCall
 from consumer.settings import StripeCredential
+from consumer.stripe.calls import StripeCall
 from consumer.stripe.executor import StripeCallExecutor
 from consumer.stripe.retry import Attempts
 

@@ -16,14 +16,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
-from consumer.contract.errors import CredentialHeld, StripeFailure
+from consumer.contract.errors import StripeFailure
 from consumer.metering.events import MeterEvent, MeterResult
-from consumer.metering.ledgers.memory import LedgerScope
+from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.metering.scopes import ExpiringScopes
 from consumer.metering.sessions import MeterEventSessions
 from consumer.observability.logs import get_logger
-from consumer.operations.base import StripeCall
 from consumer.settings import StripeCredential
+from consumer.stripe.calls import StripeCall
+from consumer.stripe.credential_gate import CredentialHeld
 from consumer.stripe.executor import StripeCallExecutor
 from consumer.stripe.retry import Attempts
 

@@ -21,7 +21,8 @@ from consumer.operations import (
     payment_methods,
     refunds,
 )
-from consumer.operations.base import Operation, StripeCall
+from consumer.operations.base import Operation
+from consumer.stripe.calls import StripeCall
 
 OPERATIONS: Final[tuple[Operation[Any], ...]] = (
     balance.get_balance,
@@ -67,7 +68,6 @@ __all__ = [
     "OPERATIONS",
     "OPERATION_BY_TYPE",
     "Operation",
-    "StripeCall",
     "check_complete",
     "stripe_call",
 ]

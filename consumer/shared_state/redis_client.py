@@ -31,7 +31,6 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from consumer.contract.errors import SharedStateUnavailable
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics
 
@@ -44,7 +43,11 @@ return redis.call('GET', KEYS[1])
 """
 _log = get_logger()
 T = TypeVar("T")
-__all__ = ["DATA_MARKER", "LuaScript", "RedisConnection", "SharedStateUnavailable"]
+
+
+class SharedStateUnavailable(Exception):
+    """Redis did not answer: down, unreachable, too slow, or refusing the command. Each user
+    of shared state degrades its own way (see ``shared_state/``)."""
 
 
 class LuaScript:

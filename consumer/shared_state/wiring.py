@@ -14,8 +14,9 @@ A process's share of a rate limit is ``STRIPE_RATE_LIMIT / CONSUMER_REPLICAS``.
 from __future__ import annotations
 
 from consumer.engine.reply_memory import ReplyMemory
-from consumer.metering.ledgers.memory import IdentifierLedger, MemoryLedger
-from consumer.metering.ledgers.redis import RedisLedger
+from consumer.metering.ledgers.memory import MemoryIdentifierLedger
+from consumer.metering.ledgers.protocol import IdentifierLedger
+from consumer.metering.ledgers.redis import RedisIdentifierLedger
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import Settings
@@ -69,13 +70,13 @@ def identifier_ledger(
     """Redis when configured; otherwise this process's memory, which is exact only for one
     replica that never restarts."""
     if redis is not None:
-        return RedisLedger(
+        return RedisIdentifierLedger(
             redis,
             window_seconds=settings.meter_dedup_window_seconds,
             lease_seconds=settings.meter_claim_seconds,
             owner=owner,
         )
-    return MemoryLedger(
+    return MemoryIdentifierLedger(
         window_seconds=settings.meter_dedup_window_seconds,
         lease_seconds=settings.meter_claim_seconds,
         max_entries=settings.meter_dedup_max_entries,

@@ -5,7 +5,7 @@ A 401 for a request that names no connected account means Stripe rejects the int
 key: every request of that integration would fail the same way, and Conductor would see a
 wall of failed tasks for what is one operator problem (a key rolled, a secret not yet
 updated). The gate closes for that integration: its requests are not sent (``check`` raises
-:class:`~consumer.contract.errors.CredentialHeld`) and the pipeline holds them outside the worker
+:class:`CredentialHeld`) and the pipeline holds them outside the worker
 slots, for at most ``CONSUMER_CREDENTIAL_HOLD_SECONDS``; the ``credential_rejected`` metric
 goes to 1 and readiness fails, so the alert fires.
 
@@ -24,7 +24,6 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from consumer.contract.errors import CredentialHeld
 from consumer.contract.reply import ReplyError
 from consumer.observability.logs import get_logger
 
@@ -32,6 +31,15 @@ from consumer.observability.logs import get_logger
 Probe = Callable[[], Awaitable[bool | None]]
 Listener = Callable[[str, bool], None]  # (integration, rejected now)
 _log = get_logger()
+
+
+class CredentialHeld(Exception):
+    """Stripe rejects this integration's key (a 401 for a request naming no connected
+    account): the request was not sent, or was refused, and waits for the key to work."""
+
+    def __init__(self, integration: str) -> None:
+        super().__init__(f"Stripe rejects the key of integration {integration!r}")
+        self.integration = integration
 
 
 @dataclass(slots=True)

@@ -33,12 +33,12 @@ from typing import Final, Protocol
 
 import msgspec
 
-from consumer.contract.errors import SharedStateUnavailable, StripeFailure
+from consumer.contract.errors import StripeFailure
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics
-from consumer.operations import StripeCall
-from consumer.operations.base import StripeResponse
 from consumer.settings import StripeCredential
+from consumer.shared_state.redis_client import SharedStateUnavailable
+from consumer.stripe.calls import StripeCall, StripeResponse
 from consumer.stripe.executor import StripeCaller
 
 # A redelivery comes minutes after the crash, or when the service is back after an outage:

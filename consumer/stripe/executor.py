@@ -10,13 +10,12 @@ import time
 from collections.abc import Mapping
 from typing import Final, Protocol
 
-from consumer.contract.errors import CredentialHeld, StripeFailure
+from consumer.contract.errors import StripeFailure
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics, stripe_outcome_label
-from consumer.operations import StripeCall
-from consumer.operations.base import StripeResponse
 from consumer.settings import StripeCredential
-from consumer.stripe.credential_gate import CredentialGate
+from consumer.stripe.calls import StripeCall, StripeResponse
+from consumer.stripe.credential_gate import CredentialGate, CredentialHeld
 from consumer.stripe.object_locks import ObjectLocks
 from consumer.stripe.rate_limit import RateLimit
 from consumer.stripe.retry import Attempts, RetryPolicy, with_retries

@@ -30,9 +30,8 @@ import stripe
 from consumer.contract.errors import StripeFailure
 from consumer.contract.reply import ReplyError
 from consumer.observability.redaction import Redactor
-from consumer.operations import StripeCall
-from consumer.operations.base import StripeResponse
 from consumer.settings import Settings, StripeCredential
+from consumer.stripe.calls import StripeCall, StripeResponse
 
 API_VERSION: Final = stripe.api_version
 

@@ -11,8 +11,9 @@ import pytest
 from consumer.contract.errors import StripeFailure
 from consumer.contract.examples import EXAMPLE_PARAMETERS, EXPECTED_OBJECT
 from consumer.contract.requests import OPERATION_NAMES, CreateMeterEvent, Request
-from consumer.operations import StripeCall, stripe_call
+from consumer.operations import stripe_call
 from consumer.settings import Settings
+from consumer.stripe.calls import StripeCall
 from consumer.stripe.gateway import StripeGateway
 
 pytestmark = pytest.mark.contract

@@ -9,9 +9,8 @@ import msgspec
 
 from consumer.contract.errors import StripeFailure
 from consumer.contract.reply import ReplyError
-from consumer.operations import StripeCall
-from consumer.operations.base import StripeResponse
 from consumer.settings import Settings, StripeCredential, load_settings
+from consumer.stripe.calls import StripeCall, StripeResponse
 
 
 @dataclass

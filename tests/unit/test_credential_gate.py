@@ -12,13 +12,13 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumer.contract.errors import CredentialHeld, StripeFailure
+from consumer.contract.errors import StripeFailure
 from consumer.contract.reply import ReplyError
 from consumer.contract.requests import Request
 from consumer.observability.metrics import ServiceMetrics
 from consumer.operations import stripe_call
 from consumer.settings import Secret, StripeCredential
-from consumer.stripe.credential_gate import CredentialGate
+from consumer.stripe.credential_gate import CredentialGate, CredentialHeld
 from consumer.stripe.executor import StripeCallExecutor
 from consumer.stripe.object_locks import ObjectLocks
 from consumer.stripe.rate_limit import RateLimiter

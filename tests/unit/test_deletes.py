@@ -9,11 +9,12 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumer.contract.errors import SharedStateUnavailable, StripeFailure
+from consumer.contract.errors import StripeFailure
 from consumer.contract.requests import DeleteCustomer
 from consumer.observability.metrics import ServiceMetrics
 from consumer.operations import stripe_call
 from consumer.settings import StripeCredential
+from consumer.shared_state.redis_client import SharedStateUnavailable
 from consumer.stripe.credential_gate import CredentialGate
 from consumer.stripe.deletes import DeleteRecords, RecordedDeletes
 from consumer.stripe.executor import StripeCallExecutor

@@ -21,7 +21,7 @@ from consumer.engine.processor import Handled, HeldRequest, Prepared, PreparedMe
 from consumer.engine.replies import Outcome, ReplyAddress, reply_record
 from consumer.kafka.io import InboundRecord, TopicPartition
 from consumer.metering.events import MeterEvent, MeterResult
-from consumer.metering.ledgers.memory import LedgerScope
+from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import Secret, StripeCredential
 from consumer.stripe.credential_gate import CredentialGate

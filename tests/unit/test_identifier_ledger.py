@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from consumer.metering.ledgers.memory import ClaimState, LedgerScope, MemoryLedger
+from consumer.metering.ledgers.memory import MemoryIdentifierLedger
+from consumer.metering.ledgers.protocol import ClaimState, LedgerScope
 
 SCOPE = LedgerScope("default", None)
 CLAIMED, DELIVERED, PENDING = ClaimState.CLAIMED, ClaimState.DELIVERED, ClaimState.PENDING
@@ -16,8 +17,8 @@ class Clock:
         return self.now
 
 
-def ledger(clock: Clock, owner: str = "a", max_entries: int = 1000) -> MemoryLedger:
-    return MemoryLedger(
+def ledger(clock: Clock, owner: str = "a", max_entries: int = 1000) -> MemoryIdentifierLedger:
+    return MemoryIdentifierLedger(
         window_seconds=100, lease_seconds=10, max_entries=max_entries, owner=owner, clock=clock
     )
 

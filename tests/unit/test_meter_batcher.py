@@ -9,13 +9,15 @@ from collections.abc import Sequence
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from consumer.contract.errors import CredentialHeld, StripeFailure
+from consumer.contract.errors import StripeFailure
 from consumer.contract.reply import ReplyError
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.events import MeterEvent, MeterResult
-from consumer.metering.ledgers.memory import ClaimState, LedgerScope, MemoryLedger
+from consumer.metering.ledgers.memory import MemoryIdentifierLedger
+from consumer.metering.ledgers.protocol import ClaimState, LedgerScope
 from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import StripeCredential
+from consumer.stripe.credential_gate import CredentialHeld
 from tests.unit.fakes import settings
 
 SCOPE = LedgerScope("default", None)
@@ -65,10 +67,14 @@ def failure(retryable: bool) -> StripeFailure:
 
 
 def batcher(
-    transport: Transport, ledger: MemoryLedger | None = None, linger: float = 0.01
+    transport: Transport, ledger: MemoryIdentifierLedger | None = None, linger: float = 0.01
 ) -> MeterEventBatcher:
-    if ledger is None:  # not `ledger or ...`: an empty MemoryLedger is falsy (it has a length)
-        ledger = MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=10_000, owner="me")
+    if (
+        ledger is None
+    ):  # not `ledger or ...`: an empty MemoryIdentifierLedger is falsy (it has a length)
+        ledger = MemoryIdentifierLedger(
+            window_seconds=3600, lease_seconds=60, max_entries=10_000, owner="me"
+        )
     return MeterEventBatcher(
         transport,
         ledger,
@@ -103,7 +109,9 @@ async def test_duplicates_in_this_process_share_one_send() -> None:
 
 async def test_identifier_delivered_before_is_not_sent() -> None:
     """The ledger says delivered: answered at once, nothing sent."""
-    ledger = MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me")
+    ledger = MemoryIdentifierLedger(
+        window_seconds=3600, lease_seconds=60, max_entries=100, owner="me"
+    )
     await ledger.claim(SCOPE, ["old"])
     await ledger.mark_delivered(SCOPE, ["old"])
     transport = Transport()
@@ -114,7 +122,9 @@ async def test_identifier_delivered_before_is_not_sent() -> None:
 
 async def test_identifier_held_elsewhere_waits_until_delivered_there() -> None:
     """Another replica holds the claim: wait, then answer deduplicated once it delivered."""
-    ledger = MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me")
+    ledger = MemoryIdentifierLedger(
+        window_seconds=3600, lease_seconds=60, max_entries=100, owner="me"
+    )
     other = ledger  # same store, another holder: claim as if another replica did
     await other.claim(SCOPE, ["shared"])
     transport = Transport()
@@ -158,7 +168,9 @@ async def test_delivered_events_are_counted_by_the_api_that_took_them() -> None:
             return [MeterResult("delivered", api="v1")] * len(events)
 
     registry = CollectorRegistry()
-    ledger = MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me")
+    ledger = MemoryIdentifierLedger(
+        window_seconds=3600, lease_seconds=60, max_entries=100, owner="me"
+    )
     b = MeterEventBatcher(Fallen(), ledger, ServiceMetrics(registry), linger_seconds=0.01)
     await asyncio.gather(*(submitted(b, event(f"f{i}")) for i in range(4)))
     assert registry.get_sample_value("stripe_consumer_meter_events_total", {"api": "v1"}) == 4
@@ -169,7 +181,9 @@ async def test_delivered_events_are_counted_by_the_api_that_took_them() -> None:
 
 async def test_terminal_failure_is_answered_and_releases_the_claims() -> None:
     """Refused for good: each event is answered failed, and its identifier is free again."""
-    ledger = MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me")
+    ledger = MemoryIdentifierLedger(
+        window_seconds=3600, lease_seconds=60, max_entries=100, owner="me"
+    )
     transport = Transport(failures=[failure(retryable=False)])
     result = await submitted(batcher(transport, ledger), event("bad"))
     assert result.status == "failed"
@@ -182,7 +196,9 @@ async def test_rejected_key_answers_held_at_once_and_releases_the_claims() -> No
     """Stripe rejects the key (CredentialHeld): the events and their duplicates are answered
     `held` at once, not retried here (they wait outside the batcher's slots), and their
     identifiers are free to be claimed when they come back."""
-    ledger = MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me")
+    ledger = MemoryIdentifierLedger(
+        window_seconds=3600, lease_seconds=60, max_entries=100, owner="me"
+    )
     transport = Transport(failures=[CredentialHeld("default")])
     b = batcher(transport, ledger)
     first, duplicate = submitted(b, event("held-1")), submitted(b, event("held-1"))
@@ -212,7 +228,7 @@ async def test_accounts_gone_quiet_leave_no_queue_behind() -> None:
 async def test_ledger_outage_never_sends_unclaimed() -> None:
     """If the ledger cannot be reached, nothing is sent until it can."""
 
-    class Flaky(MemoryLedger):
+    class Flaky(MemoryIdentifierLedger):
         down = True
 
         async def claim(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[ClaimState]:
@@ -255,7 +271,7 @@ async def test_withdraw_takes_back_events_not_started_and_keeps_the_sending_batc
     transport = Gated()
     b = MeterEventBatcher(
         transport,
-        MemoryLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me"),
+        MemoryIdentifierLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me"),
         ServiceMetrics(CollectorRegistry()),
         batch_size=2,
         concurrency=1,

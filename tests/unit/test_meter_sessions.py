@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from consumer.contract.errors import CredentialHeld
-from consumer.metering.ledgers.memory import LedgerScope
+from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.metering.sessions import MeterEventSessions
 from consumer.settings import StripeCredential
+from consumer.stripe.credential_gate import CredentialHeld
 from tests.unit.fakes import settings
 
 SCOPE = LedgerScope("default", None)

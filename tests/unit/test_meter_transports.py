@@ -10,14 +10,14 @@ from collections.abc import Sequence
 import pytest
 from prometheus_client import CollectorRegistry
 
-from consumer.contract.errors import CredentialHeld, StripeFailure
+from consumer.contract.errors import StripeFailure
 from consumer.metering.events import MeterEvent, MeterResult
-from consumer.metering.ledgers.memory import LedgerScope
+from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.metering.sessions import ExecutorSessionCreator, MeterEventSessions
 from consumer.metering.transports import StreamTransport
 from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import StripeCredential
-from consumer.stripe.credential_gate import CredentialGate
+from consumer.stripe.credential_gate import CredentialGate, CredentialHeld
 from consumer.stripe.executor import StripeCallExecutor
 from consumer.stripe.object_locks import ObjectLocks
 from consumer.stripe.rate_limit import RateLimiter

@@ -18,7 +18,8 @@ from consumer.engine.replies import Outcome, ReplyAddress, reply_record
 from consumer.kafka.io import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.events import MeterEvent, MeterResult
-from consumer.metering.ledgers.memory import LedgerScope, MemoryLedger
+from consumer.metering.ledgers.memory import MemoryIdentifierLedger
+from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import Secret, StripeCredential
 from tests.unit.fakes import settings
@@ -370,7 +371,7 @@ async def test_revoke_waits_for_the_meter_batch_at_stripe_not_the_queued_ones() 
     metrics = ServiceMetrics(registry)
     lane = MeterEventBatcher(
         Stripe(),
-        MemoryLedger(window_seconds=60, lease_seconds=60, max_entries=100, owner="me"),
+        MemoryIdentifierLedger(window_seconds=60, lease_seconds=60, max_entries=100, owner="me"),
         metrics,
         batch_size=10,
         concurrency=1,

@@ -15,7 +15,7 @@ from consumer.engine.processor import Handled, HeldRequest, RequestProcessor
 from consumer.engine.reply_memory import ReplyMemory
 from consumer.kafka.io import InboundRecord
 from consumer.metering.batcher import MeterEventBatcher
-from consumer.metering.ledgers.memory import MemoryLedger
+from consumer.metering.ledgers.memory import MemoryIdentifierLedger
 from consumer.metering.transports import SingleEventTransport
 from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import Settings
@@ -53,7 +53,7 @@ class Harness:
             locks=ObjectLocks(),
             gate=CredentialGate(probe_interval_seconds=0.05),
         )
-        self.ledger = MemoryLedger(
+        self.ledger = MemoryIdentifierLedger(
             window_seconds=3600, lease_seconds=5, max_entries=1000, owner="t"
         )
         self.processor = RequestProcessor(

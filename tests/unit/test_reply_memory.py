@@ -7,10 +7,11 @@ from collections.abc import Sequence
 
 import msgspec
 
-from consumer.contract.errors import RequestRejected, ServiceError, SharedStateUnavailable
+from consumer.contract.errors import RequestRejected, ServiceError
 from consumer.contract.reply import ReplyError
 from consumer.engine.replies import Outcome
 from consumer.engine.reply_memory import AnswerKeys, RememberedAnswer, ReplyMemory
+from consumer.shared_state.redis_client import SharedStateUnavailable
 from consumer.stripe.retry import Attempts
 
 DONE = Outcome.completed(msgspec.Raw(b'{"id":"ch_1"}'), "req_1", Attempts(count=1))

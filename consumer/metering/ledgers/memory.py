@@ -1,70 +1,18 @@
-"""Which meter-event identifiers have been delivered to Stripe: the dedup memory.
-
-Each identifier must count exactly once in Stripe, across redeliveries, producer retries,
-rebalances, restarts and replicas; Stripe itself only deduplicates for 24 hours but accepts
-events 35 days old. The ledger records identifiers for a window (default 35 days) with an
-atomic claim, so two replicas holding duplicates of one event never both send it:
-
-::
-
-    absent ──claim──► pending(owner, lease) ──delivered──► delivered (expires after window)
-                            │
-                            └──release (send failed) / lease expiry (owner died)──► absent
-
-- ``claim`` answers per identifier: ``CLAIMED`` (send it), ``DELIVERED`` (already counted:
-  answer "deduplicated"), or ``PENDING`` (another sender holds it now: ask again shortly).
-- ``mark_delivered`` after Stripe accepted the batch; ``release`` after it failed.
-
-A crash between Stripe accepting and ``mark_delivered`` leaves a pending claim that expires
-after the lease; the redelivered record then claims and sends again, and Stripe's own 24-hour
-identifier dedup absorbs that second send. Keys are scoped per Stripe account (identifiers are
-unique per account).
-
-:class:`MemoryLedger` keeps this in process (bounded, for one replica and for tests); the
-Redis ledger (``shared_state/ledger.py``) shares it between replicas and keeps it across restarts.
-"""
+"""The identifier ledger in this process: bounded (oldest entries go first) and expiring. Exact
+for one replica that never restarts; the Redis ledger is for everything else."""
 
 from __future__ import annotations
 
-import enum
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
-import msgspec
-
-
-class ClaimState(enum.Enum):
-    CLAIMED = "claimed"
-    DELIVERED = "delivered"
-    PENDING = "pending"
-
-
-class LedgerScope(msgspec.Struct, frozen=True):
-    """Identifiers are unique per Stripe account: the integration and connected account."""
-
-    integration: str
-    stripe_account: str | None
-
-    def key(self, identifier: str) -> str:
-        return f"{self.integration}:{self.stripe_account or '-'}:{identifier}"
-
-
-class IdentifierLedger(Protocol):
-    async def claim(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[ClaimState]: ...
-
-    async def mark_delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> None: ...
-
-    async def release(self, scope: LedgerScope, identifiers: Sequence[str]) -> None: ...
-
-    async def close(self) -> None: ...
-
+from consumer.metering.ledgers.protocol import ClaimState, LedgerScope
 
 _DELIVERED = "delivered"
 
 
-class MemoryLedger:
+class MemoryIdentifierLedger:
     """The ledger in this process: bounded (oldest entries go first) and expiring."""
 
     def __init__(

@@ -1,4 +1,4 @@
-"""The identifier ledger in Redis (see ``identifier_ledger.py`` for what it records).
+"""The identifier ledger in Redis (the package docstring says what it records).
 
 Shared by every replica of the consumer group and kept across restarts (Redis persistence),
 with Redis's own key expiry for the window. Each operation is one Lua script call per batch
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from consumer.metering.ledgers.memory import ClaimState, LedgerScope
+from consumer.metering.ledgers.protocol import ClaimState, LedgerScope
 from consumer.shared_state.redis_client import RedisConnection
 
 _USE: Final = "meter_ledger"
@@ -47,7 +47,7 @@ return released
 """
 
 
-class RedisLedger:
+class RedisIdentifierLedger:
     def __init__(
         self,
         connection: RedisConnection,
