@@ -1,10 +1,22 @@
-"""Start-up and shutdown of the whole service, and its HTTP endpoints.
+"""Start-up and shutdown of the whole service: build the parts, run them, stop them.
 
 Start-up order: check the operation table, open the Stripe gateway (HTTP pool), start the
-Kafka producer, serve ``/metrics`` ``/healthz`` ``/readyz``, then join the consumer group.
-Shutdown runs the other way once ``stop`` is set (SIGTERM): the pipeline stops fetching,
-drains within the grace period and commits; then the consumer leaves the group, the producer
-flushes, the HTTP pool and server close.
+Kafka producer, connect the shared state, serve ``/metrics`` ``/healthz`` ``/readyz``, then
+join the consumer group. Shutdown runs the other way once ``stop`` is set (SIGTERM): the
+pipeline stops fetching, drains within the grace period and commits; then the consumer
+leaves the group, the producer flushes, the HTTP pool and server close.
+
+Below :func:`run_service`, one small factory per part builds it from the settings. Where
+each piece of shared state lives:
+
+| state | with Redis | without |
+|---|---|---|
+| meter identifier ledger | Redis only (never sent unclaimed: waits for Redis) | this process |
+| Stripe rate limit | the group's limit; this process's share while Redis is away | the share |
+| reply memory (COMPLETED by key, failures by taskId) | this process, then Redis | this process |
+| deletes sent | this process and Redis | this process |
+
+A process's share of a rate limit is ``STRIPE_RATE_LIMIT / CONSUMER_REPLICAS``.
 """
 
 from __future__ import annotations
@@ -14,60 +26,155 @@ import contextlib
 import gc
 import os
 import socket
-import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from consumer.engine.pipeline import Pipeline, PipelineLimits
 from consumer.engine.processor import RequestProcessor
-from consumer.kafka.io import (
-    BrokerProbe,
-    KafkaConnection,
-    RecordSink,
-    RecordSource,
-    ensure_topics,
-)
+from consumer.engine.reply_memory import RedisAnswers, ReplyMemory
+from consumer.kafka.io import BrokerProbe, KafkaConnection, RecordSink, RecordSource, ensure_topics
 from consumer.metering.batcher import MeterEventBatcher
+from consumer.metering.ledgers.memory import MemoryIdentifierLedger
 from consumer.metering.ledgers.protocol import IdentifierLedger
+from consumer.metering.ledgers.redis import RedisIdentifierLedger
 from consumer.metering.sessions import ExecutorSessionCreator, MeterEventSessions
 from consumer.metering.transports import SingleEventTransport, StreamTransport
+from consumer.observability.health import HealthProbe
+from consumer.observability.http import http_server
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics
 from consumer.observability.redaction import Redactor
 from consumer.operations import check_complete
 from consumer.settings import Settings
 from consumer.shared_state.redis_client import RedisConnection
-from consumer.shared_state.wiring import (
-    delete_records,
-    identifier_ledger,
-    rate_limiters,
-    redis_connection,
-    reply_memory,
-)
 from consumer.stripe.credential_gate import CredentialGate
-from consumer.stripe.deletes import RecordedDeletes
+from consumer.stripe.deletes import DeleteRecords, RecordedDeletes, RedisDeleteRecords
 from consumer.stripe.executor import StripeCaller, StripeCallExecutor
 from consumer.stripe.gateway import StripeGateway, open_gateway
 from consumer.stripe.object_locks import ObjectLocks
-from consumer.stripe.rate_limit import RateLimit
+from consumer.stripe.rate_limit import RateLimit, RateLimiter, default_rate_limit, share_of
 from consumer.stripe.retry import RetryPolicy
+from consumer.stripe.shared_rate_limit import SharedRateLimiter
 
 _log = get_logger()
-# The consumer loop fetches at least every 0.2 s; silence this long means it is stuck.
-LIVENESS_WINDOW_SECONDS: Final = 60.0
-
-
 # Young-generation size for the cyclic garbage collector (CPython's default is 700).
 GC_YOUNG_GENERATION: Final = 20_000
-
-
 BROKER_CHECK_SECONDS: Final = 10.0
+
+
+async def run_service(
+    settings: Settings, stop: asyncio.Event, registry: CollectorRegistry | None = None
+) -> None:
+    """Run until ``stop`` is set, then shut down cleanly."""
+    check_complete()
+    registry = registry or CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    connection = kafka_connection(settings)
+    await _create_topics(settings, connection)
+    async with contextlib.AsyncExitStack() as stack:
+        shared = await _open_shared_parts(stack, settings, connection, metrics)
+        await _consume(
+            settings, shared, registry=registry, metrics=metrics, connection=connection, stop=stop
+        )
+    _log.info("stopped")
+
+
+@dataclass(frozen=True, slots=True)
+class _SharedParts:
+    """What outlives the consumer: the Stripe gateway, the producer, the shared state."""
+
+    gateway: StripeGateway
+    sink: RecordSink
+    redis: RedisConnection | None
+    ledger: IdentifierLedger
+    owner: str  # this process, in the ledger's claims and the group's rate limit
+
+
+async def _open_shared_parts(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    connection: KafkaConnection,
+    metrics: ServiceMetrics,
+) -> _SharedParts:
+    """Open them; ``stack`` closes them in reverse: producer, ledger, Redis, gateway."""
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    gateway = await stack.enter_async_context(open_gateway(settings, redactor_for(settings)))
+    sink = RecordSink(connection)
+    await sink.start()
+    redis = redis_connection(settings, metrics)
+    watching = asyncio.create_task(redis.watch()) if redis is not None else None
+    ledger = identifier_ledger(settings, redis, owner)
+    stack.push_async_callback(_close_redis, redis, watching)
+    stack.push_async_callback(ledger.close)
+    stack.push_async_callback(sink.stop)
+    return _SharedParts(gateway, sink, redis, ledger, owner)
+
+
+async def _consume(
+    settings: Settings,
+    shared: _SharedParts,
+    *,
+    registry: CollectorRegistry,
+    metrics: ServiceMetrics,
+    connection: KafkaConnection,
+    stop: asyncio.Event,
+) -> None:
+    """Build the consumer's parts, serve the endpoints, run the pipeline until ``stop``."""
+    deletes = RecordedDeletes(shared.gateway, delete_records(shared.redis), metrics)
+    limiters = rate_limiters(settings, shared.redis, shared.owner)
+    executor = stripe_executor(settings, deletes, metrics, limiters)
+    single_events, lane = meter_batchers(settings, shared.gateway, executor, shared.ledger, metrics)
+    processor = RequestProcessor(
+        settings,
+        executor,
+        metrics,
+        memory=reply_memory(settings, shared.redis),
+        meter_events=single_events,
+    )
+    source = record_source(settings, connection)
+    pipeline = Pipeline(
+        source,
+        shared.sink,
+        processor,
+        metrics,
+        reply_topic=settings.reply_topic,
+        meter_topic=settings.meter_topic,
+        meter_batcher=lane,
+        gate=executor.gate,
+        limits=pipeline_limits(settings),
+    )
+    broker = BrokerProbe(connection)
+    checking = asyncio.create_task(_check_broker_every(broker, BROKER_CHECK_SECONDS))
+    probe = HealthProbe(pipeline, executor.gate, broker)
+    async with http_server(settings.http_host, settings.http_port, registry, probe) as port:
+        await source.start(rebalance=pipeline)
+        _log_started(settings, port)
+        try:
+            await pipeline.run(stop)
+        finally:
+            checking.cancel()
+            await broker.close()
+            await source.stop()
+            for batcher in {single_events, lane}:
+                await batcher.close(timeout_s=1.0)
+            await executor.gate.close()
+
+
+def _log_started(settings: Settings, port: int) -> None:
+    _log.info(
+        "started",
+        extra={
+            "topics": ",".join(settings.consumed_topics),
+            "group_id": settings.group_id,
+            "reply_topic": settings.reply_topic,
+            "http_port": port,
+            "integrations": ",".join(sorted(settings.credentials)),
+        },
+    )
 
 
 async def _check_broker_every(broker: BrokerProbe, seconds: float) -> None:
@@ -75,6 +182,33 @@ async def _check_broker_every(broker: BrokerProbe, seconds: float) -> None:
     while True:
         await broker.check()
         await asyncio.sleep(seconds)
+
+
+async def _create_topics(settings: Settings, connection: KafkaConnection) -> None:
+    """Create missing topics when allowed; where the platform manages topics (no permission),
+    say so and carry on: consuming and producing work the same on existing topics."""
+    if not settings.create_topics:
+        return
+    topics = dict.fromkeys(
+        (*settings.consumed_topics, settings.reply_topic, settings.dlq_topic),
+        settings.topic_partitions,
+    )
+    try:
+        created = await ensure_topics(connection, topics, settings.topic_replication_factor)
+    except Exception as exc:  # no admin permission, an old broker: not fatal
+        _log.warning("could not create topics; expecting them to exist", extra={"error": repr(exc)})
+        return
+    if created:
+        _log.info("created topics", extra={"topics": ",".join(created)})
+
+
+async def _close_redis(redis: RedisConnection | None, watching: asyncio.Task[None] | None) -> None:
+    if watching is not None:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+    if redis is not None:
+        await redis.close()
 
 
 def tune_garbage_collector() -> None:
@@ -90,6 +224,9 @@ def tune_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_GENERATION, 20, 20)
+
+
+# -- the parts, each built from the settings ----------------------------------------------
 
 
 def redactor_for(settings: Settings) -> Redactor:
@@ -110,68 +247,27 @@ def kafka_connection(settings: Settings) -> KafkaConnection:
     )
 
 
-@dataclass(slots=True)
-class HealthProbe:
-    pipeline: Pipeline
-    gate: CredentialGate
-    broker: BrokerProbe
-
-    def alive(self) -> tuple[bool, str]:
-        silent = time.monotonic() - self.pipeline.last_fetch_monotonic
-        if silent > LIVENESS_WINDOW_SECONDS:
-            return False, f"no Kafka fetch for {silent:.0f}s"
-        return True, "ok"
-
-    def ready(self) -> tuple[bool, str]:
-        alive, why = self.alive()
-        if not alive:
-            return False, why
-        if not self.pipeline.group_joined.is_set():
-            return False, "not yet a member of the consumer group"
-        if not self.broker.reachable:
-            return False, "no Kafka broker answers"
-        rejected = self.gate.rejected()
-        if rejected:
-            return False, f"Stripe rejects the key of: {', '.join(sorted(rejected))}"
-        return True, "ok"
-
-
-def _http_app(registry: CollectorRegistry, probe: HealthProbe) -> web.Application:
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
-
-    async def healthz(_: web.Request) -> web.Response:
-        ok, why = probe.alive()
-        return web.json_response({"status": why}, status=200 if ok else 503)
-
-    async def readyz(_: web.Request) -> web.Response:
-        ok, why = probe.ready()
-        return web.json_response({"status": why}, status=200 if ok else 503)
-
-    app = web.Application()
-    app.add_routes(
-        [web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)]
+def record_source(settings: Settings, connection: KafkaConnection) -> RecordSource:
+    return RecordSource(
+        connection,
+        topics=settings.consumed_topics,
+        group_id=settings.group_id,
+        # The group waits for our revoke (bounded by its timeout) plus time to rejoin.
+        rebalance_timeout_ms=int((settings.revoke_timeout_seconds + 10) * 1000),
+        group_instance_id=settings.group_instance_id,
     )
-    return app
 
 
-@contextlib.asynccontextmanager
-async def _http_server(
-    settings: Settings, registry: CollectorRegistry, probe: HealthProbe
-) -> AsyncIterator[int]:
-    runner = web.AppRunner(_http_app(registry, probe), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.http_host, settings.http_port)
-    await site.start()
-    # aiohttp has no public way to learn a port the OS chose (CONSUMER_HTTP_PORT=0, in tests).
-    sockets = getattr(site._server, "sockets", None)
-    port = sockets[0].getsockname()[1] if sockets else settings.http_port
-    try:
-        yield int(port)
-    finally:
-        await runner.cleanup()
+def pipeline_limits(settings: Settings) -> PipelineLimits:
+    return PipelineLimits(
+        max_in_flight=settings.max_in_flight,
+        max_buffered=settings.max_buffered,
+        max_buffered_meter_events=settings.max_buffered_meter_events,
+        commit_interval_seconds=settings.commit_interval_seconds,
+        revoke_timeout_seconds=settings.revoke_timeout_seconds,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        credential_hold_seconds=settings.credential_hold_seconds,
+    )
 
 
 def stripe_executor(
@@ -223,119 +319,68 @@ def meter_batchers(
     return single_events, stream
 
 
-async def _create_topics(settings: Settings, connection: KafkaConnection) -> None:
-    """Create missing topics when allowed; where the platform manages topics (no permission),
-    say so and carry on: consuming and producing work the same on existing topics."""
-    if not settings.create_topics:
-        return
-    topics = dict.fromkeys(
-        (*settings.consumed_topics, settings.reply_topic, settings.dlq_topic),
-        settings.topic_partitions,
-    )
-    try:
-        created = await ensure_topics(connection, topics, settings.topic_replication_factor)
-    except Exception as exc:  # no admin permission, an old broker: not fatal
-        _log.warning("could not create topics; expecting them to exist", extra={"error": repr(exc)})
-        return
-    if created:
-        _log.info("created topics", extra={"topics": ",".join(created)})
+def redis_connection(settings: Settings, metrics: ServiceMetrics) -> RedisConnection | None:
+    if settings.redis_url is None:
+        _log.warning(
+            "CONSUMER_REDIS_URL is not set: meter identifiers, replies and deletes are "
+            "remembered in this process only (not shared by replicas, lost on restart), and "
+            "this process keeps to STRIPE_RATE_LIMIT / CONSUMER_REPLICAS",
+            extra={"replicas": settings.replicas},
+        )
+        return None
+    return RedisConnection(settings.redis_url.reveal(), metrics, prefix=settings.redis_key_prefix)
 
 
-async def run_service(
-    settings: Settings, stop: asyncio.Event, registry: CollectorRegistry | None = None
-) -> None:
-    """Run until ``stop`` is set, then shut down cleanly."""
-    check_complete()
-    registry = registry or CollectorRegistry()
-    metrics = ServiceMetrics(registry)
-    redact = redactor_for(settings)
-    connection = kafka_connection(settings)
-    await _create_topics(settings, connection)
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    async with open_gateway(settings, redact) as gateway:
-        sink = RecordSink(connection)
-        await sink.start()
-        redis = redis_connection(settings, metrics)
-        watching = asyncio.create_task(redis.watch()) if redis is not None else None
-        ledger = identifier_ledger(settings, redis, owner)
-        try:
-            executor = stripe_executor(
-                settings,
-                RecordedDeletes(gateway, delete_records(redis), metrics),
-                metrics,
-                rate_limiters(settings, redis, owner),
+def rate_limiters(
+    settings: Settings, redis: RedisConnection | None, owner: str
+) -> dict[str, RateLimit]:
+    """One limiter per credential (each Stripe account has its own limit)."""
+    limiters: dict[str, RateLimit] = {}
+    for name, credential in settings.credentials.items():
+        limit = settings.stripe_rate_limit or default_rate_limit(credential.live_mode)
+        burst = settings.stripe_rate_burst
+        if redis is None:
+            share_burst = share_of(burst, settings.replicas) if burst else None
+            limiters[name] = RateLimiter(share_of(limit, settings.replicas), share_burst)
+        else:
+            limiters[name] = SharedRateLimiter(
+                redis,
+                integration=name,
+                limit=limit,
+                burst=burst,
+                replicas=settings.replicas,
+                owner=owner,
             )
-            single_events, lane = meter_batchers(settings, gateway, executor, ledger, metrics)
-            processor = RequestProcessor(
-                settings,
-                executor,
-                metrics,
-                memory=reply_memory(settings, redis),
-                meter_events=single_events,
-            )
-            source = RecordSource(
-                connection,
-                topics=settings.consumed_topics,
-                group_id=settings.group_id,
-                # The group waits for our revoke (bounded by its timeout) plus time to rejoin.
-                rebalance_timeout_ms=int((settings.revoke_timeout_seconds + 10) * 1000),
-                group_instance_id=settings.group_instance_id,
-            )
-            pipeline = Pipeline(
-                source,
-                sink,
-                processor,
-                metrics,
-                reply_topic=settings.reply_topic,
-                meter_topic=settings.meter_topic,
-                meter_batcher=lane,
-                gate=executor.gate,
-                limits=PipelineLimits(
-                    max_in_flight=settings.max_in_flight,
-                    max_buffered=settings.max_buffered,
-                    max_buffered_meter_events=settings.max_buffered_meter_events,
-                    commit_interval_seconds=settings.commit_interval_seconds,
-                    revoke_timeout_seconds=settings.revoke_timeout_seconds,
-                    shutdown_grace_seconds=settings.shutdown_grace_seconds,
-                    credential_hold_seconds=settings.credential_hold_seconds,
-                ),
-            )
-            broker = BrokerProbe(connection)
-            checking = asyncio.create_task(_check_broker_every(broker, BROKER_CHECK_SECONDS))
-            async with _http_server(
-                settings, registry, HealthProbe(pipeline, executor.gate, broker)
-            ) as port:
-                await source.start(rebalance=pipeline)
-                _log.info(
-                    "started",
-                    extra={
-                        "topics": ",".join(settings.consumed_topics),
-                        "group_id": settings.group_id,
-                        "reply_topic": settings.reply_topic,
-                        "http_port": port,
-                        "integrations": ",".join(sorted(settings.credentials)),
-                    },
-                )
-                try:
-                    await pipeline.run(stop)
-                finally:
-                    checking.cancel()
-                    await broker.close()
-                    await source.stop()
-                    for batcher in {single_events, lane}:
-                        await batcher.close(timeout_s=1.0)
-                    await executor.gate.close()
-        finally:
-            await sink.stop()
-            await ledger.close()
-            await _close_redis(redis, watching)
-    _log.info("stopped")
+    return limiters
 
 
-async def _close_redis(redis: RedisConnection | None, watching: asyncio.Task[None] | None) -> None:
-    if watching is not None:
-        watching.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
+def identifier_ledger(
+    settings: Settings, redis: RedisConnection | None, owner: str
+) -> IdentifierLedger:
+    """Redis when configured; otherwise this process's memory, which is exact only for one
+    replica that never restarts."""
     if redis is not None:
-        await redis.close()
+        return RedisIdentifierLedger(
+            redis,
+            window_seconds=settings.meter_dedup_window_seconds,
+            lease_seconds=settings.meter_claim_seconds,
+            owner=owner,
+        )
+    return MemoryIdentifierLedger(
+        window_seconds=settings.meter_dedup_window_seconds,
+        lease_seconds=settings.meter_claim_seconds,
+        max_entries=settings.meter_dedup_max_entries,
+        owner=owner,
+    )
+
+
+def reply_memory(settings: Settings, redis: RedisConnection | None) -> ReplyMemory:
+    return ReplyMemory(
+        settings.reply_memory_entries,
+        settings.reply_memory_seconds,
+        shared=RedisAnswers(redis) if redis is not None else None,
+    )
+
+
+def delete_records(redis: RedisConnection | None) -> DeleteRecords:
+    return DeleteRecords(shared=RedisDeleteRecords(redis) if redis is not None else None)

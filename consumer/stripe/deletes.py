@@ -37,7 +37,7 @@ from consumer.contract.errors import StripeFailure
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import StripeCredential
-from consumer.shared_state.redis_client import SharedStateUnavailable
+from consumer.shared_state.redis_client import RedisConnection, SharedStateUnavailable
 from consumer.stripe.calls import StripeCall, StripeResponse
 from consumer.stripe.executor import StripeCaller
 
@@ -146,3 +146,24 @@ def _deleted(call: StripeCall, request_id: str | None) -> StripeResponse:
     name = _DELETED_OBJECT.get(collection, collection.removesuffix("s"))
     body = {"id": object_id, "object": name, "deleted": True}
     return StripeResponse(msgspec.Raw(msgspec.json.encode(body)), request_id, 200)
+
+
+class RedisDeleteRecords:
+    """Delete records in Redis: ``<prefix>delete:<integration>:<account>:<idempotency key>``
+    holding ``sent``, with Redis's own expiry."""
+
+    _USE: Final = "delete_record"
+
+    def __init__(self, connection: RedisConnection) -> None:
+        self._redis = connection
+        self._prefix = f"{connection.prefix}delete:"
+
+    async def mark_sent(self, key: str, ttl_seconds: float) -> bool:
+        """Record it (for the window from now); True when it was recorded before."""
+        previous = await self._redis.swap(
+            self._prefix + key, b"sent", ttl_seconds=ttl_seconds, use=self._USE
+        )
+        return previous is not None
+
+    async def forget(self, key: str) -> None:
+        await self._redis.delete(self._prefix + key, use=self._USE)

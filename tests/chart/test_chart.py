@@ -13,9 +13,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from consumer.app import rate_limiters
 from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import load_settings
-from consumer.shared_state.wiring import rate_limiters
 from consumer.stripe.rate_limit import RateLimiter
 from tests.chart.conftest import ALL_ON, BASE_VALUES, CHART, Helm, merge
 

@@ -15,12 +15,12 @@ import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
 from consumer.engine.replies import Outcome
-from consumer.engine.reply_memory import AnswerKeys, RememberedAnswer, ReplyMemory
+from consumer.engine.reply_memory import AnswerKeys, RedisAnswers, RememberedAnswer, ReplyMemory
 from consumer.metering.ledgers.protocol import ClaimState, LedgerScope
 from consumer.metering.ledgers.redis import RedisIdentifierLedger
 from consumer.observability.metrics import ServiceMetrics
-from consumer.shared_state.memories import RedisAnswers, RedisDeleteRecords
 from consumer.shared_state.redis_client import DATA_MARKER, RedisConnection, SharedStateUnavailable
+from consumer.stripe.deletes import RedisDeleteRecords
 from consumer.stripe.retry import Attempts
 from tests.support.process import free_port
 

@@ -40,4 +40,4 @@ def test_only_the_adapter_imports_its_library(library: str, adapter: str) -> Non
 
 def test_the_scan_sees_imports() -> None:
     """The scan finds a real import (so an empty answer above would mean something)."""
-    assert "consumer/app.py" in modules_importing("aiohttp")
+    assert "consumer/observability/http.py" in modules_importing("aiohttp")
