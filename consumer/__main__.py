@@ -64,7 +64,7 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
 
 def _check() -> int:
     from consumer.app import kafka_connection
-    from consumer.kafka.io import broker_reachable
+    from consumer.kafka.admin import broker_reachable
     from consumer.operations import check_complete
 
     settings = _settings()

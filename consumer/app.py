@@ -36,7 +36,10 @@ from prometheus_client import CollectorRegistry
 from consumer.engine.pipeline import Pipeline, PipelineLimits
 from consumer.engine.processor import RequestProcessor
 from consumer.engine.reply_memory import RedisAnswers, ReplyMemory
-from consumer.kafka.io import BrokerProbe, KafkaConnection, RecordSink, RecordSource, ensure_topics
+from consumer.kafka.admin import BrokerProbe, ensure_topics
+from consumer.kafka.connection import KafkaConnection
+from consumer.kafka.consumer import RecordSource
+from consumer.kafka.producer import RecordSink
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.ledgers.memory import MemoryIdentifierLedger
 from consumer.metering.ledgers.protocol import IdentifierLedger

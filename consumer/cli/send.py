@@ -15,13 +15,11 @@ from typing import Any
 
 import msgspec
 
-from consumer.kafka.io import (
-    KafkaConnection,
-    OutboundRecord,
-    RecordSink,
-    ensure_topics,
-    topic_reader,
-)
+from consumer.kafka.admin import ensure_topics
+from consumer.kafka.connection import KafkaConnection
+from consumer.kafka.producer import RecordSink
+from consumer.kafka.reader import topic_reader
+from consumer.kafka.records import OutboundRecord
 from consumer.settings import ClientSettings, load_client_settings
 
 

@@ -25,7 +25,7 @@ from typing import Generic, TypeVar
 
 from consumer.contract.errors import StripeFailure
 from consumer.contract.reply import ReplyError
-from consumer.kafka.io import TopicPartition
+from consumer.kafka.records import TopicPartition
 from consumer.stripe.credential_gate import CredentialGate
 
 T = TypeVar("T")

@@ -51,7 +51,7 @@ from consumer.engine.processor import (
 )
 from consumer.engine.replies import Outcome
 from consumer.engine.scheduler import KeyedScheduler
-from consumer.kafka.io import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
+from consumer.kafka.records import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
 from consumer.metering.events import MeterEvent, MeterResult
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics

@@ -35,7 +35,7 @@ from consumer.contract.reply import ReplyError, ReplyStatus
 from consumer.contract.requests import ConductorFields, CreateMeterEvent, OperationRequest
 from consumer.engine.replies import Outcome, ReplyAddress, dead_letter_record, reply_record
 from consumer.engine.reply_memory import AnswerKeys, ReplyMemory
-from consumer.kafka.io import InboundRecord, OutboundRecord
+from consumer.kafka.records import InboundRecord, OutboundRecord
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.events import MeterEvent, MeterResult
 from consumer.observability.logs import get_logger

@@ -15,7 +15,7 @@ from consumer.contract.errors import ServiceError
 from consumer.contract.idempotency import RecordCoordinates, key_text
 from consumer.contract.reply import Reply, ReplyError, ReplyStatus
 from consumer.contract.requests import ConductorFields
-from consumer.kafka.io import Headers, InboundRecord, OutboundRecord
+from consumer.kafka.records import Headers, InboundRecord, OutboundRecord
 from consumer.stripe.retry import Attempts
 
 TERMINAL_STATUSES: Final = frozenset({"COMPLETED", "FAILED_WITH_TERMINAL_ERROR"})

@@ -19,7 +19,7 @@ from consumer.engine.held_requests import HeldRequests
 from consumer.engine.pipeline import Pipeline, PipelineLimits
 from consumer.engine.processor import Handled, HeldRequest, Prepared, PreparedMeterEvent
 from consumer.engine.replies import Outcome, ReplyAddress, reply_record
-from consumer.kafka.io import InboundRecord, TopicPartition
+from consumer.kafka.records import InboundRecord, TopicPartition
 from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.observability.metrics import ServiceMetrics

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.engine.offsets import OffsetTracker
-from consumer.kafka.io import TopicPartition
+from consumer.kafka.records import TopicPartition
 
 TP = TopicPartition("stripe.requests", 0)
 

@@ -15,7 +15,7 @@ from consumer.contract.requests import ConductorFields, Request
 from consumer.engine.pipeline import Pipeline, PipelineLimits
 from consumer.engine.processor import Handled, Prepared, PreparedMeterEvent
 from consumer.engine.replies import Outcome, ReplyAddress, reply_record
-from consumer.kafka.io import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
+from consumer.kafka.records import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metering.ledgers.memory import MemoryIdentifierLedger

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from consumer.contract.errors import StripeFailure
 from consumer.engine.processor import Handled, HeldRequest, RequestProcessor
 from consumer.engine.reply_memory import ReplyMemory
-from consumer.kafka.io import InboundRecord
+from consumer.kafka.records import InboundRecord
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.ledgers.memory import MemoryIdentifierLedger
 from consumer.metering.transports import SingleEventTransport
