@@ -62,25 +62,6 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
     return uvloop.run
 
 
-def _check() -> int:
-    from consumer.app import kafka_connection
-    from consumer.kafka.admin import broker_reachable
-    from consumer.operations import check_complete
-
-    settings = _settings()
-    if settings is None:
-        return 2
-    check_complete()
-    if not asyncio.run(broker_reachable(kafka_connection(settings))):
-        print(f"Kafka not reachable at {settings.kafka_bootstrap_servers}", file=sys.stderr)
-        return 1
-    print(
-        f"ok: Kafka at {settings.kafka_bootstrap_servers}; integrations: "
-        f"{', '.join(sorted(settings.credentials))}"
-    )
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m consumer",
@@ -108,7 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return _run()
     if args.command == "check":
-        return _check()
+        from consumer.cli.check import check_command
+
+        settings = _settings()
+        return 2 if settings is None else check_command(settings)
     if args.command == "schema":
         from consumer.cli.generated_docs import write_schemas
 
