@@ -22,6 +22,7 @@ from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.metering.scopes import ExpiringScopes
 from consumer.metering.sessions import MeterEventSessions
 from consumer.observability.logs import get_logger
+from consumer.operations.meter_events import create_meter_event, meter_event_params
 from consumer.settings import StripeCredential
 from consumer.stripe.calls import StripeCall
 from consumer.stripe.credential_gate import CredentialHeld
@@ -157,18 +158,14 @@ class SingleEventTransport:
     async def _one(
         self, scope: LedgerScope, credential: StripeCredential, event: MeterEvent
     ) -> MeterResult:
-        params: dict[str, object] = {
-            "event_name": event.event_name,
-            "payload": event.payload,
-            "identifier": event.identifier,
-        }
-        if event.timestamp is not None:
-            params["timestamp"] = event.timestamp
+        params = meter_event_params(
+            event.event_name, event.payload, event.identifier, event.timestamp
+        )
         attempts = Attempts()
         try:
             response = await self._executor.execute(
-                StripeCall("POST", "/v1/billing/meter_events", params),
-                operation="create_meter_event",
+                StripeCall(create_meter_event.http_method, create_meter_event.path, params),
+                operation=create_meter_event.name,
                 credential=credential,
                 stripe_account=scope.stripe_account,
                 idempotency_key=event.idempotency_key,
