@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry
 
 from consumer.engine.pipeline import Pipeline, PipelineLimits
-from consumer.engine.processor import RequestProcessor
+from consumer.engine.processing.processor import RequestProcessor
 from consumer.engine.reply_memory import RedisAnswers, ReplyMemory
 from consumer.kafka.admin import BrokerProbe, ensure_topics
 from consumer.kafka.connection import KafkaConnection

@@ -42,13 +42,10 @@ import msgspec
 
 from consumer.engine.held_requests import Held, HeldRequests
 from consumer.engine.offsets import OffsetTracker
-from consumer.engine.processor import (
-    Handled,
-    HeldRequest,
-    Prepared,
-    PreparedMeterEvent,
-    meter_outcome,
-)
+from consumer.engine.processing.answer import Handled
+from consumer.engine.processing.execute import meter_outcome
+from consumer.engine.processing.prepare import Prepared, PreparedMeterEvent
+from consumer.engine.processing.processor import HeldRequest
 from consumer.engine.replies import Outcome
 from consumer.engine.scheduler import KeyedScheduler
 from consumer.kafka.records import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition

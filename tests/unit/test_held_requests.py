@@ -17,7 +17,9 @@ from consumer.contract.reply import ReplyError
 from consumer.contract.requests import Request
 from consumer.engine.held_requests import HeldRequests
 from consumer.engine.pipeline import Pipeline, PipelineLimits
-from consumer.engine.processor import Handled, HeldRequest, Prepared, PreparedMeterEvent
+from consumer.engine.processing.answer import Handled
+from consumer.engine.processing.prepare import Prepared, PreparedMeterEvent
+from consumer.engine.processing.processor import HeldRequest
 from consumer.engine.replies import Outcome, ReplyAddress, reply_record
 from consumer.kafka.records import InboundRecord, TopicPartition
 from consumer.metering.events import MeterEvent, MeterResult

@@ -13,7 +13,8 @@ from consumer.contract.errors import RequestRejected
 from consumer.contract.idempotency import RecordCoordinates
 from consumer.contract.requests import ConductorFields, Request
 from consumer.engine.pipeline import Pipeline, PipelineLimits
-from consumer.engine.processor import Handled, Prepared, PreparedMeterEvent
+from consumer.engine.processing.answer import Handled
+from consumer.engine.processing.prepare import Prepared, PreparedMeterEvent
 from consumer.engine.replies import Outcome, ReplyAddress, reply_record
 from consumer.kafka.records import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
 from consumer.metering.batcher import MeterEventBatcher

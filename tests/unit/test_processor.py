@@ -11,7 +11,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from consumer.contract.errors import StripeFailure
-from consumer.engine.processor import Handled, HeldRequest, RequestProcessor
+from consumer.engine.processing.answer import Handled
+from consumer.engine.processing.processor import HeldRequest, RequestProcessor
 from consumer.engine.reply_memory import ReplyMemory
 from consumer.kafka.records import InboundRecord
 from consumer.metering.batcher import MeterEventBatcher

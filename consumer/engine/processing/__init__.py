@@ -1,0 +1,2 @@
+"""The request processor, split into its stages: route and prepare, execute (memory, then
+Stripe), answer."""
