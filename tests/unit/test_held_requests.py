@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry
 from consumer.contract.idempotency import RecordCoordinates
 from consumer.contract.reply import ReplyError
 from consumer.contract.requests import Request
-from consumer.engine.held_requests import HeldRequests
 from consumer.engine.pipeline import Pipeline, PipelineLimits
+from consumer.engine.pipeline.held_requests import HeldRequests
 from consumer.engine.processing.answer import Handled
 from consumer.engine.processing.prepare import Prepared, PreparedMeterEvent
 from consumer.engine.processing.processor import HeldRequest
