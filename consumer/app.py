@@ -6,8 +6,9 @@ join the consumer group. Shutdown runs the other way once ``stop`` is set (SIGTE
 pipeline stops fetching, drains within the grace period and commits; then the consumer
 leaves the group, the producer flushes, the HTTP pool and server close.
 
-Below :func:`run_service`, one small factory per part builds it from the settings. Where
-each piece of shared state lives:
+Each package builds its parts from the settings with a small factory beside them (the
+meter lane's in ``metering/wiring.py``); :func:`run_service` calls them in order. Where each
+piece of shared state lives:
 
 | state | with Redis | without |
 |---|---|---|
@@ -35,17 +36,13 @@ from prometheus_client import CollectorRegistry
 
 from consumer.engine.pipeline import Pipeline, PipelineLimits
 from consumer.engine.processing.processor import RequestProcessor
-from consumer.engine.reply_memory import RedisAnswers, ReplyMemory
+from consumer.engine.reply_memory import reply_memory
 from consumer.kafka.admin import BrokerProbe, ensure_topics
 from consumer.kafka.connection import KafkaConnection
 from consumer.kafka.consumer import RecordSource
 from consumer.kafka.producer import RecordSink
-from consumer.metering.batcher import MeterEventBatcher
-from consumer.metering.ledgers.memory import MemoryIdentifierLedger
 from consumer.metering.ledgers.protocol import IdentifierLedger
-from consumer.metering.ledgers.redis import RedisIdentifierLedger
-from consumer.metering.sessions import ExecutorSessionCreator, MeterEventSessions
-from consumer.metering.transports import SingleEventTransport, StreamTransport
+from consumer.metering.wiring import identifier_ledger, meter_batchers
 from consumer.observability.health import HealthProbe
 from consumer.observability.http import http_server
 from consumer.observability.logs import get_logger
@@ -53,15 +50,11 @@ from consumer.observability.metrics import ServiceMetrics
 from consumer.observability.redaction import Redactor
 from consumer.operations import check_complete
 from consumer.settings import Settings
-from consumer.shared_state.redis_client import RedisConnection
-from consumer.stripe.credential_gate import CredentialGate
-from consumer.stripe.deletes import DeleteRecords, RecordedDeletes, RedisDeleteRecords
-from consumer.stripe.executor import StripeCaller, StripeCallExecutor
+from consumer.shared_state.redis_client import RedisConnection, redis_connection
+from consumer.stripe.deletes import RecordedDeletes, delete_records
+from consumer.stripe.executor import stripe_executor
 from consumer.stripe.gateway import StripeGateway, open_gateway
-from consumer.stripe.object_locks import ObjectLocks
-from consumer.stripe.rate_limit import RateLimit, RateLimiter, default_rate_limit, share_of
-from consumer.stripe.retry import RetryPolicy
-from consumer.stripe.shared_rate_limit import SharedRateLimiter
+from consumer.stripe.shared_rate_limit import rate_limiters
 
 _log = get_logger()
 # Young-generation size for the cyclic garbage collector (CPython's default is 700).
@@ -271,119 +264,3 @@ def pipeline_limits(settings: Settings) -> PipelineLimits:
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
         credential_hold_seconds=settings.credential_hold_seconds,
     )
-
-
-def stripe_executor(
-    settings: Settings,
-    caller: StripeCaller,
-    metrics: ServiceMetrics,
-    limiters: dict[str, RateLimit] | None = None,
-) -> StripeCallExecutor:
-    """Rate limiters per credential: the given ones, or this process's share of each."""
-    return StripeCallExecutor(
-        caller,
-        metrics,
-        retry=RetryPolicy(budget_seconds=settings.retry_budget_seconds),
-        limiters=limiters if limiters is not None else rate_limiters(settings, None, ""),
-        locks=ObjectLocks(),
-        gate=CredentialGate(settings.credential_probe_seconds),
-    )
-
-
-def meter_batchers(
-    settings: Settings,
-    gateway: StripeGateway,
-    executor: StripeCallExecutor,
-    ledger: IdentifierLedger,
-    metrics: ServiceMetrics,
-) -> tuple[MeterEventBatcher, MeterEventBatcher]:
-    """(v1 batcher for meter events on the request topics, the meter topic's batcher).
-
-    The request topics use the v1 endpoint one event at a time (Conductor wants Stripe's
-    synchronous validation); the meter topic uses the v2 stream unless CONSUMER_METER_API=v1.
-    """
-    single_events = MeterEventBatcher(
-        SingleEventTransport(executor), ledger, metrics, linger_seconds=0.002, concurrency=64
-    )
-    if settings.meter_api == "v1":
-        return single_events, single_events
-    stream = MeterEventBatcher(
-        StreamTransport(
-            gateway,
-            MeterEventSessions(ExecutorSessionCreator(executor)),
-            fallback=SingleEventTransport(executor),
-        ),
-        ledger,
-        metrics,
-        batch_size=settings.meter_batch_size,
-        linger_seconds=settings.meter_linger_seconds,
-        concurrency=settings.meter_stream_concurrency,
-    )
-    return single_events, stream
-
-
-def redis_connection(settings: Settings, metrics: ServiceMetrics) -> RedisConnection | None:
-    if settings.redis_url is None:
-        _log.warning(
-            "CONSUMER_REDIS_URL is not set: meter identifiers, replies and deletes are "
-            "remembered in this process only (not shared by replicas, lost on restart), and "
-            "this process keeps to STRIPE_RATE_LIMIT / CONSUMER_REPLICAS",
-            extra={"replicas": settings.replicas},
-        )
-        return None
-    return RedisConnection(settings.redis_url.reveal(), metrics, prefix=settings.redis_key_prefix)
-
-
-def rate_limiters(
-    settings: Settings, redis: RedisConnection | None, owner: str
-) -> dict[str, RateLimit]:
-    """One limiter per credential (each Stripe account has its own limit)."""
-    limiters: dict[str, RateLimit] = {}
-    for name, credential in settings.credentials.items():
-        limit = settings.stripe_rate_limit or default_rate_limit(credential.live_mode)
-        burst = settings.stripe_rate_burst
-        if redis is None:
-            share_burst = share_of(burst, settings.replicas) if burst else None
-            limiters[name] = RateLimiter(share_of(limit, settings.replicas), share_burst)
-        else:
-            limiters[name] = SharedRateLimiter(
-                redis,
-                integration=name,
-                limit=limit,
-                burst=burst,
-                replicas=settings.replicas,
-                owner=owner,
-            )
-    return limiters
-
-
-def identifier_ledger(
-    settings: Settings, redis: RedisConnection | None, owner: str
-) -> IdentifierLedger:
-    """Redis when configured; otherwise this process's memory, which is exact only for one
-    replica that never restarts."""
-    if redis is not None:
-        return RedisIdentifierLedger(
-            redis,
-            window_seconds=settings.meter_dedup_window_seconds,
-            lease_seconds=settings.meter_claim_seconds,
-            owner=owner,
-        )
-    return MemoryIdentifierLedger(
-        window_seconds=settings.meter_dedup_window_seconds,
-        lease_seconds=settings.meter_claim_seconds,
-        max_entries=settings.meter_dedup_max_entries,
-        owner=owner,
-    )
-
-
-def reply_memory(settings: Settings, redis: RedisConnection | None) -> ReplyMemory:
-    return ReplyMemory(
-        settings.reply_memory_entries,
-        settings.reply_memory_seconds,
-        shared=RedisAnswers(redis) if redis is not None else None,
-    )
-
-
-def delete_records(redis: RedisConnection | None) -> DeleteRecords:
-    return DeleteRecords(shared=RedisDeleteRecords(redis) if redis is not None else None)

@@ -34,6 +34,7 @@ import msgspec
 
 from consumer.contract.reply import ReplyError, ReplyStatus
 from consumer.engine.replies import Outcome
+from consumer.settings import Settings
 from consumer.shared_state.redis_client import RedisConnection, SharedStateUnavailable
 
 
@@ -216,3 +217,11 @@ def _readable(value: bytes | None) -> RememberedAnswer | None:
         return _decode_answer.decode(value).answer()
     except msgspec.DecodeError:
         return None
+
+
+def reply_memory(settings: Settings, redis: RedisConnection | None) -> ReplyMemory:
+    return ReplyMemory(
+        settings.reply_memory_entries,
+        settings.reply_memory_seconds,
+        shared=RedisAnswers(redis) if redis is not None else None,
+    )

@@ -167,3 +167,7 @@ class RedisDeleteRecords:
 
     async def forget(self, key: str) -> None:
         await self._redis.delete(self._prefix + key, use=self._USE)
+
+
+def delete_records(redis: RedisConnection | None) -> DeleteRecords:
+    return DeleteRecords(shared=RedisDeleteRecords(redis) if redis is not None else None)

@@ -13,12 +13,13 @@ from typing import Final, Protocol
 from consumer.contract.errors import StripeFailure
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics, stripe_outcome_label
-from consumer.settings import StripeCredential
+from consumer.settings import Settings, StripeCredential
 from consumer.stripe.calls import StripeCall, StripeResponse
 from consumer.stripe.credential_gate import CredentialGate, CredentialHeld
 from consumer.stripe.object_locks import ObjectLocks
 from consumer.stripe.rate_limit import RateLimit
 from consumer.stripe.retry import Attempts, RetryPolicy, with_retries
+from consumer.stripe.shared_rate_limit import rate_limiters
 
 _log = get_logger()
 _PROBE_CALL: Final = StripeCall("GET", "/v1/balance", {})
@@ -187,3 +188,20 @@ def _probe_verdict(failure: StripeFailure) -> bool | None:
     if 400 <= status < 500 and status != 429:
         return True
     return None
+
+
+def stripe_executor(
+    settings: Settings,
+    caller: StripeCaller,
+    metrics: ServiceMetrics,
+    limiters: dict[str, RateLimit] | None = None,
+) -> StripeCallExecutor:
+    """Rate limiters per credential: the given ones, or this process's share of each."""
+    return StripeCallExecutor(
+        caller,
+        metrics,
+        retry=RetryPolicy(budget_seconds=settings.retry_budget_seconds),
+        limiters=limiters if limiters is not None else rate_limiters(settings, None, ""),
+        locks=ObjectLocks(),
+        gate=CredentialGate(settings.credential_probe_seconds),
+    )

@@ -38,12 +38,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from consumer.settings import Settings
 from consumer.shared_state.redis_client import RedisConnection, SharedStateUnavailable
 from consumer.stripe.rate_limit import (
     COOLDOWN_SECONDS,
     WINDOW_SECONDS,
+    RateLimit,
     RateLimiter,
     default_burst,
+    default_rate_limit,
     share_of,
 )
 
@@ -194,3 +197,26 @@ class SharedRateLimiter:
                 use=_USE,
                 timeout_seconds=REDIS_TIMEOUT_SECONDS,
             )
+
+
+def rate_limiters(
+    settings: Settings, redis: RedisConnection | None, owner: str
+) -> dict[str, RateLimit]:
+    """One limiter per credential (each Stripe account has its own limit)."""
+    limiters: dict[str, RateLimit] = {}
+    for name, credential in settings.credentials.items():
+        limit = settings.stripe_rate_limit or default_rate_limit(credential.live_mode)
+        burst = settings.stripe_rate_burst
+        if redis is None:
+            share_burst = share_of(burst, settings.replicas) if burst else None
+            limiters[name] = RateLimiter(share_of(limit, settings.replicas), share_burst)
+        else:
+            limiters[name] = SharedRateLimiter(
+                redis,
+                integration=name,
+                limit=limit,
+                burst=burst,
+                replicas=settings.replicas,
+                owner=owner,
+            )
+    return limiters

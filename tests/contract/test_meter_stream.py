@@ -10,12 +10,12 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
-from consumer.app import stripe_executor
 from consumer.contract.errors import StripeFailure
 from consumer.metering.sessions import ExecutorSessionCreator
 from consumer.observability.metrics import ServiceMetrics
 from consumer.observability.redaction import Redactor
 from consumer.settings import Settings
+from consumer.stripe.executor import stripe_executor
 from consumer.stripe.gateway import StripeGateway, open_gateway
 from tests.contract.conftest import gateway_settings
 from tests.support.stack import StandIn, standin_request
