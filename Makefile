@@ -20,7 +20,7 @@ help:
 	@echo "make up/down  start/stop the local stack (Kafka, stripe-mock, Redis, Conductor)"
 	@echo "make up-lite  the same without Conductor (faster to start)"
 	@echo "make run      run the service against the local stack"
-	@echo "make docs     regenerate schemas/ and the README's operation table"
+	@echo "make docs     regenerate schemas/, deploy/conductor/, the README's operation table and layout"
 	@echo "make bench    throughput/latency/memory figures (bench/results/latest.json)"
 
 $(STAMP):

@@ -3,7 +3,8 @@
 - ``run``: run the service (configuration from the environment; see the README).
 - ``check``: validate the configuration and reach Kafka; exit non-zero with the reason.
 - ``schema``: write the JSON Schemas of every request and of the reply to ``schemas/``.
-- ``docs``: rewrite the README's operation table from the request Structs.
+- ``docs``: rewrite the README's operation table (from the request Structs) and its project
+  layout (from the packages' docstrings).
 - ``send``: publish one request (JSON) and print its reply.
 - ``demo``: publish one request per operation, as Conductor would, and print a table.
 - ``conductor register --url URL``: register the event handlers and example workflows.
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("check", help="validate configuration and reach Kafka")
     schema = commands.add_parser("schema", help="write JSON Schemas")
     schema.add_argument("--out", default="schemas")
-    docs = commands.add_parser("docs", help="rewrite the README's operation table")
+    docs = commands.add_parser("docs", help="rewrite the README's operation table and layout")
     docs.add_argument("--readme", default="README.md")
     send = commands.add_parser("send", help="publish one request and print its reply")
     send.add_argument("request", help="the request as JSON")
@@ -99,9 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_schemas(args.out)
         return 0
     if args.command == "docs":
-        from consumer.cli.generated_docs import write_readme_table
+        from consumer.cli.generated_docs import write_readme_sections
 
-        write_readme_table(args.readme)
+        write_readme_sections(args.readme)
         return 0
     if args.command == "send":
         from consumer.cli.send import send_one

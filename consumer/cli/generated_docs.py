@@ -1,4 +1,5 @@
-"""Generated documents: the JSON Schemas in ``schemas/`` and the README's operation table.
+"""Generated documents: the JSON Schemas in ``schemas/``, the README's operation table and its
+project layout (``layout.py``).
 
 Both come from the request Structs and the operation table, so they cannot say something the
 decoder does not do; a test regenerates them and fails when the checked-in files drift.
@@ -12,6 +13,7 @@ from typing import Any, Final
 
 import msgspec
 
+from consumer.cli.layout import replace_layout
 from consumer.contract.reply import Reply
 from consumer.contract.requests import COMMON_FIELDS, CONDUCTOR_FIELDS, REQUEST_TYPES, Request
 from consumer.operations import OPERATION_BY_TYPE
@@ -121,6 +123,10 @@ def replace_table(readme: str) -> str:
     return readme[:start] + operations_table() + readme[end:]
 
 
-def write_readme_table(path: str | Path) -> None:
+def write_readme_sections(path: str | Path) -> None:
+    """Rewrite the README's generated sections: the operation table and the project layout
+    (whose layer order comes from the pyproject.toml beside the README)."""
     readme = Path(path)
-    readme.write_text(replace_table(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    text = replace_table(readme.read_text(encoding="utf-8"))
+    text = replace_layout(text, readme.with_name("pyproject.toml"))
+    readme.write_text(text, encoding="utf-8")

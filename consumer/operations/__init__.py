@@ -1,4 +1,5 @@
-"""The operation table: every request type mapped to the Stripe call it makes.
+"""The operation table: every request type mapped to the Stripe call it makes, pure (no I/O).
+Imports contract and stripe's calls.
 
 An explicit table (not decorators), so it is greppable and independent of import order;
 :func:`check_complete` runs at start-up and in the tests, so a request type without an

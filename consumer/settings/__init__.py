@@ -1,4 +1,5 @@
-"""Configuration: the only package that reads the environment.
+"""Configuration: the only package that reads the environment, validated once at start-up;
+a bad value fails fast naming the variable. Imports nothing of the service.
 
 Every setting comes from a mapping (``os.environ`` in production, a plain dict in tests) and
 is validated once at start-up. A bad value raises :class:`SettingsError` naming the variable,

@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from consumer.cli.generated_docs import operations_table, render, schema_documents
+from consumer.cli.layout import project_layout
 from consumer.conductor.assets import asset_files
 from consumer.conductor.commands import render as render_conductor
 from consumer.contract.examples import EXAMPLE_PARAMETERS, conductor_event_payload
@@ -39,6 +40,14 @@ def test_readme_table_matches_the_structs() -> None:
     """The README's operation table is the generated one."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert operations_table() in readme, "README operation table drifted: run `make docs`"
+
+
+def test_readme_layout_matches_the_docstrings() -> None:
+    """The README's project layout is the one generated from the packages' docstrings, in the
+    order of the layers contract."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = project_layout(ROOT / "pyproject.toml")
+    assert layout in readme, "README project layout drifted: run `make docs`"
 
 
 def test_request_schema_accepts_conductor_shaped_examples() -> None:

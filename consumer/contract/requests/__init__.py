@@ -1,4 +1,5 @@
-"""The requests: one msgspec Struct per operation, grouped by Stripe resource, and their union.
+"""The requests: one msgspec Struct per operation, grouped by Stripe resource, their domain
+types and their union. Imports only the contract's own modules.
 
 The single source of truth for what producers may send: the decoder, the JSON Schemas in
 ``schemas/`` and the README's operation table are generated from these Structs. Rules that

@@ -1,4 +1,5 @@
-"""The consumer loop: fetch, dispatch by key, deliver replies, commit what is answered.
+"""The consumer loop: fetch, dispatch by key, deliver replies, commit what is answered. Imports
+the processor, the scheduler and offsets beside it, and the layers below the engine.
 
 ::
 

@@ -1,4 +1,5 @@
-"""Identifier ledgers: which meter-event identifiers Stripe has counted (the dedup memory).
+"""Identifier ledgers: which meter-event identifiers Stripe has counted, in process or in
+Redis, behind one protocol. Imports shared_state and below.
 
 Each identifier must count exactly once in Stripe, across redeliveries, producer retries,
 rebalances, restarts and replicas; Stripe itself only deduplicates for 24 hours but accepts
