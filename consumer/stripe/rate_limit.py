@@ -10,7 +10,7 @@ After a 429 the limit halves for a cool-down, then recovers step by step: a neig
 the account (another service, the dashboard) may be using part of the budget.
 
 This limiter counts this process's calls only. Replicas of the group share one limit through
-Redis (``shared_state/rate_limit.py``, the same rules in one Lua script); without Redis each
+Redis (``shared_rate_limit.py``, the same rules in one Lua script); without Redis each
 replica keeps to its share, the limit divided by the replica count (:func:`share_of`).
 """
 

@@ -2,7 +2,7 @@
 
 ``STRIPE_RATE_LIMIT`` is what Stripe allows the account; with several replicas each calling
 Stripe, only a limit they share keeps the account inside it. The rules are the in-process
-limiter's (``engine/rate_limit.py``), applied to every replica's calls at once by one Lua
+limiter's (``rate_limit.py``), applied to every replica's calls at once by one Lua
 script, atomic in Redis and timed by Redis's own clock (``TIME``), so replicas' clocks do not
 matter:
 
