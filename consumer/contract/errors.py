@@ -47,8 +47,7 @@ class ServiceError(Exception):
     @property
     def reason(self) -> str:
         """One readable line for Conductor's `reasonForIncompletion`."""
-        label = self.detail.decline_code or self.detail.code or self.detail.type
-        return f"{label}: {self.detail.message}"
+        return self.detail.reason
 
 
 class RequestRejected(ServiceError):

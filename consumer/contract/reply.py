@@ -35,6 +35,12 @@ class ReplyError(msgspec.Struct, kw_only=True, frozen=True):
     request_id: str | None = None
     retryable: bool = False
 
+    @property
+    def reason(self) -> str:
+        """One readable line for Conductor's `reasonForIncompletion`."""
+        label = self.decline_code or self.code or self.type
+        return f"{label}: {self.message}"
+
 
 class Reply(ConductorFields, kw_only=True, frozen=True):
     """The one terminal answer to a request, on the reply topic, keyed by the request's key.

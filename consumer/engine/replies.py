@@ -59,10 +59,7 @@ class Outcome(msgspec.Struct, frozen=True):
 
     @property
     def reason(self) -> str | None:
-        if self.error is None:
-            return None
-        label = self.error.decline_code or self.error.code or self.error.type
-        return f"{label}: {self.error.message}"
+        return self.error.reason if self.error is not None else None
 
     def remembered(self) -> Outcome:
         """The same outcome, marked as answered from memory (no Stripe call this time)."""
