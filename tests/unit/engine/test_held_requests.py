@@ -27,7 +27,7 @@ from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import Secret, StripeCredential
 from consumer.stripe.credential_gate import CredentialGate
-from tests.unit.test_pipeline import Sink, Source, eventually
+from tests.unit.engine.test_pipeline import Sink, Source, eventually
 
 TP = TopicPartition("requests", 0)
 METER_TP = TopicPartition("meter", 0)

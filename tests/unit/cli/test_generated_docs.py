@@ -16,7 +16,7 @@ from consumer.conductor.assets import asset_files
 from consumer.conductor.commands import render as render_conductor
 from consumer.contract.examples import EXAMPLE_PARAMETERS, conductor_event_payload
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOCUMENTS = schema_documents()
 
 
