@@ -16,11 +16,11 @@ help:
 	@echo "make demo     run every operation end to end on a real local stack"
 	@echo "make test     run every test tier (unit, contract, integration, fault, e2e, chart, container)"
 	@echo "make images   podman and the images: the service's, Kafka, Redis, stripe-mock (no registry)"
-	@echo "make lint     ruff + mypy --strict"
+	@echo "make lint     ruff, mypy --strict, import-linter (the layers)"
 	@echo "make up/down  start/stop the local stack (Kafka, stripe-mock, Redis, Conductor)"
 	@echo "make up-lite  the same without Conductor (faster to start)"
 	@echo "make run      run the service against the local stack"
-	@echo "make docs     regenerate schemas/ and the README's operation table"
+	@echo "make docs     regenerate schemas/, deploy/conductor/, the README's operation table and layout"
 	@echo "make bench    throughput/latency/memory figures (bench/results/latest.json)"
 
 $(STAMP):
@@ -97,6 +97,7 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 format: install
 	$(PY) -m ruff format .

@@ -16,13 +16,11 @@ from typing import Any
 
 import msgspec
 
-from consumer.kafka_io import (
-    KafkaConnection,
-    OutboundRecord,
-    RecordSink,
-    ensure_topics,
-    topic_reader,
-)
+from consumer.kafka.admin import ensure_topics
+from consumer.kafka.connection import KafkaConnection
+from consumer.kafka.producer import RecordSink
+from consumer.kafka.reader import topic_reader
+from consumer.kafka.records import OutboundRecord
 from tests.support.process import ServiceProcess
 from tests.support.stack import ROOT, StandIn, standin_request
 

@@ -3,7 +3,8 @@
 - ``run``: run the service (configuration from the environment; see the README).
 - ``check``: validate the configuration and reach Kafka; exit non-zero with the reason.
 - ``schema``: write the JSON Schemas of every request and of the reply to ``schemas/``.
-- ``docs``: rewrite the README's operation table from the request Structs.
+- ``docs``: rewrite the README's operation table (from the request Structs) and its project
+  layout (from the packages' docstrings).
 - ``send``: publish one request (JSON) and print its reply.
 - ``demo``: publish one request per operation, as Conductor would, and print a table.
 - ``conductor register --url URL``: register the event handlers and example workflows.
@@ -34,7 +35,7 @@ def _settings() -> Settings | None:
 
 def _run() -> int:
     from consumer.app import redactor_for, run_service, tune_garbage_collector
-    from consumer.logs import configure_logging
+    from consumer.observability.logs import configure_logging
 
     settings = _settings()
     if settings is None:
@@ -62,25 +63,6 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
     return uvloop.run
 
 
-def _check() -> int:
-    from consumer.app import kafka_connection
-    from consumer.kafka_io import broker_reachable
-    from consumer.operations import check_complete
-
-    settings = _settings()
-    if settings is None:
-        return 2
-    check_complete()
-    if not asyncio.run(broker_reachable(kafka_connection(settings))):
-        print(f"Kafka not reachable at {settings.kafka_bootstrap_servers}", file=sys.stderr)
-        return 1
-    print(
-        f"ok: Kafka at {settings.kafka_bootstrap_servers}; integrations: "
-        f"{', '.join(sorted(settings.credentials))}"
-    )
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m consumer",
@@ -92,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("check", help="validate configuration and reach Kafka")
     schema = commands.add_parser("schema", help="write JSON Schemas")
     schema.add_argument("--out", default="schemas")
-    docs = commands.add_parser("docs", help="rewrite the README's operation table")
+    docs = commands.add_parser("docs", help="rewrite the README's operation table and layout")
     docs.add_argument("--readme", default="README.md")
     send = commands.add_parser("send", help="publish one request and print its reply")
     send.add_argument("request", help="the request as JSON")
@@ -100,33 +82,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument("--timeout", type=float, default=30.0)
     demo = commands.add_parser("demo", help="one request per operation, printed as a table")
     demo.add_argument("--timeout", type=float, default=60.0)
-    from consumer import conductor_cli
+    from consumer.conductor import commands as conductor_commands
 
-    conductor_cli.add_commands(commands)
+    conductor_commands.add_commands(commands)
     args = parser.parse_args(argv)
 
     if args.command == "run":
         return _run()
     if args.command == "check":
-        return _check()
+        from consumer.cli.check import check_command
+
+        settings = _settings()
+        return 2 if settings is None else check_command(settings)
     if args.command == "schema":
-        from consumer.schema_files import write_schemas
+        from consumer.cli.generated_docs import write_schemas
 
         write_schemas(args.out)
         return 0
     if args.command == "docs":
-        from consumer.schema_files import write_readme_table
+        from consumer.cli.generated_docs import write_readme_sections
 
-        write_readme_table(args.readme)
+        write_readme_sections(args.readme)
         return 0
     if args.command == "send":
-        from consumer.tools import send_one
+        from consumer.cli.send import send_one
 
         return asyncio.run(send_one(args.request, args.key, args.timeout))
     if args.command == "conductor":
-        return conductor_cli.run(args)
+        return conductor_commands.run(args)
     if args.command == "demo":
-        from consumer.demo import demo_command
+        from consumer.cli.demo import demo_command
 
         return asyncio.run(demo_command(args.timeout))
     return 2

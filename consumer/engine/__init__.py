@@ -1,1 +1,4 @@
-"""The concurrency engine: offsets, per-key scheduling, reply memory, retries, the loop."""
+"""record -> job -> scheduled -> executed -> answered -> committed: the pipeline, the request
+processor, offsets, the per-key scheduler, replies, the reply memory. Imports every layer
+below it; never app or the commands.
+"""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-from consumer.kafka_io import TopicPartition
+from consumer.kafka.records import TopicPartition
 
 
 class _PartitionOffsets:

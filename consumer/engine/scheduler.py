@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import TypeAlias
 
-from consumer.logs import get_logger
+from consumer.observability.logs import get_logger
 
 Job = Callable[[], Awaitable[None]]
 _Entry: TypeAlias = tuple[Job, object]  # the job and its owner

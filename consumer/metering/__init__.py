@@ -1,2 +1,3 @@
-"""Meter events at volume: batches on Stripe's v2 meter event stream, each identifier counted
-once (the identifier ledger), the v1 endpoint where the stream is not wanted."""
+"""Meter events at volume: batches on Stripe's v2 stream (v1 where it is not wanted), each
+identifier counted once (ledgers/). Imports operations, stripe, shared_state and below.
+"""

@@ -38,13 +38,14 @@ from typing import Final
 
 import msgspec
 
-from consumer.errors import CredentialHeld, StripeFailure
-from consumer.identifier_ledger import ClaimState, IdentifierLedger, LedgerScope
-from consumer.logs import get_logger
-from consumer.messages import ReplyError
+from consumer.contract.errors import StripeFailure
+from consumer.contract.reply import ReplyError
 from consumer.metering.events import MeterEvent, MeterResult
+from consumer.metering.ledgers.protocol import ClaimState, IdentifierLedger, LedgerScope
 from consumer.metering.transports import MeterTransport
-from consumer.metrics import ServiceMetrics
+from consumer.observability.logs import get_logger
+from consumer.observability.metrics import ServiceMetrics
+from consumer.stripe.credential_gate import CredentialHeld
 
 MAX_BATCH: Final = 100
 _UNEXPECTED: Final = StripeFailure(

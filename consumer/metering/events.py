@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from consumer.errors import StripeFailure
-from consumer.identifier_ledger import LedgerScope
-from consumer.messages import CreateMeterEvent
+from consumer.contract.errors import StripeFailure
+from consumer.contract.requests import CreateMeterEvent
+from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.operations.meter_events import meter_event_payload
 from consumer.settings import StripeCredential
 

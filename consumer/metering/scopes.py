@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from consumer.identifier_ledger import LedgerScope
+from consumer.metering.ledgers.protocol import LedgerScope
 
 V = TypeVar("V")
 

@@ -25,12 +25,12 @@ from typing import Final, Protocol
 
 import msgspec
 
-from consumer.engine.executor import StripeCallExecutor
-from consumer.engine.retry import Attempts
-from consumer.identifier_ledger import LedgerScope
+from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.metering.scopes import ExpiringScopes
-from consumer.operations.base import StripeCall
 from consumer.settings import StripeCredential
+from consumer.stripe.calls import StripeCall
+from consumer.stripe.executor import StripeCallExecutor
+from consumer.stripe.retry import Attempts
 
 REFRESH_MARGIN_SECONDS: Final = 60.0
 MAX_SESSIONS: Final = 10_000  # accounts with a live session kept at once (about 2 MiB)

@@ -16,16 +16,18 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
-from consumer.engine.executor import StripeCallExecutor
-from consumer.engine.retry import Attempts
-from consumer.errors import CredentialHeld, StripeFailure
-from consumer.identifier_ledger import LedgerScope
-from consumer.logs import get_logger
+from consumer.contract.errors import StripeFailure
 from consumer.metering.events import MeterEvent, MeterResult
+from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.metering.scopes import ExpiringScopes
 from consumer.metering.sessions import MeterEventSessions
-from consumer.operations.base import StripeCall
+from consumer.observability.logs import get_logger
+from consumer.operations.meter_events import create_meter_event, meter_event_params
 from consumer.settings import StripeCredential
+from consumer.stripe.calls import StripeCall
+from consumer.stripe.credential_gate import CredentialHeld
+from consumer.stripe.executor import StripeCallExecutor
+from consumer.stripe.retry import Attempts
 
 _log = get_logger()
 
@@ -156,18 +158,14 @@ class SingleEventTransport:
     async def _one(
         self, scope: LedgerScope, credential: StripeCredential, event: MeterEvent
     ) -> MeterResult:
-        params: dict[str, object] = {
-            "event_name": event.event_name,
-            "payload": event.payload,
-            "identifier": event.identifier,
-        }
-        if event.timestamp is not None:
-            params["timestamp"] = event.timestamp
+        params = meter_event_params(
+            event.event_name, event.payload, event.identifier, event.timestamp
+        )
         attempts = Attempts()
         try:
             response = await self._executor.execute(
-                StripeCall("POST", "/v1/billing/meter_events", params),
-                operation="create_meter_event",
+                StripeCall(create_meter_event.http_method, create_meter_event.path, params),
+                operation=create_meter_event.name,
                 credential=credential,
                 stripe_account=scope.stripe_account,
                 idempotency_key=event.idempotency_key,

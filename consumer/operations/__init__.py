@@ -1,4 +1,5 @@
-"""The operation table: every request type mapped to the Stripe call it makes.
+"""The operation table: every request type mapped to the Stripe call it makes, pure (no I/O).
+Imports contract and stripe's calls.
 
 An explicit table (not decorators), so it is greppable and independent of import order;
 :func:`check_complete` runs at start-up and in the tests, so a request type without an
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from consumer.messages import REQUEST_TYPES, OperationRequest
+from consumer.contract.requests import REQUEST_TYPES, OperationRequest
 from consumer.operations import (
     balance,
     charges,
@@ -21,7 +22,8 @@ from consumer.operations import (
     payment_methods,
     refunds,
 )
-from consumer.operations.base import Operation, StripeCall
+from consumer.operations.base import Operation
+from consumer.stripe.calls import StripeCall
 
 OPERATIONS: Final[tuple[Operation[Any], ...]] = (
     balance.get_balance,
@@ -67,7 +69,6 @@ __all__ = [
     "OPERATIONS",
     "OPERATION_BY_TYPE",
     "Operation",
-    "StripeCall",
     "check_complete",
     "stripe_call",
 ]

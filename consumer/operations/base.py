@@ -11,39 +11,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, TypeVar
 from urllib.parse import quote
 
-import msgspec
 from msgspec import UNSET
 
-from consumer.messages import OperationRequest
+from consumer.contract.requests import OperationRequest
+from consumer.stripe.calls import HttpMethod, StripeCall
 
 R = TypeVar("R", bound=OperationRequest)
 _PLACEHOLDER: Final = re.compile(r"\{[a-z_]+\}")
-HttpMethod = Literal["GET", "POST", "DELETE"]
-
-
-class StripeCall(msgspec.Struct, frozen=True):
-    """One call to Stripe's API: ``POST /v1/customers/cus_123`` with its parameters."""
-
-    http_method: HttpMethod
-    path: str  # concrete: ids already in place
-    params: dict[str, Any]
-    locks: tuple[str, ...] = ()  # ids of the Stripe objects this call writes
-
-    @property
-    def writes(self) -> bool:
-        """POSTs change state at Stripe: they carry an idempotency key."""
-        return self.http_method == "POST"
-
-
-class StripeResponse(msgspec.Struct, frozen=True):
-    """Stripe's answer to a successful call: the JSON body as sent, untouched."""
-
-    body: msgspec.Raw
-    request_id: str | None
-    http_status: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.messages import CreateCharge, GetCharge, ListCharges, UpdateCharge
+from consumer.contract.requests import CreateCharge, GetCharge, ListCharges, UpdateCharge
 from consumer.operations.base import Operation, given, no_params
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from msgspec import UNSET
 
-from consumer.messages import CreateCoupon, ListCoupons
+from consumer.contract.requests import CreateCoupon, ListCoupons
 from consumer.operations.base import Operation, given
 
 

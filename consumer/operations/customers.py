@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.messages import (
+from consumer.contract.requests import (
     CreateCustomer,
     DeleteCustomer,
     GetCustomer,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.messages import CreateMeterEvent
+from consumer.contract.requests import CreateMeterEvent
 from consumer.operations.base import Operation, given
 
 
@@ -17,18 +17,15 @@ def meter_event_payload(r: CreateMeterEvent) -> dict[str, str]:
     return {"stripe_customer_id": r.customer_id, "value": r.decimal_value()}
 
 
+def meter_event_params(
+    event_name: str, payload: dict[str, str], identifier: object, timestamp: object
+) -> dict[str, Any]:
+    """The v1 endpoint's parameters: this operation's, and the meter lane's single events'."""
+    return given(event_name=event_name, payload=payload, identifier=identifier, timestamp=timestamp)
+
+
 def _create_params(r: CreateMeterEvent) -> dict[str, Any]:
-    return given(
-        event_name=r.event_name,
-        payload=meter_event_payload(r),
-        identifier=r.identifier,
-        timestamp=r.timestamp,
-    )
+    return meter_event_params(r.event_name, meter_event_payload(r), r.identifier, r.timestamp)
 
 
-create_meter_event = Operation(
-    CreateMeterEvent,
-    "POST",
-    "/v1/billing/meter_events",
-    _create_params,
-)
+create_meter_event = Operation(CreateMeterEvent, "POST", "/v1/billing/meter_events", _create_params)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.messages import CancelPaymentIntent, CreatePaymentIntent, GetPaymentIntent
+from consumer.contract.requests import CancelPaymentIntent, CreatePaymentIntent, GetPaymentIntent
 from consumer.operations.base import Operation, given, no_params
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.messages import AttachPaymentMethod, DetachPaymentMethod, GetPaymentMethod
+from consumer.contract.requests import AttachPaymentMethod, DetachPaymentMethod, GetPaymentMethod
 from consumer.operations.base import Operation, no_params
 
 

@@ -1,7 +1,10 @@
-"""State the replicas of the group share, kept in Redis: the meter-event identifier ledger, the
-Stripe rate limit, the reply and failure memories, the record of deletes sent.
+"""The connection to Redis, where the replicas share state: the only module that imports
+redis, its health, SharedStateUnavailable. Imports settings and observability.
 
-Adapters only: each wraps one use of Redis behind the interface the engine already has an
-in-process version of. ``redis_client`` is the only module that imports ``redis``; the others
-talk to Redis through its :class:`~consumer.shared_state.redis_client.RedisConnection`.
+Each user of shared state keeps its Redis variant beside its in-process one, behind one
+protocol: the identifier ledger (``metering/ledgers/``), the group's rate limit
+(``stripe/shared_rate_limit.py``), the reply memory (``engine/reply_memory.py``), the deletes
+sent (``stripe/deletes.py``). They implement protocols of the layers that use them, so here
+they made the lowest adapter layer import the highest; ``app.py``'s docstring says where each
+piece lives with and without Redis.
 """

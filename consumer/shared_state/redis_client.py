@@ -31,9 +31,9 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from consumer.errors import SharedStateUnavailable
-from consumer.logs import get_logger
-from consumer.metrics import ServiceMetrics
+from consumer.observability.logs import get_logger
+from consumer.observability.metrics import ServiceMetrics
+from consumer.settings import Settings
 
 DEFAULT_PREFIX: Final = "stripe-consumer:"
 DATA_MARKER: Final = "data-marker"  # a key written once; gone means Redis lost its data
@@ -44,7 +44,11 @@ return redis.call('GET', KEYS[1])
 """
 _log = get_logger()
 T = TypeVar("T")
-__all__ = ["DATA_MARKER", "LuaScript", "RedisConnection", "SharedStateUnavailable"]
+
+
+class SharedStateUnavailable(Exception):
+    """Redis did not answer: down, unreachable, too slow, or refusing the command. Each user
+    of shared state degrades its own way (see ``shared_state/``)."""
 
 
 class LuaScript:
@@ -211,3 +215,15 @@ class RedisConnection:
     async def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a connection that never opened
             await self._client.aclose()
+
+
+def redis_connection(settings: Settings, metrics: ServiceMetrics) -> RedisConnection | None:
+    if settings.redis_url is None:
+        _log.warning(
+            "CONSUMER_REDIS_URL is not set: meter identifiers, replies and deletes are "
+            "remembered in this process only (not shared by replicas, lost on restart), and "
+            "this process keeps to STRIPE_RATE_LIMIT / CONSUMER_REPLICAS",
+            extra={"replicas": settings.replicas},
+        )
+        return None
+    return RedisConnection(settings.redis_url.reveal(), metrics, prefix=settings.redis_key_prefix)

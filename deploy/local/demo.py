@@ -106,7 +106,8 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from consumer.demo import run_conductor_demo, run_demo  # noqa: PLC0415  (path set now)
+    from consumer.cli.demo import run_demo  # noqa: PLC0415  (path set now)
+    from consumer.conductor.demo import run_conductor_demo  # noqa: PLC0415
 
     with stack_running() as stack_env, service_running(stack_env) as env:
         print("demo: running workflows through Conductor", flush=True)

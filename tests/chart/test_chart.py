@@ -13,10 +13,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from consumer.engine.rate_limit import RateLimiter
-from consumer.metrics import ServiceMetrics
+from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import load_settings
-from consumer.shared_state.wiring import rate_limiters
+from consumer.stripe.rate_limit import RateLimiter
+from consumer.stripe.shared_rate_limit import rate_limiters
 from tests.chart.conftest import ALL_ON, BASE_VALUES, CHART, Helm, merge
 
 pytestmark = [pytest.mark.chart, pytest.mark.timeout(1200)]

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from consumer.kafka_io import committed_offsets, end_offsets
+from consumer.kafka.admin import committed_offsets
+from consumer.kafka.reader import end_offsets
 from tests.container.support import Podman, ServiceContainer
 from tests.support.service import KafkaClient, Topics
 from tests.support.stack import StandIn, standin_request

@@ -14,7 +14,8 @@ from contextlib import ExitStack
 import pytest
 import pytest_asyncio
 
-from consumer.kafka_io import committed_offsets, end_offsets
+from consumer.kafka.admin import committed_offsets
+from consumer.kafka.reader import end_offsets
 from tests.support.service import KafkaClient, Topics, running_service, service_settings
 from tests.support.stack import StandIn, standin_request
 

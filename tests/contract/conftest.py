@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from consumer.redaction import Redactor
+from consumer.observability.redaction import Redactor
 from consumer.settings import Settings, load_settings
-from consumer.stripe_gateway import StripeGateway, open_gateway
+from consumer.stripe.gateway import StripeGateway, open_gateway
 from tests.support.stack import StandIn
 
 pytestmark = pytest.mark.contract

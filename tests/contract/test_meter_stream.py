@@ -10,13 +10,13 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
-from consumer.app import stripe_executor
-from consumer.errors import StripeFailure
+from consumer.contract.errors import StripeFailure
 from consumer.metering.sessions import ExecutorSessionCreator
-from consumer.metrics import ServiceMetrics
-from consumer.redaction import Redactor
+from consumer.observability.metrics import ServiceMetrics
+from consumer.observability.redaction import Redactor
 from consumer.settings import Settings
-from consumer.stripe_gateway import StripeGateway, open_gateway
+from consumer.stripe.executor import stripe_executor
+from consumer.stripe.gateway import StripeGateway, open_gateway
 from tests.contract.conftest import gateway_settings
 from tests.support.stack import StandIn, standin_request
 

@@ -8,11 +8,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from consumer.errors import StripeFailure
-from consumer.messages import Request
+from consumer.contract.errors import StripeFailure
+from consumer.contract.requests import Request
 from consumer.operations import stripe_call
 from consumer.settings import Secret, Settings, StripeCredential
-from consumer.stripe_gateway import StripeGateway
+from consumer.stripe.gateway import StripeGateway
 from tests.support.stack import StandIn, standin_request
 
 pytestmark = pytest.mark.contract

@@ -8,12 +8,13 @@ import json
 import msgspec
 import pytest
 
-from consumer.errors import StripeFailure
-from consumer.examples import EXAMPLE_PARAMETERS, EXPECTED_OBJECT
-from consumer.messages import OPERATION_NAMES, CreateMeterEvent, Request
-from consumer.operations import StripeCall, stripe_call
+from consumer.contract.errors import StripeFailure
+from consumer.contract.examples import EXAMPLE_PARAMETERS, EXPECTED_OBJECT
+from consumer.contract.requests import OPERATION_NAMES, CreateMeterEvent, Request
+from consumer.operations import stripe_call
 from consumer.settings import Settings
-from consumer.stripe_gateway import StripeGateway
+from consumer.stripe.calls import StripeCall
+from consumer.stripe.gateway import StripeGateway
 
 pytestmark = pytest.mark.contract
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from consumer.conductor_assets import chain_workflows, event_handlers, operation_workflows
-from consumer.conductor_client import ConductorClient
+from consumer.conductor.assets import chain_workflows, event_handlers, operation_workflows
+from consumer.conductor.client import ConductorClient
 from tests.support.service import (
     KafkaClient,
     RunningService,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from consumer.conductor_assets import INSTALLMENT_TASK, LOOP_EXAMPLE_INPUTS, loop_workflows
+from consumer.conductor.assets import INSTALLMENT_TASK, LOOP_EXAMPLE_INPUTS, loop_workflows
 from tests.e2e.conftest import Conductor
 from tests.support.service import KafkaClient, Topics, running_service, service_settings
 from tests.support.stack import standin_request

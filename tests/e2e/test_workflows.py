@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from consumer.conductor_assets import CHAIN_EXAMPLE_INPUTS
-from consumer.examples import EXAMPLE_PARAMETERS, EXPECTED_OBJECT
-from consumer.messages import OPERATION_NAMES
+from consumer.conductor.assets import CHAIN_EXAMPLE_INPUTS
+from consumer.contract.examples import EXAMPLE_PARAMETERS, EXPECTED_OBJECT
+from consumer.contract.requests import OPERATION_NAMES
 from tests.e2e.conftest import Conductor, ad_hoc_workflow
 from tests.support.stack import standin_request
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from consumer.kafka_io import committed_offsets, end_offsets
+from consumer.kafka.admin import committed_offsets
+from consumer.kafka.reader import end_offsets
 from tests.support.process import ServiceProcess
 from tests.support.service import KafkaClient, Topics
 from tests.support.stack import StandIn, standin_request

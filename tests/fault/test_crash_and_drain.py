@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from consumer.kafka_io import committed_offsets, end_offsets
+from consumer.kafka.admin import committed_offsets
+from consumer.kafka.reader import end_offsets
 from tests.fault.conftest import Harness
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from consumer.kafka_io import InboundRecord
+from consumer.kafka.records import InboundRecord
 from tests.fault.conftest import Harness
 from tests.support.process import ServiceProcess
 

@@ -18,9 +18,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from consumer.examples import EXAMPLE_PARAMETERS
-from consumer.kafka_io import InboundRecord, OutboundRecord, RecordSink, end_offsets
-from consumer.messages import REQUEST_TYPES
+from consumer.contract.examples import EXAMPLE_PARAMETERS
+from consumer.contract.requests import REQUEST_TYPES
+from consumer.kafka.producer import RecordSink
+from consumer.kafka.reader import end_offsets
+from consumer.kafka.records import InboundRecord, OutboundRecord
 from tests.fault.conftest import Harness
 
 SEED = 20261204

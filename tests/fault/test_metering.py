@@ -11,7 +11,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from consumer.kafka_io import OutboundRecord, RecordSink
+from consumer.kafka.producer import RecordSink
+from consumer.kafka.records import OutboundRecord
 from tests.fault.conftest import Harness
 
 

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from consumer.kafka_io import InboundRecord, committed_offsets, end_offsets
+from consumer.kafka.admin import committed_offsets
+from consumer.kafka.reader import end_offsets
+from consumer.kafka.records import InboundRecord
 from tests.support.service import (
     KafkaClient,
     RunningService,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from consumer.examples import EXPECTED_OBJECT, conductor_requests
-from consumer.messages import OPERATION_NAMES
+from consumer.contract.examples import EXPECTED_OBJECT, conductor_requests
+from consumer.contract.requests import OPERATION_NAMES
 from tests.support.service import KafkaClient, Topics, running_service, service_settings
 
 pytestmark = pytest.mark.integration

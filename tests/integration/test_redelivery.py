@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from consumer.examples import conductor_event_payload
+from consumer.contract.examples import conductor_event_payload
 from tests.support.service import KafkaClient, Topics, running_service, service_settings
 from tests.support.stack import StandIn, standin_request
 

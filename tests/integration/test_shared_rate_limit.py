@@ -15,10 +15,10 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
-from consumer.engine.rate_limit import WINDOW_SECONDS
-from consumer.metrics import ServiceMetrics
-from consumer.shared_state.rate_limit import SAFETY_MARGIN_SECONDS, SharedRateLimiter
+from consumer.observability.metrics import ServiceMetrics
 from consumer.shared_state.redis_client import RedisConnection
+from consumer.stripe.rate_limit import WINDOW_SECONDS
+from consumer.stripe.shared_rate_limit import SAFETY_MARGIN_SECONDS, SharedRateLimiter
 from tests.support.process import free_port
 
 WINDOW = WINDOW_SECONDS + SAFETY_MARGIN_SECONDS  # the shared limiter's window

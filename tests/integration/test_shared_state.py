@@ -14,15 +14,14 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
-from consumer.engine.reply_memory import AnswerKeys, RememberedAnswer, ReplyMemory
-from consumer.engine.retry import Attempts
-from consumer.errors import SharedStateUnavailable
-from consumer.identifier_ledger import ClaimState, LedgerScope
-from consumer.metrics import ServiceMetrics
-from consumer.replies import Outcome
-from consumer.shared_state.ledger import RedisLedger
-from consumer.shared_state.memories import RedisAnswers, RedisDeleteRecords
-from consumer.shared_state.redis_client import DATA_MARKER, RedisConnection
+from consumer.engine.replies import Outcome
+from consumer.engine.reply_memory import AnswerKeys, RedisAnswers, RememberedAnswer, ReplyMemory
+from consumer.metering.ledgers.protocol import ClaimState, LedgerScope
+from consumer.metering.ledgers.redis import RedisIdentifierLedger
+from consumer.observability.metrics import ServiceMetrics
+from consumer.shared_state.redis_client import DATA_MARKER, RedisConnection, SharedStateUnavailable
+from consumer.stripe.deletes import RedisDeleteRecords
+from consumer.stripe.retry import Attempts
 from tests.support.process import free_port
 
 pytestmark = pytest.mark.integration
@@ -85,8 +84,8 @@ async def test_a_delete_recorded_by_one_replica_is_seen_by_another(connect: Conn
 async def test_the_ledger_claims_once_across_replicas(connect: Connect) -> None:
     """Two replicas claim the same identifier: one gets it; once delivered, both see that."""
     scope = LedgerScope("default", None)
-    one = RedisLedger(connect(), window_seconds=60, lease_seconds=5, owner="one")
-    two = RedisLedger(connect(), window_seconds=60, lease_seconds=5, owner="two")
+    one = RedisIdentifierLedger(connect(), window_seconds=60, lease_seconds=5, owner="one")
+    two = RedisIdentifierLedger(connect(), window_seconds=60, lease_seconds=5, owner="two")
     assert await one.claim(scope, ["id-1"]) == [ClaimState.CLAIMED]
     assert await two.claim(scope, ["id-1"]) == [ClaimState.PENDING]
     await one.mark_delivered(scope, ["id-1"])
@@ -121,7 +120,7 @@ async def test_an_unreachable_redis_fails_fast_and_says_so(
     even trying), the gauge is 1, and one warning says what degrades."""
     registry = CollectorRegistry()
     connection = connect(f"redis://127.0.0.1:{free_port()}/0", registry)
-    ledger = RedisLedger(connection, window_seconds=60, lease_seconds=5, owner="one")
+    ledger = RedisIdentifierLedger(connection, window_seconds=60, lease_seconds=5, owner="one")
     with caplog.at_level(logging.WARNING, logger="stripe_consumer"):
         for _ in range(3):
             with pytest.raises(SharedStateUnavailable):

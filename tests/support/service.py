@@ -15,14 +15,11 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from consumer.app import run_service
-from consumer.kafka_io import (
-    InboundRecord,
-    KafkaConnection,
-    OutboundRecord,
-    RecordSink,
-    ensure_topics,
-    topic_reader,
-)
+from consumer.kafka.admin import ensure_topics
+from consumer.kafka.connection import KafkaConnection
+from consumer.kafka.producer import RecordSink
+from consumer.kafka.reader import topic_reader
+from consumer.kafka.records import InboundRecord, OutboundRecord
 from consumer.settings import Settings, load_settings
 
 

@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from consumer.errors import StripeFailure
-from consumer.messages import ReplyError
-from consumer.operations import StripeCall
-from consumer.operations.base import StripeResponse
+from consumer.contract.errors import StripeFailure
+from consumer.contract.reply import ReplyError
 from consumer.settings import Settings, StripeCredential, load_settings
+from consumer.stripe.calls import StripeCall, StripeResponse
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""Each outside system has one adapter: only it imports that system's client library."""
+"""Each outside system has one adapter: only it imports that system's client library.
+
+`make lint` holds the same rule as import-linter's forbidden contracts (pyproject.toml); this
+test says it in the finer grain the contracts cannot: one module for `stripe` and `redis`."""
 
 from __future__ import annotations
 
@@ -29,15 +32,22 @@ def modules_importing(library: str) -> set[str]:
     ("library", "adapter"),
     [
         ("redis", "consumer/shared_state/redis_client.py"),
-        ("stripe", "consumer/stripe_gateway.py"),
-        ("aiokafka", "consumer/kafka_io.py"),
+        ("stripe", "consumer/stripe/gateway.py"),
+        ("aiokafka", "consumer/kafka/"),
     ],
 )
 def test_only_the_adapter_imports_its_library(library: str, adapter: str) -> None:
-    """Redis, Stripe and Kafka are each reached through exactly one module."""
-    assert modules_importing(library) == {adapter}
+    """Redis and Stripe are each reached through exactly one module, Kafka through one package
+    (whose records module stays free of aiokafka)."""
+    found = modules_importing(library)
+    assert found, f"no module imports {library}"
+    assert {path for path in found if not path.startswith(adapter)} == set()
+    if not adapter.endswith("/"):
+        assert found == {adapter}
+    else:
+        assert f"{adapter}records.py" not in found
 
 
 def test_the_scan_sees_imports() -> None:
     """The scan finds a real import (so an empty answer above would mean something)."""
-    assert "consumer/app.py" in modules_importing("aiohttp")
+    assert "consumer/observability/http.py" in modules_importing("aiohttp")

@@ -1,0 +1,56 @@
+"""``python -m consumer conductor register|write``: Conductor's side of the integration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from consumer.conductor.assets import asset_files, event_handlers, example_workflows
+from consumer.conductor.client import ConductorClient, ConductorError
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    conductor = commands.add_parser("conductor", help="event handlers and example workflows")
+    actions = conductor.add_subparsers(dest="conductor_command", required=True)
+    register = actions.add_parser("register", help="register with a Conductor server (idempotent)")
+    register.add_argument(
+        "--url", required=True, help="Conductor's base URL (the API is under /api)"
+    )
+    register.add_argument("--request-topic", default="stripe.requests")
+    register.add_argument("--reply-topic", default="stripe.replies")
+    register.add_argument("--no-examples", action="store_true", help="event handlers only")
+    register.add_argument(
+        "--handler-suffix", default="", help="appended to handler names (several reply topics)"
+    )
+    write = actions.add_parser("write", help="write the JSON files to a directory")
+    write.add_argument("--out", default="deploy/conductor")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.conductor_command == "write":
+        write_assets(Path(args.out))
+        return 0
+    client = ConductorClient(args.url)
+    try:
+        lines = client.upsert_event_handlers(
+            event_handlers(args.reply_topic, suffix=args.handler_suffix)
+        )
+        if not args.no_examples:
+            lines += client.upsert_workflows(example_workflows(args.request_topic))
+    except (ConductorError, OSError) as exc:
+        print(f"conductor: {exc}")
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+def render(document: object) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_assets(out: Path) -> None:
+    for name, document in asset_files("stripe.requests", "stripe.replies").items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(document), encoding="utf-8")

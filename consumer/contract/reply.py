@@ -1,0 +1,59 @@
+"""The reply: the one terminal answer to a request, on the reply topic."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from consumer.contract.requests.base import ConductorFields
+
+ReplyStatus = Literal["COMPLETED", "FAILED", "FAILED_WITH_TERMINAL_ERROR"]
+
+# Stripe's response body, passed through byte for byte (no decode and re-encode).
+StripeObjectJson = Annotated[
+    msgspec.Raw,
+    Meta(
+        extra_json_schema={
+            "type": "object",
+            "description": "The Stripe object as JSON; for lists {object, data, has_more, url}",
+        }
+    ),
+]
+
+
+class ReplyError(msgspec.Struct, kw_only=True, frozen=True):
+    """Why a request did not complete. ``type`` is Stripe's error type or `validation_error`."""
+
+    type: str
+    code: str | None = None
+    decline_code: str | None = None
+    message: str
+    param: str | None = None
+    http_status: int | None = None
+    request_id: str | None = None
+    retryable: bool = False
+
+    @property
+    def reason(self) -> str:
+        """One readable line for Conductor's `reasonForIncompletion`."""
+        label = self.decline_code or self.code or self.type
+        return f"{label}: {self.message}"
+
+
+class Reply(ConductorFields, kw_only=True, frozen=True):
+    """The one terminal answer to a request, on the reply topic, keyed by the request's key.
+
+    Conductor's fields from the request are echoed (absent ones are omitted); any field of the
+    request whose name starts with `_` is echoed as well.
+    """
+
+    operation: str | None
+    status: ReplyStatus
+    output: StripeObjectJson | None = None
+    error: ReplyError | None = None
+    reasonForIncompletion: str | None = None
+    idempotency_key: str | None = None
+    deduplicated: bool = False
+    attempts: int = 0

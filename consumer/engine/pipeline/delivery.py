@@ -1,0 +1,113 @@
+"""Delivering what a record produced: its reply and DLQ record, sent until Kafka acknowledges.
+
+A reply its topic refuses for good (or, for a custom topic, not soon) is replaced once by a
+small failure reply on the default topic; a DLQ record too large for the topic keeps its
+head. Anything else is retried with a backoff, until the pipeline stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Final
+
+from consumer.engine.pipeline.ports import Sink
+from consumer.engine.processing.answer import Handled
+from consumer.kafka.records import DeliveryFailed, OutboundRecord
+from consumer.observability.logs import get_logger
+from consumer.observability.metrics import ServiceMetrics
+
+_log = get_logger()
+_DLQ_TRUNCATED_BYTES: Final = 64 * 1024
+
+
+class Delivery:
+    def __init__(
+        self,
+        sink: Sink,
+        metrics: ServiceMetrics,
+        *,
+        reply_topic: str,
+        custom_reply_topic_timeout_seconds: float,
+    ) -> None:
+        self._sink = sink
+        self._metrics = metrics
+        self._reply_topic = reply_topic
+        self._custom_topic_timeout = custom_reply_topic_timeout_seconds
+        self.stopping = False  # set once the pipeline stops: give up instead of retrying
+
+    async def deliver(self, handled: Handled) -> bool:
+        """Send the reply and DLQ record (if any) until Kafka acknowledges; False when stopping
+        first (the offset then stays uncommitted and the record returns)."""
+        if handled.dead_letter is None:  # the common case: one reply (or none), no extra task
+            return handled.reply is None or await self._send_reply(handled, handled.reply)
+        sends = [self._send_dead_letter(handled.dead_letter)]
+        if handled.reply is not None:
+            sends.append(self._send_reply(handled, handled.reply))
+        return all(await asyncio.gather(*sends))
+
+    async def _send_reply(self, handled: Handled, record: OutboundRecord) -> bool:
+        started = time.monotonic()
+        original = record
+
+        def instead(refused: OutboundRecord, failure: DeliveryFailed) -> OutboundRecord | None:
+            """A reply its topic will not take (or, for a custom topic, not soon): a small
+            failure reply on the default topic instead, once (then it is retried)."""
+            custom_topic = refused.topic != self._reply_topic
+            waited = time.monotonic() - started > self._custom_topic_timeout
+            if refused is not original or (failure.retriable and not (custom_topic and waited)):
+                return None
+            _log.error(
+                "reply undeliverable; sending a failure reply to the default topic",
+                extra={"topic": refused.topic, "error": str(failure)},
+            )
+            return handled.undeliverable(self._reply_topic, str(failure))
+
+        return await self._send_until_acknowledged(record, instead)
+
+    async def _send_dead_letter(self, record: OutboundRecord) -> bool:
+        def instead(refused: OutboundRecord, failure: DeliveryFailed) -> OutboundRecord | None:
+            """A record the DLQ refuses for good (too large): keep its head, say so."""
+            if failure.retriable or len(refused.value) <= _DLQ_TRUNCATED_BYTES:
+                return None
+            return OutboundRecord(
+                refused.topic,
+                refused.key,
+                refused.value[:_DLQ_TRUNCATED_BYTES],
+                (*refused.headers, ("dlq.truncated", b"true")),
+            )
+
+        return await self._send_until_acknowledged(record, instead)
+
+    async def _send_until_acknowledged(
+        self,
+        record: OutboundRecord,
+        instead: Callable[[OutboundRecord, DeliveryFailed], OutboundRecord | None],
+    ) -> bool:
+        """Send until Kafka acknowledges; ``instead`` may replace a refused record. False
+        when stopping first (the offset then stays uncommitted and the record returns)."""
+        attempt = 0
+        while True:
+            try:
+                await self._sink.send(record)
+            except DeliveryFailed as failure:
+                replacement = instead(record, failure)
+                if replacement is not None:
+                    record = replacement
+                    continue
+                attempt += 1
+                if not await self._before_retry(attempt, failure):
+                    return False
+            else:
+                return True
+
+    async def _before_retry(self, attempt: int, failure: DeliveryFailed) -> bool:
+        """Back off before sending again; False when stopping (give up, stay uncommitted)."""
+        if self.stopping:
+            return False
+        self._metrics.delivery_retries.inc()
+        if attempt == 1 or attempt % 20 == 0:
+            _log.warning("Kafka refused a record; retrying", extra={"error": str(failure)})
+        await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
+        return True

@@ -1,0 +1,102 @@
+"""The Stripe stage: a prepared request's outcome, from memory when it was answered before,
+else from Stripe (through the executor, or a meter event through the batcher), then
+remembered: a completion by idempotency key, a failure by taskId (``reply_memory.py``).
+While Stripe rejects the integration's key the request is not answered:
+:class:`~consumer.stripe.credential_gate.CredentialHeld` is raised and the pipeline holds it."""
+
+from __future__ import annotations
+
+import msgspec
+
+from consumer.contract.errors import StripeFailure
+from consumer.contract.reply import ReplyError
+from consumer.contract.requests import CreateMeterEvent, OperationRequest
+from consumer.engine.processing.prepare import Prepared, meter_event
+from consumer.engine.replies import Outcome
+from consumer.engine.reply_memory import AnswerKeys, ReplyMemory
+from consumer.metering.batcher import MeterEventBatcher
+from consumer.metering.events import MeterEvent, MeterResult
+from consumer.observability.metrics import ServiceMetrics
+from consumer.operations import stripe_call
+from consumer.settings import StripeCredential
+from consumer.stripe.credential_gate import CredentialHeld
+from consumer.stripe.executor import StripeCallExecutor
+from consumer.stripe.retry import Attempts
+
+
+class Execution:
+    """A prepared request's outcome: remembered, or from Stripe and then remembered."""
+
+    def __init__(
+        self,
+        executor: StripeCallExecutor,
+        metrics: ServiceMetrics,
+        *,
+        memory: ReplyMemory,
+        meter_events: MeterEventBatcher,
+    ) -> None:
+        self._executor = executor
+        self._metrics = metrics
+        self._memory = memory
+        self._meter_events = meter_events
+
+    async def outcome(self, prepared: Prepared) -> Outcome:
+        """CredentialHeld when Stripe rejects the integration's key (nothing remembered)."""
+        request = prepared.request
+        memory_keys = AnswerKeys.of(
+            request.credential_name,
+            request.stripe_account if isinstance(request.stripe_account, str) else None,
+            prepared.idempotency_key,
+            prepared.task_id,
+        )
+        remembered = await self._memory.recall(memory_keys, prepared.request_hash)
+        if remembered is not None:
+            self._metrics.deduplicated.labels("reply_memory").inc()
+            return remembered.remembered()
+        if isinstance(request, CreateMeterEvent):
+            event = meter_event(request, prepared)
+            result = await self._meter_events.deliver(event)
+            if result.status == "held":
+                raise CredentialHeld(prepared.credential.integration)
+            outcome = meter_outcome(event, result)
+        else:
+            outcome = await self._execute(request, prepared.credential, prepared.idempotency_key)
+        await self._memory.remember(memory_keys, prepared.request_hash, outcome)
+        return outcome
+
+    async def _execute(
+        self, request: OperationRequest, credential: StripeCredential, key: str
+    ) -> Outcome:
+        attempts = Attempts()
+        try:
+            response = await self._executor.execute(
+                stripe_call(request),
+                operation=request.operation,
+                credential=credential,
+                stripe_account=request.stripe_account
+                if isinstance(request.stripe_account, str)
+                else None,
+                idempotency_key=key,
+                attempts=attempts,
+            )
+        except StripeFailure as failure:
+            return Outcome.failed(failure, attempts)
+        return Outcome.completed(response.body, response.request_id, attempts)
+
+
+def meter_outcome(event: MeterEvent, result: MeterResult, *, with_output: bool = True) -> Outcome:
+    """A meter event's result as a reply outcome: counted (now or before) or failed.
+    ``with_output=False`` skips building the reply's output (no reply is due)."""
+    if result.status == "failed":
+        failure = result.failure or StripeFailure(
+            ReplyError(type="api_error", message="Stripe refused the meter event"),
+            category="api_error",
+        )
+        return Outcome.failed(failure, Attempts(count=result.attempts))
+    return Outcome(
+        "COMPLETED",
+        output=msgspec.Raw(msgspec.json.encode(event.as_object())) if with_output else None,
+        stripe_request_id=result.request_id,
+        attempts=result.attempts,
+        deduplicated=result.status == "deduplicated",
+    )

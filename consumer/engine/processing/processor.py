@@ -1,0 +1,169 @@
+"""One record in; its outcome and the records that answer it out.
+
+The steps, in order: decode (a dead letter, a rejection naming the field, or a request);
+prepare (the meter topic takes meter events only; the reply topic must be allowed; the
+integration must be configured; derive the idempotency key, and the identifier of a meter
+event); answer from memory when this request was already answered; otherwise call Stripe
+(retrying transient failures with the same key) and remember the answer: a completion by
+idempotency key, a failure by taskId (engine/reply_memory.py). Meter events go through a
+batcher that sends each identifier once (the identifier ledger). While Stripe rejects the
+integration's key, a request is not answered but held (:class:`HeldRequest`).
+
+A failure always reaches someone: a reply when one is due, else (a quiet meter event) the
+dead-letter topic. Nothing here touches Kafka: the pipeline delivers and commits. ``process``
+never raises on input; an unexpected error becomes a `FAILED` reply and a DLQ record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import msgspec
+
+from consumer.contract.codec import DeadLetter, InvalidRequest, RequestDecoder, ValidRequest
+from consumer.contract.errors import RequestRejected
+from consumer.contract.idempotency import RecordCoordinates
+from consumer.contract.requests import CreateMeterEvent
+from consumer.engine.processing.answer import Answers, Handled
+from consumer.engine.processing.execute import Execution
+from consumer.engine.processing.prepare import (
+    Prepared,
+    PreparedMeterEvent,
+    RequestRouter,
+    meter_event,
+)
+from consumer.engine.replies import Outcome
+from consumer.engine.reply_memory import ReplyMemory
+from consumer.kafka.records import InboundRecord
+from consumer.metering.batcher import MeterEventBatcher
+from consumer.observability.logs import get_logger
+from consumer.observability.metrics import ServiceMetrics
+from consumer.settings import Settings
+from consumer.stripe.credential_gate import CredentialHeld
+from consumer.stripe.executor import StripeCallExecutor
+
+_log = get_logger()
+
+
+class HeldRequest(msgspec.Struct, frozen=True):
+    """Not answered: Stripe rejects the integration's key, so the request waits (the pipeline
+    holds it outside its worker slot; ``answer`` builds its reply if the hold runs out)."""
+
+    prepared: Prepared
+
+    @property
+    def integration(self) -> str:
+        return self.prepared.credential.integration
+
+
+class RequestProcessor:
+    """One record through the stages: decode (the codec), route and prepare, execute (memory,
+    then Stripe), answer. Each stage is its own module; this class only sequences them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        executor: StripeCallExecutor,
+        metrics: ServiceMetrics,
+        *,
+        memory: ReplyMemory,
+        meter_events: MeterEventBatcher,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._wall_clock = wall_clock
+        self._decoder = RequestDecoder(settings.max_record_bytes)
+        self._router = RequestRouter(settings)
+        self._execution = Execution(executor, metrics, memory=memory, meter_events=meter_events)
+        self._answers = Answers(settings, self._router)
+
+    async def process(self, record: InboundRecord) -> Handled | HeldRequest:
+        coordinates = RecordCoordinates(record.topic, record.partition, record.offset)
+        try:
+            return await self._process(record, coordinates)
+        except Exception as exc:
+            _log.exception(
+                "unexpected error while processing a record", extra={"record": str(coordinates)}
+            )
+            return self._answers.internal_error(record, coordinates, exc)
+
+    async def _process(
+        self, record: InboundRecord, coordinates: RecordCoordinates
+    ) -> Handled | HeldRequest:
+        decoded = self._decoder.decode(record.value, self._wall_clock())
+        if isinstance(decoded, DeadLetter):
+            return self._answers.dead_letter(record, coordinates, decoded.reason, decoded.detail)
+        if isinstance(decoded, InvalidRequest):
+            return self._invalid(record, coordinates, decoded)
+        try:
+            prepared = self._router.prepare(record, coordinates, decoded)
+        except RequestRejected as rejection:
+            return self._not_routable(record, coordinates, decoded, rejection)
+        try:
+            outcome = await self._execution.outcome(prepared)
+        except CredentialHeld:
+            return HeldRequest(prepared)
+        return self.answer(record, prepared, outcome)
+
+    def answer(self, record: InboundRecord, prepared: Prepared, outcome: Outcome) -> Handled:
+        """The reply when one is due; a failure with no reply to carry it goes to the DLQ."""
+        return self._answers.answer(record, prepared, outcome)
+
+    def _invalid(
+        self, record: InboundRecord, coordinates: RecordCoordinates, decoded: InvalidRequest
+    ) -> Handled:
+        return self._answers.rejected(
+            record,
+            coordinates,
+            decoded.error,
+            operation=decoded.operation,
+            conductor=decoded.conductor,
+            passthrough=decoded.passthrough,
+            topic=self._router.allowed_reply_topic(decoded.reply_topic),
+            reply_due=self._router.reply_due(record, decoded.conductor, decoded.reply_topic),
+        )
+
+    def _not_routable(
+        self,
+        record: InboundRecord,
+        coordinates: RecordCoordinates,
+        decoded: ValidRequest,
+        rejection: RequestRejected,
+    ) -> Handled:
+        request = decoded.request
+        return self._answers.rejected(
+            record,
+            coordinates,
+            rejection,
+            operation=request.operation,
+            conductor=request,
+            passthrough=decoded.passthrough,
+            # Its allowed reply topic, as for any rejection; the default topic when the
+            # reply topic itself is what was rejected.
+            topic=self._router.allowed_reply_topic(
+                request.reply_topic if isinstance(request.reply_topic, str) else None
+            ),
+            reply_due=self._router.reply_due(record, request, request.reply_topic),
+        )
+
+    def prepare_meter_event(self, record: InboundRecord) -> PreparedMeterEvent | None:
+        """The meter lane's fast path: a valid, routable meter event ready to batch, or None
+        (then the record takes the ordinary path, which answers whatever is wrong with it,
+        and turns an unexpected error into a reply and a DLQ record)."""
+        try:
+            return self._prepare_meter_event(record)
+        except Exception:
+            return None
+
+    def _prepare_meter_event(self, record: InboundRecord) -> PreparedMeterEvent | None:
+        decoded = self._decoder.decode(record.value, self._wall_clock())
+        if not isinstance(decoded, ValidRequest) or not isinstance(
+            decoded.request, CreateMeterEvent
+        ):
+            return None
+        coordinates = RecordCoordinates(record.topic, record.partition, record.offset)
+        try:
+            prepared = self._router.prepare(record, coordinates, decoded)
+        except RequestRejected:
+            return None
+        return PreparedMeterEvent(prepared, meter_event(decoded.request, prepared))

@@ -1,0 +1,36 @@
+"""What a ledger answers (:class:`ClaimState`), per Stripe account (:class:`LedgerScope`), and
+the :class:`IdentifierLedger` protocol every ledger keeps (see the package docstring)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+
+class ClaimState(enum.Enum):
+    CLAIMED = "claimed"
+    DELIVERED = "delivered"
+    PENDING = "pending"
+
+
+class LedgerScope(msgspec.Struct, frozen=True):
+    """Identifiers are unique per Stripe account: the integration and connected account."""
+
+    integration: str
+    stripe_account: str | None
+
+    def key(self, identifier: str) -> str:
+        return f"{self.integration}:{self.stripe_account or '-'}:{identifier}"
+
+
+class IdentifierLedger(Protocol):
+    async def claim(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[ClaimState]: ...
+
+    async def mark_delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> None: ...
+
+    async def release(self, scope: LedgerScope, identifiers: Sequence[str]) -> None: ...
+
+    async def close(self) -> None: ...

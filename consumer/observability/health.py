@@ -1,0 +1,60 @@
+"""Liveness and readiness: what ``/healthz`` and ``/readyz`` answer, and why.
+
+Alive while the consumer loop fetches (it fetches at least every 0.2 s); ready once it is a
+member of the consumer group, a broker answers, and Stripe accepts every integration's key.
+The probe reads the running parts through the small protocols below, so this module needs
+none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+# The consumer loop fetches at least every 0.2 s; silence this long means it is stuck.
+LIVENESS_WINDOW_SECONDS: Final = 60.0
+
+
+class ConsumerLoop(Protocol):
+    @property
+    def last_fetch_monotonic(self) -> float: ...
+
+    @property
+    def group_joined(self) -> asyncio.Event: ...
+
+
+class Broker(Protocol):
+    @property
+    def reachable(self) -> bool: ...
+
+
+class Credentials(Protocol):
+    def rejected(self) -> set[str]: ...
+
+
+@dataclass(slots=True)
+class HealthProbe:
+    loop: ConsumerLoop
+    credentials: Credentials
+    broker: Broker
+
+    def alive(self) -> tuple[bool, str]:
+        silent = time.monotonic() - self.loop.last_fetch_monotonic
+        if silent > LIVENESS_WINDOW_SECONDS:
+            return False, f"no Kafka fetch for {silent:.0f}s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        alive, why = self.alive()
+        if not alive:
+            return False, why
+        if not self.loop.group_joined.is_set():
+            return False, "not yet a member of the consumer group"
+        if not self.broker.reachable:
+            return False, "no Kafka broker answers"
+        rejected = self.credentials.rejected()
+        if rejected:
+            return False, f"Stripe rejects the key of: {', '.join(sorted(rejected))}"
+        return True, "ok"

@@ -1,0 +1,26 @@
+"""A secret's wrapper: ``repr``, ``str`` and f-strings show a mask; only ``reveal()`` tells."""
+
+from __future__ import annotations
+
+
+class Secret:
+    """A string that never prints itself: ``repr``/``str``/f-strings show a mask."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
