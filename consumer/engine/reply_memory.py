@@ -64,6 +64,14 @@ class AnswerKeys(msgspec.Struct, frozen=True):
         )
 
 
+class MemorySlot(msgspec.Struct, frozen=True):
+    """Where one request's answers are remembered, and the hash a remembered answer must
+    match (a caller reusing its ``idempotency_key`` for other parameters is not answered)."""
+
+    keys: AnswerKeys
+    request_hash: str
+
+
 class SharedAnswers(Protocol):
     """The memory replicas share (Redis); SharedStateUnavailable when it cannot answer."""
 
@@ -138,6 +146,13 @@ class ReplyMemory:
             if answer is not None and answer.request_hash == request_hash:
                 return answer.outcome
         return None
+
+    async def remember_failure(self, slot: MemorySlot, outcome: Outcome) -> None:
+        """A FAILED / FAILED_WITH_TERMINAL_ERROR answer about to be sent: remembered by taskId,
+        so a copy of the task is answered the same. The pipeline's delivery calls this for
+        every failure reply, whichever path built it (one place, so no path can forget)."""
+        if outcome.status != "COMPLETED" and not outcome.deduplicated:
+            await self.remember(slot.keys, slot.request_hash, outcome)
 
     async def remember(self, keys: AnswerKeys, request_hash: str, outcome: Outcome) -> None:
         """COMPLETED by idempotency key; a failure by taskId; nothing else."""

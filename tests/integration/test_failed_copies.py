@@ -104,3 +104,44 @@ async def test_a_restarted_service_remembers_the_failure_through_redis(
     )
     stats = await standin_request(standin.url, "GET", "/_standin/stats?full=1")
     assert stats["executions"] == {}
+
+
+async def test_a_copy_of_a_request_held_too_long_is_answered_failed_once_the_key_works(
+    stack: dict[str, str], standin: StandIn
+) -> None:
+    """A request held past the hold for a rejected key is answered FAILED; a copy of it
+    (Conductor republishing the pending task) published after the key works again is
+    answered FAILED from memory and charges nothing."""
+    await standin_request(standin.url, "POST", "/_standin/reset")
+    await standin_request(
+        standin.url, "POST", "/_standin/config", {"revoked_keys": ["sk_test_123"]}
+    )
+    topics = Topics()
+    task_id, workflow = str(uuid.uuid4()), str(uuid.uuid4())
+    settings = service_settings(
+        {**stack, "STRIPE_API_BASE": standin.url},
+        topics,
+        CONSUMER_CREDENTIAL_HOLD_SECONDS="1",
+        CONSUMER_CREDENTIAL_PROBE_SECONDS="0.2",
+    )
+    async with (
+        KafkaClient(stack["KAFKA_BOOTSTRAP_SERVERS"], topics) as client,
+        running_service(settings),
+    ):
+        await client.publish(charge(task_id, workflow), key=task_id)
+        [failed] = await replies_of(client, task_id, 1)
+        await standin_request(standin.url, "POST", "/_standin/config", {})  # the key works
+        other = str(uuid.uuid4())
+        await client.publish(charge(other, str(uuid.uuid4())), key=other)
+        [done] = await replies_of(client, other, 1)  # the gate is open again
+        await client.publish(charge(task_id, workflow), key=task_id)
+        copy = (await replies_of(client, task_id, 2))[-1]
+    assert (failed["status"], failed["error"]["type"]) == ("FAILED", "authentication_error")
+    assert done["status"] == "COMPLETED"
+    assert (copy["status"], copy["deduplicated"], copy["error"]) == (
+        "FAILED",
+        True,
+        failed["error"],
+    )
+    stats = await standin_request(standin.url, "GET", "/_standin/stats?full=1")
+    assert stats["executions"] == {done["idempotency_key"]: 1}  # the copy charged nothing

@@ -19,6 +19,7 @@ from consumer.engine.pipeline.delivery import Delivery
 from consumer.engine.pipeline.held_requests import Held, HeldRequests
 from consumer.engine.pipeline.in_flight import InFlight
 from consumer.engine.pipeline.ports import (
+    FailureMemory,
     MeterBatcher,
     PipelineLimits,
     Processor,
@@ -65,6 +66,7 @@ class Pipeline:
         meter_topic: str | None = None,
         meter_batcher: MeterBatcher | None = None,
         gate: CredentialGate | None = None,
+        memory: FailureMemory | None = None,
     ) -> None:
         self._source = source
         self._processor = processor
@@ -86,6 +88,7 @@ class Pipeline:
             metrics,
             reply_topic=reply_topic,
             custom_reply_topic_timeout_seconds=limits.custom_reply_topic_timeout_seconds,
+            memory=memory,
         )
         self._backpressure = Backpressure(
             source,

@@ -79,16 +79,18 @@ class RequestProcessor:
 
     async def process(self, record: InboundRecord) -> Handled | HeldRequest:
         coordinates = RecordCoordinates(record.topic, record.partition, record.offset)
+        seen: list[Prepared] = []  # the request, once prepared: its failure is remembered
         try:
-            return await self._process(record, coordinates)
+            return await self._process(record, coordinates, seen)
         except Exception as exc:
             _log.exception(
                 "unexpected error while processing a record", extra={"record": str(coordinates)}
             )
-            return self._answers.internal_error(record, coordinates, exc)
+            memory = seen[0].memory if seen else None
+            return self._answers.internal_error(record, coordinates, exc, memory)
 
     async def _process(
-        self, record: InboundRecord, coordinates: RecordCoordinates
+        self, record: InboundRecord, coordinates: RecordCoordinates, seen: list[Prepared]
     ) -> Handled | HeldRequest:
         decoded = self._decoder.decode(record.value, self._wall_clock())
         if isinstance(decoded, DeadLetter):
@@ -99,6 +101,7 @@ class RequestProcessor:
             prepared = self._router.prepare(record, coordinates, decoded)
         except RequestRejected as rejection:
             return self._not_routable(record, coordinates, decoded, rejection)
+        seen.append(prepared)
         try:
             outcome = await self._execution.outcome(prepared)
         except CredentialHeld:
@@ -108,6 +111,12 @@ class RequestProcessor:
     def answer(self, record: InboundRecord, prepared: Prepared, outcome: Outcome) -> Handled:
         """The reply when one is due; a failure with no reply to carry it goes to the DLQ."""
         return self._answers.answer(record, prepared, outcome)
+
+    async def remembered(self, record: InboundRecord, prepared: Prepared) -> Handled | None:
+        """The answer already given to this request, answered again; None when there is none
+        (the meter lane asks before batching an event whose reply is due)."""
+        outcome = await self._execution.remembered(prepared)
+        return None if outcome is None else self.answer(record, prepared, outcome)
 
     def _invalid(
         self, record: InboundRecord, coordinates: RecordCoordinates, decoded: InvalidRequest
@@ -144,6 +153,7 @@ class RequestProcessor:
                 request.reply_topic if isinstance(request.reply_topic, str) else None
             ),
             reply_due=self._router.reply_due(record, request, request.reply_topic),
+            memory=self._router.memory_slot(record, coordinates, request),
         )
 
     def prepare_meter_event(self, record: InboundRecord) -> PreparedMeterEvent | None:

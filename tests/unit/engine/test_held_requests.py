@@ -97,6 +97,9 @@ class Processor:
         )
         return PreparedMeterEvent(ready, event)
 
+    async def remembered(self, inbound: InboundRecord, ready: Prepared) -> Handled | None:
+        return None  # nothing answered before
+
     def answer(self, inbound: InboundRecord, ready: Prepared, outcome: Outcome) -> Handled:
         address = ReplyAddress(ready.reply_topic, inbound.key, ready.request, {})
         return Handled(

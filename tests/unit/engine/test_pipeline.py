@@ -16,6 +16,7 @@ from consumer.engine.pipeline import Pipeline, PipelineLimits
 from consumer.engine.processing.answer import Handled
 from consumer.engine.processing.prepare import Prepared, PreparedMeterEvent
 from consumer.engine.replies import Outcome, ReplyAddress, reply_record
+from consumer.engine.reply_memory import AnswerKeys, MemorySlot, ReplyMemory
 from consumer.kafka.records import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.events import MeterEvent, MeterResult
@@ -128,6 +129,9 @@ class Processor:
 
     def prepare_meter_event(self, inbound: InboundRecord) -> PreparedMeterEvent | None:
         return None
+
+    async def remembered(self, inbound: InboundRecord, ready: Prepared) -> Handled | None:
+        return None  # nothing answered before
 
     def answer(self, inbound: InboundRecord, prepared: Prepared, outcome: Outcome) -> Handled:
         raise NotImplementedError
@@ -477,3 +481,47 @@ async def test_meter_lane_counts_towards_back_pressure() -> None:
     assert source.paused
     stop.set()
     await task
+
+
+async def test_the_failure_that_replaces_an_undeliverable_reply_is_remembered() -> None:
+    """A COMPLETED reply its topic refuses is replaced by a FAILED one on the default topic;
+    that FAILED is what the workflow reads, so it is remembered by taskId before it is sent
+    (a copy of the task is then answered FAILED, never COMPLETED after it)."""
+    slot = MemorySlot(AnswerKeys.of("default", None, "wf:ref:h", "task-1"), "h")
+
+    class Completing(Processor):
+        def handled(self, inbound: InboundRecord) -> Handled:
+            outcome = Outcome("COMPLETED")
+            address = ReplyAddress(self.topic, inbound.key, ConductorFields(), {})
+            coordinates = RecordCoordinates(inbound.topic, inbound.partition, inbound.offset)
+            return Handled(
+                coordinates,
+                "get_balance",
+                outcome,
+                reply=reply_record(address, "get_balance", outcome, None),
+                address=address,
+                memory=slot,
+            )
+
+    def refuse(out: OutboundRecord) -> DeliveryFailed | None:
+        if out.topic == "replies.billing":
+            return DeliveryFailed("TopicAuthorizationFailedError", retriable=False)
+        return None
+
+    memory = ReplyMemory(100, 3600)
+    source, sink = Source([record(0)]), Sink(refuse)
+    p = Pipeline(
+        source,
+        sink,
+        Completing(topic="replies.billing"),
+        ServiceMetrics(CollectorRegistry()),
+        reply_topic="replies",
+        limits=PipelineLimits(commit_interval_seconds=0.01, shutdown_grace_seconds=2),
+        memory=memory,
+    )
+    await run_until(p, lambda: bool(sink.sent))
+    remembered = await memory.recall(slot.keys, "h")
+    assert remembered is not None
+    assert remembered.status == "FAILED_WITH_TERMINAL_ERROR"
+    assert remembered.error is not None
+    assert remembered.error.type == "reply_undeliverable"
