@@ -154,11 +154,35 @@ class Pipeline:
         if prepared is None or self._meter_batcher is None:
             return False
         timing.started = timing.received  # batched at once
+        if prepared.prepared.reply_due:  # it may have been answered FAILED before: ask first
+            task = asyncio.create_task(self._recall_meter_event(record, prepared, timing))
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
+        else:
+            self._batch_meter_event(record, prepared, timing)
+        return True
+
+    async def _recall_meter_event(
+        self, record: InboundRecord, prepared: PreparedMeterEvent, timing: Timing
+    ) -> None:
+        """A copy of a meter event whose task was already answered (FAILED, say) is answered
+        the same from memory, never batched; any other goes on to the batcher."""
+        handled = await self._processor.remembered(record, prepared.prepared)
+        if record.topic_partition not in self._assigned:
+            self._work.abandoned(record)  # revoked meanwhile: the new owner answers it
+        elif handled is None:
+            self._batch_meter_event(record, prepared, timing)
+        else:
+            timing.processed = time.perf_counter()
+            await self._deliver_and_finish(record, handled, timing)
+
+    def _batch_meter_event(
+        self, record: InboundRecord, prepared: PreparedMeterEvent, timing: Timing
+    ) -> None:
         if self._work.held.is_rejected(prepared.prepared.credential.integration):
             self._park(record, prepared.prepared, timing, prepared)
         else:
             self._submit_meter_event(record, prepared, timing)
-        return True
 
     def _submit_meter_event(
         self, record: InboundRecord, prepared: PreparedMeterEvent, timing: Timing
