@@ -143,7 +143,12 @@ class Pipeline:
             if record.key is not None
             else (record.topic_partition, record.offset)
         )
-        self._work.scheduler.submit(key, lambda: self._handle(record, timing), record)
+        self._work.scheduler.submit(
+            key,
+            lambda: self._handle(record, timing),
+            record,
+            also=self._processor.written_objects(record),  # one write per object at a time
+        )
 
     # -- the meter lane -------------------------------------------------------------------
 

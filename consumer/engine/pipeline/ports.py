@@ -4,7 +4,7 @@ tests). And the timing each record carries for its log line."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,6 +59,7 @@ class Processor(Protocol):
     def prepare_meter_event(self, record: InboundRecord) -> PreparedMeterEvent | None: ...
     def answer(self, record: InboundRecord, prepared: Prepared, outcome: Outcome) -> Handled: ...
     async def remembered(self, record: InboundRecord, prepared: Prepared) -> Handled | None: ...
+    def written_objects(self, record: InboundRecord) -> tuple[Hashable, ...]: ...
 
 
 class FailureMemory(Protocol):

@@ -17,7 +17,7 @@ never raises on input; an unexpected error becomes a `FAILED` reply and a DLQ re
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import msgspec
 
@@ -39,6 +39,7 @@ from consumer.kafka.records import InboundRecord
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics
+from consumer.operations import written_objects
 from consumer.settings import Settings
 from consumer.stripe.credential_gate import CredentialHeld
 from consumer.stripe.executor import StripeCallExecutor
@@ -155,6 +156,19 @@ class RequestProcessor:
             reply_due=self._router.reply_due(record, request, request.reply_topic),
             memory=self._router.memory_slot(record, coordinates, request),
         )
+
+    def written_objects(self, record: InboundRecord) -> tuple[Hashable, ...]:
+        """The Stripe objects the record's request writes, as scheduling keys (its integration,
+        connected account and object id, as the executor locks them): writes to one object
+        wait their turn in the scheduler, without a worker slot. Empty for anything else."""
+        request = self._decoder.peek(record.value)
+        if request is None:
+            return ()
+        objects = written_objects(request)
+        if not objects:
+            return ()
+        account = request.stripe_account if isinstance(request.stripe_account, str) else None
+        return tuple(("object", request.credential_name, account, oid) for oid in objects)
 
     def prepare_meter_event(self, record: InboundRecord) -> PreparedMeterEvent | None:
         """The meter lane's fast path: a valid, routable meter event ready to batch, or None

@@ -4,7 +4,7 @@ when a reply cannot be delivered, what it does on revoke."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import msgspec
 from prometheus_client import CollectorRegistry
@@ -132,6 +132,9 @@ class Processor:
 
     async def remembered(self, inbound: InboundRecord, ready: Prepared) -> Handled | None:
         return None  # nothing answered before
+
+    def written_objects(self, inbound: InboundRecord) -> tuple[Hashable, ...]:
+        return ()  # writes to no existing object
 
     def answer(self, inbound: InboundRecord, prepared: Prepared, outcome: Outcome) -> Handled:
         raise NotImplementedError
