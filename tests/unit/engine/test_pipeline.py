@@ -103,11 +103,19 @@ class Sink:
 
 
 class Processor:
-    """Replies COMPLETED to every record (on `topic`), after `delay` seconds."""
+    """Replies to every record (on `topic`) after `delay` seconds: a rejection, or `outcome`."""
 
-    def __init__(self, topic: str = "replies", delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        topic: str = "replies",
+        delay: float = 0.0,
+        outcome: Outcome | None = None,
+        memory: MemorySlot | None = None,
+    ) -> None:
         self.topic = topic
         self.delay = delay
+        self.outcome = outcome or Outcome.failed(RequestRejected("$", "x"))
+        self.memory = memory
         self.order: list[int] = []
 
     async def process(self, inbound: InboundRecord) -> Handled:
@@ -116,7 +124,7 @@ class Processor:
 
     def handled(self, inbound: InboundRecord) -> Handled:
         self.order.append(inbound.offset)
-        outcome = Outcome.failed(RequestRejected("$", "x"))
+        outcome = self.outcome
         address = ReplyAddress(self.topic, inbound.key, ConductorFields(), {})
         coordinates = RecordCoordinates(inbound.topic, inbound.partition, inbound.offset)
         return Handled(
@@ -125,6 +133,7 @@ class Processor:
             outcome,
             reply=reply_record(address, "get_balance", outcome, None),
             address=address,
+            memory=self.memory,
         )
 
     def prepare_meter_event(self, inbound: InboundRecord) -> PreparedMeterEvent | None:
@@ -492,20 +501,6 @@ async def test_the_failure_that_replaces_an_undeliverable_reply_is_remembered() 
     (a copy of the task is then answered FAILED, never COMPLETED after it)."""
     slot = MemorySlot(AnswerKeys.of("default", None, "wf:ref:h", "task-1"), "h")
 
-    class Completing(Processor):
-        def handled(self, inbound: InboundRecord) -> Handled:
-            outcome = Outcome("COMPLETED")
-            address = ReplyAddress(self.topic, inbound.key, ConductorFields(), {})
-            coordinates = RecordCoordinates(inbound.topic, inbound.partition, inbound.offset)
-            return Handled(
-                coordinates,
-                "get_balance",
-                outcome,
-                reply=reply_record(address, "get_balance", outcome, None),
-                address=address,
-                memory=slot,
-            )
-
     def refuse(out: OutboundRecord) -> DeliveryFailed | None:
         if out.topic == "replies.billing":
             return DeliveryFailed("TopicAuthorizationFailedError", retriable=False)
@@ -516,7 +511,7 @@ async def test_the_failure_that_replaces_an_undeliverable_reply_is_remembered() 
     p = Pipeline(
         source,
         sink,
-        Completing(topic="replies.billing"),
+        Processor(topic="replies.billing", outcome=Outcome("COMPLETED"), memory=slot),
         ServiceMetrics(CollectorRegistry()),
         reply_topic="replies",
         limits=PipelineLimits(commit_interval_seconds=0.01, shutdown_grace_seconds=2),
