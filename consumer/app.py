@@ -124,12 +124,9 @@ async def _consume(
     limiters = rate_limiters(settings, shared.redis, shared.owner)
     executor = stripe_executor(settings, deletes, metrics, limiters)
     single_events, lane = meter_batchers(settings, shared.gateway, executor, shared.ledger, metrics)
+    memory = reply_memory(settings, shared.redis)
     processor = RequestProcessor(
-        settings,
-        executor,
-        metrics,
-        memory=reply_memory(settings, shared.redis),
-        meter_events=single_events,
+        settings, executor, metrics, memory=memory, meter_events=single_events
     )
     source = record_source(settings, connection)
     pipeline = Pipeline(
@@ -141,6 +138,7 @@ async def _consume(
         meter_topic=settings.meter_topic,
         meter_batcher=lane,
         gate=executor.gate,
+        memory=memory,
         limits=pipeline_limits(settings),
     )
     broker = BrokerProbe(connection)
