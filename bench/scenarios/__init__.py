@@ -9,6 +9,7 @@ from typing import Any
 
 from bench.harness import Harness
 
+from .cpu import cpu_per_request
 from .latency import latency_outside_stripe
 from .memory import peak_rss_in_a_backlog
 from .metering import meter_events_through_the_stream
@@ -19,6 +20,7 @@ Scenario = Callable[[Harness], Awaitable[dict[str, Any]]]
 
 # By the letter `--scenarios` takes, in the order `make bench` runs them.
 SCENARIOS: dict[str, Scenario] = {
+    "cpu": cpu_per_request,
     "a": service_vs_naive_consumer,
     "b": service_vs_aiokafka_ceiling,
     "c": latency_outside_stripe,
