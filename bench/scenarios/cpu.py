@@ -14,6 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from bench.harness import Harness, process_cpu_seconds
+from bench.table import Row, at_most
+
+TARGET_US = 100.0
 
 
 async def cpu_per_request(h: Harness) -> dict[str, Any]:
@@ -42,3 +45,12 @@ async def cpu_per_request(h: Harness) -> dict[str, Any]:
         "wall_ops_per_s": round((len(measured) - 1) / span, 1) if span > 0 else None,
         "measured": "service process user+sys CPU / requests answered, after a warm-up",
     }
+
+
+def rows(r: dict[str, Any]) -> list[Row]:
+    value = r.get("cpu_us_per_request")
+    return [
+        Row("cpu", "CPU per request, Stripe answering at once: us", value, "<= 100",
+            at_most(value, TARGET_US)),
+        Row("cpu", "  the same run's wall-clock rate: ops/s", r.get("wall_ops_per_s")),
+    ]  # fmt: skip
