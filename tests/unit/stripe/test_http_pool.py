@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from consumer.stripe.http_pool import HttpPool
 
+TLS_FIXTURES = Path(__file__).resolve().parents[2] / "support" / "tls"
 Answer = Callable[[bytes], bytes | None]  # request head+body -> raw response (None: hang up)
 
 
@@ -201,3 +203,33 @@ async def test_an_unreachable_host_raises_a_connection_error() -> None:
     with pytest.raises(ConnectionRefusedError):
         await client.request("get", f"http://127.0.0.1:{port}/v1/balance", {}, None)
     await client.close()
+
+
+async def test_https_is_verified_against_the_given_trust_and_names_the_host() -> None:
+    """Over TLS the pool verifies the server's certificate with its context and sends the
+    host name (SNI): answered when the context trusts the certificate, refused when not."""
+    tls = TLS_FIXTURES
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(tls / "localhost.pem", tls / "localhost-key.pem")
+    server = Server(lambda _: ok())
+    listening = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=served)
+    port = listening.sockets[0].getsockname()[1]
+    url = f"https://localhost:{port}/v1/balance"
+    try:
+        trusting = HttpPool(
+            max_connections=2,
+            timeout_seconds=5,
+            ssl_context=ssl.create_default_context(cafile=tls / "localhost.pem"),
+        )
+        body, status, _ = await trusting.request("get", url, {}, None)
+        await trusting.close()
+        assert (body, status) == (b'{"id":"ch_1"}', 200)
+        assert b"\r\nHost: localhost:" in server.requests[0]
+        strict = HttpPool(
+            max_connections=2, timeout_seconds=5, ssl_context=ssl.create_default_context()
+        )
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await strict.request("get", url, {}, None)
+        await strict.close()
+    finally:
+        listening.close()
