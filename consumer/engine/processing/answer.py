@@ -34,6 +34,7 @@ class Handled(msgspec.Struct, frozen=True):
     dead_letter: OutboundRecord | None = None
     dead_letter_reason: str | None = None
     address: ReplyAddress | None = None
+    meter_error: OutboundRecord | None = None  # a meter event refused before sending
 
     @property
     def status(self) -> ReplyStatus:
