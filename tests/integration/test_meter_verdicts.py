@@ -6,6 +6,8 @@ says `rejected` for each."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -20,7 +22,9 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
+from consumer.kafka.admin import committed_offsets
 from consumer.kafka.producer import RecordSink
+from consumer.kafka.reader import end_offsets
 from consumer.kafka.records import OutboundRecord
 from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.metering.ledgers.redis import RedisIdentifierLedger
@@ -102,6 +106,15 @@ async def standin_form(url: str, path: str, data: dict[str, str]) -> Any:
     ):
         response.raise_for_status()
         return await response.json()
+
+
+async def standin_get(url: str, path: str) -> Any:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url + path, headers={"Authorization": "Bearer sk_test_51MeterVerdicts"}) as r,
+    ):
+        r.raise_for_status()
+        return await r.json()
 
 
 @pytest_asyncio.fixture
@@ -258,3 +271,161 @@ async def test_every_failure_lands_once_through_the_webhook(world: World) -> Non
     good = [e["identifier"] for e in events.events[168:]]
     assert set(await world.states(good)) == {"delivered"}
     assert (await world.billing())["accepted"] == 10_000 - 168
+
+
+async def test_every_failure_lands_once_through_the_poller_alone(world: World) -> None:
+    """The webhook off (no secret, nothing pushed): the poller alone finds every report,
+    including those Stripe made while the service was stopped; 168 records, each once."""
+    await world.configure(error_report_seconds=3600)  # reports only when the test flushes
+    settings = world.settings(CONSUMER_METER_ERRORS_POLL_SECONDS="0.5")
+    first = batch(world, 5_000, unknown=70, inactive=10, bad_time=6)
+    second = batch(world, 5_000, unknown=67, inactive=10, bad_time=5)
+    async with running_service(settings) as service:
+        await publish(world, first.events)
+        await judged(world, 5_000 - 6)
+        await standin_request(world.standin.url, "POST", "/_standin/flush_errors")
+        await world.error_records(86)
+        await publish(world, second.events)
+        await judged(world, 10_000 - 11)
+        await wait_for(lambda: _refusals_sent(service.registry, 11), 30, "refusals sent")
+    # Stopped: Stripe reports the second batch's failures now.
+    await standin_request(world.standin.url, "POST", "/_standin/flush_errors")
+    async with running_service(settings):
+        records = await world.error_records(168)
+    expected: dict[str, str] = {}
+    for part in (first, second):
+        expected |= dict.fromkeys(part.unknown_customer, "meter_event_customer_not_found")
+        expected |= dict.fromkeys(part.inactive_meter, "archived_meter")
+        expected |= dict.fromkeys(part.bad_timestamp, "validation_error")
+    assert_each_once(records, expected)
+    assert len(records) == 168
+    assert len({r["stripe_event_id"] for r in records if r["stripe_event_id"]}) == 4
+    failing = sorted(first.failing | second.failing)
+    assert set(await world.states(failing)) == {
+        "rejected:meter_event_customer_not_found",
+        "rejected:archived_meter",
+        "rejected:validation_error",
+    }
+
+
+async def _committed(world: World) -> bool:
+    """Every meter-topic record answered and committed by the group."""
+    group = world.topics.environ()["CONSUMER_GROUP_ID"]
+    committed = await committed_offsets(world.client.connection, group)
+    ends = await end_offsets(world.client.connection, world.topics.meter)
+    return all(committed.get(tp, 0) == end for tp, end in ends.items())
+
+
+async def _refusals_sent(registry: CollectorRegistry, count: int) -> bool:
+    return sample(registry, "meter_errors_total", code="validation_error") >= count
+
+
+async def test_the_unnamed_rest_is_one_count_record(world: World) -> None:
+    """Stripe names 5 of 30 failing identifiers: 5 records keyed by them, and one for the
+    other 25 keyed by the meter id, identifier null; only the 5 are `rejected`."""
+    await world.configure(
+        webhook_url=f"http://127.0.0.1:{world.http_port}/stripe/webhook",
+        webhook_secret=SECRET,
+        error_report_seconds=0.3,
+        error_sample_limit=5,
+    )
+    events = batch(world, 200, unknown=30, inactive=0, bad_time=0)
+    settings = world.settings(STRIPE_WEBHOOK_SECRET=SECRET, CONSUMER_METER_ERRORS_POLL_SECONDS="0")
+    async with running_service(settings):
+        await publish(world, events.events)
+        records = await world.error_records(6)
+    named = [r for r in records if r["identifier"] is not None]
+    rest = [r for r in records if r["identifier"] is None]
+    assert len(named) == 5
+    assert all(r["sample"] and r["error_count"] == 1 for r in named)
+    assert [(r["error_count"], r["sample"], r["code"]) for r in rest] == [
+        (25, False, "meter_event_customer_not_found")
+    ]
+    assert rest[0]["_key"] == rest[0]["meter_id"]
+    states = await world.states(events.unknown_customer)
+    assert Counter(states) == {"rejected:meter_event_customer_not_found": 5, "delivered": 25}
+
+
+def signed(body: bytes, secret: str, at: int) -> str:
+    mac = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={at},v1={mac}"
+
+
+async def test_a_forged_webhook_changes_nothing_and_is_counted(world: World) -> None:
+    """A real report's notification, unsigned, signed with another secret, or replayed with
+    a timestamp 20 minutes old: 400 each, counted, nothing processed; then the genuine one
+    is processed (so the forgeries had not claimed it), and again is a 200 that changes
+    nothing."""
+    await world.configure(error_report_seconds=3600)
+    events = batch(world, 20, unknown=3, inactive=0, bad_time=0)
+    settings = world.settings(STRIPE_WEBHOOK_SECRET=SECRET, CONSUMER_METER_ERRORS_POLL_SECONDS="0")
+    async with running_service(settings) as service:
+        await publish(world, events.events)
+        await judged(world, 20)
+        await standin_request(world.standin.url, "POST", "/_standin/flush_errors")
+        listed = await standin_get(world.standin.url, "/v2/core/events")
+        thin = {k: v for k, v in listed["data"][0].items() if k != "data"}
+        body = json.dumps(thin).encode()
+        now = int(time.time())
+        url = f"http://127.0.0.1:{world.http_port}/stripe/webhook"
+        statuses = []
+        async with aiohttp.ClientSession() as session:
+            for headers in (
+                {},
+                {"Stripe-Signature": signed(body, "whsec_someone_else", now)},
+                {"Stripe-Signature": signed(body, SECRET, now - 1200)},
+                {"Stripe-Signature": signed(body, SECRET, now)},
+                {"Stripe-Signature": signed(body, SECRET, now)},
+            ):
+                async with session.post(url, data=body, headers=headers) as response:
+                    statuses.append(response.status)
+        registry = service.registry
+        refused = {
+            reason: sample(registry, "meter_webhook_refused_total", reason=reason)
+            for reason in ("signature", "stale")
+        }
+        processed = sample(
+            registry, "meter_error_reports_total", source="webhook", result="processed"
+        )
+        duplicate = sample(
+            registry, "meter_error_reports_total", source="webhook", result="duplicate"
+        )
+        records = await world.error_records(3)
+    assert statuses == [400, 400, 400, 200, 200]
+    assert refused == {"signature": 2.0, "stale": 1.0}
+    assert (processed, duplicate) == (1.0, 1.0)
+    assert sorted(r["identifier"] for r in records) == sorted(events.unknown_customer)
+
+
+async def test_a_corrected_resend_is_sent_not_dropped_as_a_duplicate(world: World) -> None:
+    """Two events Stripe rejected (unknown customer), resent corrected under the same
+    identifiers: the service sends them (the ledger forgot them on rejection), and the
+    ledger then says `delivered`; a plain duplicate of a good event is still dropped."""
+    await world.configure(
+        webhook_url=f"http://127.0.0.1:{world.http_port}/stripe/webhook",
+        webhook_secret=SECRET,
+        error_report_seconds=0.3,
+    )
+    events = batch(world, 10, unknown=2, inactive=0, bad_time=0)
+    settings = world.settings(STRIPE_WEBHOOK_SECRET=SECRET, CONSUMER_METER_ERRORS_POLL_SECONDS="0")
+    async with running_service(settings):
+        await publish(world, events.events)
+        await world.error_records(2)
+        corrected = [dict(e, customer_id=world.customers[0]) for e in events.events[:2]]
+        await publish(world, [*corrected, events.events[5]])
+
+        async def resent() -> bool:
+            stats = await standin_request(world.standin.url, "GET", "/_standin/stats?full=1")
+            return all(stats["meter_deliveries"].get(i) == 2 for i in events.unknown_customer)
+
+        await wait_for(resent, 30, "the corrected events sent again")
+
+        async def delivered() -> bool:
+            return await world.states(events.unknown_customer) == ["delivered", "delivered"]
+
+        await wait_for(delivered, 30, "the ledger saying delivered")
+        await world.client.read(world.topics.meter, 13)  # the duplicate was consumed too
+        await wait_for(lambda: _committed(world), 30, "every meter event committed")
+    stats = await standin_request(world.standin.url, "GET", "/_standin/stats?full=1")
+    assert stats["meter_deliveries"][events.events[5]["identifier"]] == 1
+    assert (await world.billing())["accepted"] == 10

@@ -103,6 +103,7 @@ class Billing:
             code, meter = self._verdict(event, now)
             if code is None and meter is not None:
                 payload = event.get("payload") or {}
+                self.rejected.pop(identifier, None)  # a corrected resend (see the README)
                 self.accepted[identifier] = Accepted(
                     meter.id,
                     str(payload[meter.customer_key]),
