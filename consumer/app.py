@@ -42,6 +42,7 @@ from consumer.kafka.connection import KafkaConnection
 from consumer.kafka.consumer import RecordSource
 from consumer.kafka.producer import RecordSink
 from consumer.metering.ledgers.protocol import IdentifierLedger
+from consumer.metering.usage import UsageBook, usage_book
 from consumer.metering.verdicts.book import VerdictBook, verdict_book
 from consumer.metering.verdicts.wiring import VerdictParts, verdict_parts
 from consumer.metering.wiring import identifier_ledger, meter_batchers
@@ -90,6 +91,7 @@ class _SharedParts:
     redis: RedisConnection | None
     ledger: IdentifierLedger
     verdicts: VerdictBook  # each identifier's verdict, reports processed, the poller's cursor
+    usage: UsageBook  # delivered and rejected sums per event name, customer, hour
     owner: str  # this process, in the ledger's claims and the group's rate limit
 
 
@@ -111,7 +113,7 @@ async def _open_shared_parts(
     stack.push_async_callback(ledger.close)
     stack.push_async_callback(sink.stop)
     book = verdict_book(settings, redis, owner)
-    return _SharedParts(gateway, sink, redis, ledger, book, owner)
+    return _SharedParts(gateway, sink, redis, ledger, book, usage_book(redis), owner)
 
 
 async def _consume(
@@ -127,7 +129,9 @@ async def _consume(
     deletes = RecordedDeletes(shared.gateway, delete_records(shared.redis), metrics)
     limiters = rate_limiters(settings, shared.redis, shared.owner)
     executor = stripe_executor(settings, deletes, metrics, limiters)
-    single_events, lane = meter_batchers(settings, shared.gateway, executor, shared.ledger, metrics)
+    single_events, lane = meter_batchers(
+        settings, shared.gateway, executor, shared.ledger, metrics, usage=shared.usage
+    )
     verdicts = _verdict_parts(settings, shared, metrics)
     processor = RequestProcessor(
         settings,
@@ -181,6 +185,7 @@ def _verdict_parts(
         book=shared.verdicts,
         ledger=shared.ledger,
         metrics=metrics,
+        usage=shared.usage,
     )
 
 

@@ -19,6 +19,9 @@ class MeterVerdictSettings:
     poll_seconds: float = 60.0  # 0: no poller
     lookback_hours: float = 24.0
     meters_refresh_seconds: float = 0.0  # 0: no pre-validation against the meters list
+    reconcile_every_seconds: float = 0.0  # 0: the periodic reconcile is off
+    reconcile_since_hours: float = 6.0
+    reconcile_tolerance: float = 0.0
 
 
 def read_meter_verdict_settings(reader: EnvironmentReader) -> MeterVerdictSettings:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import io
 import json
 import time
 import uuid
@@ -22,6 +23,7 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
+from consumer.cli.reconcile import reconcile_command
 from consumer.kafka.admin import committed_offsets
 from consumer.kafka.producer import RecordSink
 from consumer.kafka.reader import end_offsets
@@ -254,6 +256,7 @@ async def test_every_failure_lands_once_through_the_webhook(world: World) -> Non
             return seen >= 1
 
         await wait_for(poller_saw_it, 30, "the poller finding the report the webhook processed")
+        await wait_for(lambda: _committed(world), 60, "every meter event answered")
         records = await world.error_records(168)
         webhook = sample(
             service.registry, "meter_error_reports_total", source="webhook", result="processed"
@@ -271,6 +274,9 @@ async def test_every_failure_lands_once_through_the_webhook(world: World) -> Non
     good = [e["identifier"] for e in events.events[168:]]
     assert set(await world.states(good)) == {"delivered"}
     assert (await world.billing())["accepted"] == 10_000 - 168
+    code, report = await reconcile(settings)
+    assert code == 0, report
+    assert "rejected events by code: meter_event_customer_not_found=137\n" in report
 
 
 async def test_every_failure_lands_once_through_the_poller_alone(world: World) -> None:
@@ -306,6 +312,18 @@ async def test_every_failure_lands_once_through_the_poller_alone(world: World) -
         "rejected:archived_meter",
         "rejected:validation_error",
     }
+    code, report = await reconcile(settings)
+    assert code == 0, report
+    assert (
+        "rejected events by code: archived_meter=20, meter_event_customer_not_found=137\n" in report
+    )
+
+
+async def reconcile(settings: Settings) -> tuple[int, str]:
+    """`python -m consumer reconcile --since 2h`, in process: (exit code, what it printed)."""
+    out = io.StringIO()
+    code = await reconcile_command(settings, "2h", 0.0, "default", out=out)
+    return code, out.getvalue()
 
 
 async def _committed(world: World) -> bool:
@@ -344,6 +362,9 @@ async def test_the_unnamed_rest_is_one_count_record(world: World) -> None:
     assert rest[0]["_key"] == rest[0]["meter_id"]
     states = await world.states(events.unknown_customer)
     assert Counter(states) == {"rejected:meter_event_customer_not_found": 5, "delivered": 25}
+    code, report = await reconcile(settings)
+    assert code == 1, report  # the unnamed 25 cannot be placed: drift, and the exit says so
+    assert "rejected events by code: meter_event_customer_not_found=5\n" in report
 
 
 def signed(body: bytes, secret: str, at: int) -> str:

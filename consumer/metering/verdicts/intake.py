@@ -15,6 +15,7 @@ import msgspec
 
 from consumer.kafka.records import OutboundRecord
 from consumer.metering.ledgers.protocol import IdentifierLedger, LedgerScope
+from consumer.metering.usage import UsageBook
 from consumer.metering.verdicts.book import REJECTED, VerdictBook
 from consumer.metering.verdicts.reports import ErrorReport, decode_report, error_records, rejections
 from consumer.observability.logs import get_logger
@@ -59,7 +60,9 @@ class ErrorIntake:
         metrics: ServiceMetrics,
         *,
         topic: str,
+        usage: UsageBook | None = None,
     ) -> None:
+        self._usage = usage
         self._reader = reader
         self._publish = publish
         self._book = book
@@ -101,6 +104,8 @@ class ErrorIntake:
         scope = LedgerScope(integration, report.context)
         await self._book.mark(scope, [(i, f"{REJECTED}:{code}") for i, code in named])
         await self._ledger.forget(scope, [i for i, _ in named])
+        if self._usage is not None:
+            await self._usage.rejected(scope, named)
         for error in report.data.reason.error_types:
             self._metrics.meter_errors.labels(error.code).inc(error.error_count)
         _log.info(

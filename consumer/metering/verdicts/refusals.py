@@ -13,6 +13,7 @@ from consumer.contract.meter_errors import MeterErrorRecord
 from consumer.contract.requests import CancelMeterEvent, ConductorFields, CreateMeterEvent
 from consumer.kafka.records import OutboundRecord
 from consumer.metering.ledgers.protocol import LedgerScope
+from consumer.metering.usage import UsageBook
 from consumer.metering.verdicts.book import CANCELLED, REJECTED, VerdictBook
 from consumer.metering.verdicts.catalog import MeterCatalog
 from consumer.observability.logs import get_logger
@@ -24,7 +25,15 @@ _log = get_logger()
 
 
 class MeterVerdicts:
-    def __init__(self, book: VerdictBook, catalog: MeterCatalog, *, topic: str) -> None:
+    def __init__(
+        self,
+        book: VerdictBook,
+        catalog: MeterCatalog,
+        *,
+        topic: str,
+        usage: UsageBook | None = None,
+    ) -> None:
+        self._usage = usage
         self.book = book
         self.catalog = catalog
         self._topic = topic
@@ -60,6 +69,11 @@ class MeterVerdicts:
 
     async def cancelled(self, request: CancelMeterEvent) -> None:
         await self._mark(_scope(request), request.identifier, CANCELLED)
+        if self._usage is not None:
+            try:  # no longer counted: out of the delivered sums, into `cancelled`
+                await self._usage.rejected(_scope(request), [(request.identifier, CANCELLED)])
+            except SharedStateUnavailable as exc:
+                _log.warning("could not move cancelled usage", extra={"error": str(exc)})
 
     async def _mark(self, scope: LedgerScope, identifier: str, verdict: str) -> None:
         """The verdict is the ledger's record, not the answer: without Redis it is logged,

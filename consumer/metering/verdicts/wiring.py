@@ -5,14 +5,16 @@ side (refusals, cancels, the active meters) and what runs beside the pipeline.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from consumer.kafka.producer import RecordSink
-from consumer.metering.ledgers.protocol import IdentifierLedger
+from consumer.metering.ledgers.protocol import IdentifierLedger, LedgerScope
+from consumer.metering.reconcile import Reconciler, reconcile_every
+from consumer.metering.usage import UsageBook
 from consumer.metering.verdicts.book import VerdictBook
 from consumer.metering.verdicts.catalog import MeterCatalog
 from consumer.metering.verdicts.intake import ErrorIntake, StripeReader
@@ -32,6 +34,7 @@ class VerdictParts:
     request_side: MeterVerdicts  # refusals before sending, cancels
     reader: StripeReader
     meters_refresh_seconds: float
+    reconcile: Callable[[asyncio.Event], Coroutine[Any, Any, None]] | None = None
 
     async def start(self) -> None:
         """Before consuming: the first read of the active meters (when pre-validation is on)."""
@@ -47,6 +50,8 @@ class VerdictParts:
             catalog = self.request_side.catalog
             every = self.meters_refresh_seconds
             tasks.append(catalog.keep_fresh(self.reader, "default", every, stop))
+        if self.reconcile is not None:
+            tasks.append(self.reconcile(stop))
         return tasks
 
 
@@ -58,10 +63,11 @@ def verdict_parts(
     book: VerdictBook,
     ledger: IdentifierLedger,
     metrics: ServiceMetrics,
+    usage: UsageBook,
 ) -> VerdictParts:
     reader = StripeReader(gateway, settings)
     intake = ErrorIntake(
-        reader, sink.send, book, ledger, metrics, topic=settings.meter_errors_topic
+        reader, sink.send, book, ledger, metrics, topic=settings.meter_errors_topic, usage=usage
     )
     config = settings.meter_verdicts
     poller = None
@@ -74,11 +80,26 @@ def verdict_parts(
             poll_seconds=config.poll_seconds,
             lookback_hours=config.lookback_hours,
         )
+    reconcile = None
+    if config.reconcile_every_seconds > 0:
+        reconciler = Reconciler(reader, usage, LedgerScope("default", None))
+
+        def reconcile(stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+            return reconcile_every(
+                reconciler,
+                lambda meter, drift: metrics.meter_drift.labels(meter).set(drift),
+                every_seconds=config.reconcile_every_seconds,
+                since_seconds=config.reconcile_since_hours * 3600,
+                tolerance=config.reconcile_tolerance,
+                stop=stop,
+            )
+
     return VerdictParts(
         intake,
         webhook_routes(intake, config.webhook_secrets, metrics),
         poller,
-        MeterVerdicts(book, MeterCatalog(), topic=settings.meter_errors_topic),
+        MeterVerdicts(book, MeterCatalog(), topic=settings.meter_errors_topic, usage=usage),
         reader,
         config.meters_refresh_seconds,
+        reconcile,
     )
