@@ -242,10 +242,6 @@ class MeterEventBatcher:
         ]
         if accepted:
             await self._mark_delivered(scope, [e.event.identifier for e in accepted])
-            sent = [
-                e.event for e, r in zip(claimed, results, strict=True) if r.status == "delivered"
-            ]
-            await self._sum_delivered(scope, sent)
             delivered = Counter(r.api for r in results if r.status == "delivered")
             for api, count in delivered.items():
                 self._metrics.meter_events.labels(api or self._transport.name).inc(count)
@@ -267,6 +263,9 @@ class MeterEventBatcher:
                 self._resolve(entry, result)
         if transient:
             self._retry_later(transient)
+        # After the answers: the sums for reconciliation never delay a reply or a commit.
+        sent = [e.event for e, r in zip(claimed, results, strict=True) if r.status == "delivered"]
+        await self._sum_delivered(scope, sent)
 
     async def _sum_delivered(self, scope: LedgerScope, events: list[MeterEvent]) -> None:
         """Add to the reconciliation sums; a failure there is logged, never retried (the

@@ -96,7 +96,8 @@ def error_records(
     """The records on ``stripe.meter-errors`` for one report (``event_names``: meter id ->
     event name, where known)."""
     meter_id = report.related_object.id if report.related_object else None
-    reported_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now or time.time()))
+    moment = time.time() if now is None else now
+    reported_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(moment))
     records: list[OutboundRecord] = []
     for error in report.data.reason.error_types:
         named = [s for s in error.sample_errors if s.request.identifier]
