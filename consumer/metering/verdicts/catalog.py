@@ -6,7 +6,9 @@ Refused (a validation error naming the field): an ``event_name`` with no active 
 ``customer_mapping.event_payload_key`` is not ``stripe_customer_id`` (the service's payload
 key: Stripe would report ``meter_event_no_customer_defined``); a meter that sums or keeps the
 last value from a payload key other than ``value`` (``meter_event_invalid_value``). Until
-the first read succeeds nothing is refused (the service never guesses)."""
+the first read succeeds nothing is refused (the service never guesses). The meters read are
+those of the `default` integration's own account: events for other integrations or for
+connected accounts are not checked."""
 
 from __future__ import annotations
 
@@ -57,7 +59,9 @@ class MeterCatalog:
 
     def check(self, request: CreateMeterEvent) -> None:
         """RequestRejected naming the field when no active meter would count the event."""
-        if self.active is None:
+        if self.active is None or request.credential_name != "default":
+            return  # the meters read are the `default` integration's platform account's
+        if isinstance(request.stripe_account, str):
             return
         meter = self.active.get(request.event_name)
         if meter is None:
