@@ -85,7 +85,7 @@ class Reconciler:
         rows: list[Row] = []
         for done, (name, customer) in enumerate(pairs, 1):
             meter = meters.get(name)
-            counted = await self._counted(meter, customer, hours) if meter else {}
+            counted = await self.counted(meter, customer, hours) if meter else {}
             for hour in sorted(set(delivered[(name, customer)]) | set(rejected[(name, customer)])):
                 codes = rejected[(name, customer)][hour]
                 rows.append(
@@ -118,7 +118,7 @@ class Reconciler:
                 return meters
             params = {**params, "starting_after": page.data[-1].id}
 
-    async def _counted(self, meter: Meter, customer: str, hours: list[int]) -> dict[int, float]:
+    async def counted(self, meter: Meter, customer: str, hours: list[int]) -> dict[int, float]:
         params: dict[str, object] = {
             "customer": customer,
             "start_time": hours[0],
