@@ -169,10 +169,15 @@ class StripeGateway:
         credential: StripeCredential,
         stripe_account: str | None,
         idempotency_key: str | None,
+        stripe_context: str | None = None,
     ) -> StripeResponse:
+        """``stripe_context``: a v2 event's `context` (the account it happened in), sent as
+        ``Stripe-Context`` to fetch it, as stripe-python's ``fetch_event`` does."""
         options: dict[str, Any] = {"api_key": credential.api_key.reveal()}
         if stripe_account:
             options["stripe_account"] = stripe_account
+        if stripe_context:
+            options["stripe_context"] = stripe_context
         if call.writes and idempotency_key:
             options["idempotency_key"] = idempotency_key
         with map_stripe_errors(self._redact):

@@ -36,12 +36,20 @@ class StripeReader:
         self._gateway = gateway
         self._credentials = settings.credentials
 
-    async def get(self, integration: str, path: str, params: dict[str, object]) -> bytes:
+    async def get(
+        self,
+        integration: str,
+        path: str,
+        params: dict[str, object],
+        *,
+        context: str | None = None,
+    ) -> bytes:
         response = await self._gateway.call(
             StripeCall("GET", path, dict(params)),
             credential=self._credentials[integration],
             stripe_account=None,
             idempotency_key=None,
+            stripe_context=context,
         )
         return bytes(response.body)
 
@@ -71,13 +79,17 @@ class ErrorIntake:
         self._topic = topic
         self._event_names: dict[str, str] = {}  # meter id -> event name
 
-    async def take(self, event_id: str, integration: str, source: Source) -> bool:
-        """Process the report once; False when it was processed (or is being) elsewhere."""
+    async def take(
+        self, event_id: str, integration: str, source: Source, context: str | None = None
+    ) -> bool:
+        """Process the report once; False when it was processed (or is being) elsewhere.
+        ``context``: the thin event's (a connected account's events are fetched in it)."""
         if not await self._book.claim_report(event_id):
             self._metrics.meter_error_reports.labels(source, "duplicate").inc()
             return False
         try:
-            body = await self._reader.get(integration, f"/v2/core/events/{event_id}", {})
+            path = f"/v2/core/events/{event_id}"
+            body = await self._reader.get(integration, path, {}, context=context)
             report = decode_report(body)
             await self._apply(report, integration)
         except BaseException:

@@ -79,7 +79,7 @@ class ReportPoller:
         for event in sorted(events, key=lambda e: e.created):  # oldest first
             if event.created == cursor and event.id in seen:
                 continue
-            if await self._intake.take(event.id, integration, "poller"):
+            if await self._intake.take(event.id, integration, "poller", event.context):
                 processed += 1
             if event.created != cursor:
                 cursor = event.created

@@ -56,7 +56,7 @@ def webhook_routes(
         if event.type not in REPORT_TYPES:
             return web.json_response({"ignored": event.type})
         try:
-            processed = await intake.take(event.id, integration, "webhook")
+            processed = await intake.take(event.id, integration, "webhook", event.context)
         except Exception as exc:
             _log.warning(
                 "meter error report not processed; Stripe will deliver it again",

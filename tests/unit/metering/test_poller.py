@@ -44,7 +44,14 @@ class PagedStripe(StripeReader):
         self.listed: list[dict[str, object]] = []
         self.fail: str | None = None
 
-    async def get(self, integration: str, path: str, params: dict[str, object]) -> bytes:
+    async def get(
+        self,
+        integration: str,
+        path: str,
+        params: dict[str, object],
+        *,
+        context: str | None = None,
+    ) -> bytes:
         newest_first = [report(n) for n in (5, 4, 3, 2, 1)]
         if path.startswith("/v2/core/events/"):
             event_id = path.rsplit("/", 1)[1]

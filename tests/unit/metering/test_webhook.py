@@ -49,9 +49,18 @@ FULL = {
 class FakeReader(StripeReader):
     def __init__(self) -> None:
         self.paths: list[str] = []
+        self.contexts: list[str | None] = []
 
-    async def get(self, integration: str, path: str, params: dict[str, object]) -> bytes:
+    async def get(
+        self,
+        integration: str,
+        path: str,
+        params: dict[str, object],
+        *,
+        context: str | None = None,
+    ) -> bytes:
         self.paths.append(path)
+        self.contexts.append(context)
         if path.startswith("/v1/billing/meters/"):
             return b'{"id": "mtr_1", "event_name": "api_calls"}'
         return json.dumps(FULL).encode()
@@ -110,6 +119,20 @@ async def test_a_signed_report_is_processed_once(
         assert response.status == 200
     assert [r.key for r in w.published] == [b"u1"]
     assert json.loads(w.published[0].value)["event_name"] == "api_calls"
+
+
+async def test_a_connected_accounts_report_is_fetched_in_its_context(
+    world: tuple[World, TestClient[Any, Any]],
+) -> None:
+    """The thin event's `context` (a connected account) is sent when fetching the event, as
+    stripe-python's fetch_event does."""
+    w, client = world
+    body = json.dumps({**THIN, "context": "acct_123"})
+    response = await client.post(
+        "/stripe/webhook", data=body, headers={"Stripe-Signature": signature(body)}
+    )
+    assert response.status == 200
+    assert w.reader.contexts[0] == "acct_123"
 
 
 async def test_unknown_integration_malformed_and_other_types(
