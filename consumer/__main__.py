@@ -6,6 +6,7 @@
 - ``docs``: rewrite the README's operation table (from the request Structs) and its project
   layout (from the packages' docstrings).
 - ``send``: publish one request (JSON) and print its reply.
+- ``reconcile``: delivered meter usage against Stripe's event summaries (exit 1 on drift).
 - ``demo``: publish one request per operation, as Conductor would, and print a table.
 - ``conductor register --url URL``: register the event handlers and example workflows.
 - ``conductor write``: write them as JSON files (``deploy/conductor/``).
@@ -63,6 +64,27 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
     return uvloop.run
 
 
+def _add_reconcile(commands: Any) -> None:
+    reconcile = commands.add_parser(
+        "reconcile", help="compare delivered meter usage with Stripe's event summaries"
+    )
+    reconcile.add_argument("--since", default="6h", help="how far back: 90m, 6h, 2d")
+    reconcile.add_argument("--tolerance", type=float, default=None, help="drift allowed per row")
+    reconcile.add_argument("--integration", default="default")
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from consumer.cli.reconcile import reconcile_command
+
+    settings = _settings()
+    if settings is None:
+        return 2
+    tolerance = args.tolerance
+    if tolerance is None:
+        tolerance = settings.meter_verdicts.reconcile_tolerance
+    return asyncio.run(reconcile_command(settings, args.since, tolerance, args.integration))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m consumer",
@@ -82,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument("--timeout", type=float, default=30.0)
     demo = commands.add_parser("demo", help="one request per operation, printed as a table")
     demo.add_argument("--timeout", type=float, default=60.0)
+    _add_reconcile(commands)
     from consumer.conductor import commands as conductor_commands
 
     conductor_commands.add_commands(commands)
@@ -110,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(send_one(args.request, args.key, args.timeout))
     if args.command == "conductor":
         return conductor_commands.run(args)
+    if args.command == "reconcile":
+        return _reconcile(args)
     if args.command == "demo":
         from consumer.cli.demo import demo_command
 

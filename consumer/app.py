@@ -42,6 +42,9 @@ from consumer.kafka.connection import KafkaConnection
 from consumer.kafka.consumer import RecordSource
 from consumer.kafka.producer import RecordSink
 from consumer.metering.ledgers.protocol import IdentifierLedger
+from consumer.metering.usage import UsageBook, usage_book
+from consumer.metering.verdicts.book import VerdictBook, verdict_book
+from consumer.metering.verdicts.wiring import VerdictParts, verdict_parts
 from consumer.metering.wiring import identifier_ledger, meter_batchers
 from consumer.observability.health import HealthProbe
 from consumer.observability.http import http_server
@@ -87,6 +90,8 @@ class _SharedParts:
     sink: RecordSink
     redis: RedisConnection | None
     ledger: IdentifierLedger
+    verdicts: VerdictBook  # each identifier's verdict, reports processed, the poller's cursor
+    usage: UsageBook  # delivered and rejected sums per event name, customer, hour
     owner: str  # this process, in the ledger's claims and the group's rate limit
 
 
@@ -107,7 +112,8 @@ async def _open_shared_parts(
     stack.push_async_callback(_close_redis, redis, watching)
     stack.push_async_callback(ledger.close)
     stack.push_async_callback(sink.stop)
-    return _SharedParts(gateway, sink, redis, ledger, owner)
+    book = verdict_book(settings, redis, owner)
+    return _SharedParts(gateway, sink, redis, ledger, book, usage_book(redis), owner)
 
 
 async def _consume(
@@ -123,10 +129,18 @@ async def _consume(
     deletes = RecordedDeletes(shared.gateway, delete_records(shared.redis), metrics)
     limiters = rate_limiters(settings, shared.redis, shared.owner)
     executor = stripe_executor(settings, deletes, metrics, limiters)
-    single_events, lane = meter_batchers(settings, shared.gateway, executor, shared.ledger, metrics)
+    single_events, lane = meter_batchers(
+        settings, shared.gateway, executor, shared.ledger, metrics, usage=shared.usage
+    )
+    verdicts = _verdict_parts(settings, shared, metrics)
     memory = reply_memory(settings, shared.redis)
     processor = RequestProcessor(
-        settings, executor, metrics, memory=memory, meter_events=single_events
+        settings,
+        executor,
+        metrics,
+        memory=memory,
+        meter_events=single_events,
+        verdicts=verdicts.request_side,
     )
     source = record_source(settings, connection)
     pipeline = Pipeline(
@@ -144,18 +158,37 @@ async def _consume(
     broker = BrokerProbe(connection)
     checking = asyncio.create_task(_check_broker_every(broker, BROKER_CHECK_SECONDS))
     probe = HealthProbe(pipeline, executor.gate, broker)
-    async with http_server(settings.http_host, settings.http_port, registry, probe) as port:
+    serving = http_server(settings.http_host, settings.http_port, registry, probe, verdicts.routes)
+    async with serving as port:
+        await verdicts.start()
         await source.start(rebalance=pipeline)
         _log_started(settings, port)
+        background = [asyncio.create_task(task) for task in verdicts.tasks(stop)]
         try:
             await pipeline.run(stop)
         finally:
+            for task in background:
+                task.cancel()
             checking.cancel()
             await broker.close()
             await source.stop()
             for batcher in {single_events, lane}:
                 await batcher.close(timeout_s=1.0)
             await executor.gate.close()
+
+
+def _verdict_parts(
+    settings: Settings, shared: _SharedParts, metrics: ServiceMetrics
+) -> VerdictParts:
+    return verdict_parts(
+        settings,
+        gateway=shared.gateway,
+        sink=shared.sink,
+        book=shared.verdicts,
+        ledger=shared.ledger,
+        metrics=metrics,
+        usage=shared.usage,
+    )
 
 
 def _log_started(settings: Settings, port: int) -> None:
@@ -184,7 +217,12 @@ async def _create_topics(settings: Settings, connection: KafkaConnection) -> Non
     if not settings.create_topics:
         return
     topics = dict.fromkeys(
-        (*settings.consumed_topics, settings.reply_topic, settings.dlq_topic),
+        (
+            *settings.consumed_topics,
+            settings.reply_topic,
+            settings.dlq_topic,
+            settings.meter_errors_topic,
+        ),
         settings.topic_partitions,
     )
     try:

@@ -1,10 +1,11 @@
 """The HTTP endpoints: ``/metrics`` (Prometheus), ``/healthz`` (liveness), ``/readyz``
-(readiness), served by aiohttp on ``CONSUMER_HTTP_HOST``:``CONSUMER_HTTP_PORT``."""
+(readiness), and routes given by others (``POST /stripe/webhook``), served by aiohttp on
+``CONSUMER_HTTP_HOST``:``CONSUMER_HTTP_PORT``."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -12,7 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from consumer.observability.health import HealthProbe
 
 
-def _http_app(registry: CollectorRegistry, probe: HealthProbe) -> web.Application:
+def _http_app(
+    registry: CollectorRegistry, probe: HealthProbe, routes: Sequence[web.RouteDef]
+) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
             body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
@@ -28,17 +31,27 @@ def _http_app(registry: CollectorRegistry, probe: HealthProbe) -> web.Applicatio
 
     app = web.Application()
     app.add_routes(
-        [web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)]
+        [
+            web.get("/metrics", metrics),
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            *routes,
+        ]
     )
     return app
 
 
 @contextlib.asynccontextmanager
 async def http_server(
-    host: str, port: int, registry: CollectorRegistry, probe: HealthProbe
+    host: str,
+    port: int,
+    registry: CollectorRegistry,
+    probe: HealthProbe,
+    routes: Sequence[web.RouteDef] = (),
 ) -> AsyncIterator[int]:
-    """Serve until exit; yields the port (the one the OS chose when ``port`` is 0)."""
-    runner = web.AppRunner(_http_app(registry, probe), access_log=None)
+    """Serve until exit; yields the port (the one the OS chose when ``port`` is 0). ``routes``
+    adds endpoints of other packages (the Stripe webhook)."""
+    runner = web.AppRunner(_http_app(registry, probe, routes), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from consumer.settings.kafka import KafkaSecurity, read_client_settings
+from consumer.settings.meter_verdicts import MeterVerdictSettings, read_meter_verdict_settings
 from consumer.settings.reader import TOPIC_NAME, EnvironmentReader, SettingsError
 from consumer.settings.secret import Secret
 from consumer.settings.stripe_credentials import StripeCredential, read_credentials
@@ -72,6 +73,7 @@ class Settings:
     meter_dedup_window_seconds: float
     meter_claim_seconds: float
     meter_dedup_max_entries: int
+    meter_verdicts: MeterVerdictSettings = field(default_factory=MeterVerdictSettings)
 
     @property
     def consumed_topics(self) -> tuple[str, ...]:
@@ -206,4 +208,5 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         meter_dedup_max_entries=reader.integer(
             "CONSUMER_METER_DEDUP_MAX_ENTRIES", 200_000, 1_000, 100_000_000
         ),
+        meter_verdicts=read_meter_verdict_settings(reader),
     )

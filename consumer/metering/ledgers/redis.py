@@ -45,6 +45,12 @@ for _, key in ipairs(KEYS) do
 end
 return released
 """
+_FORGET: Final = """
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == 'delivered' then redis.call('DEL', key) end
+end
+return #KEYS
+"""
 
 
 class RedisIdentifierLedger:
@@ -64,6 +70,7 @@ class RedisIdentifierLedger:
         self._claim = connection.script(_CLAIM)
         self._delivered = connection.script(_DELIVERED)
         self._release = connection.script(_RELEASE)
+        self._forget = connection.script(_FORGET)
 
     def _keys(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[str]:
         return [self._prefix + scope.key(identifier) for identifier in identifiers]
@@ -89,6 +96,16 @@ class RedisIdentifierLedger:
             await self._redis.run(
                 self._release, self._keys(scope, identifiers), [self._pending], use=_USE
             )
+
+    async def delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:
+        if not identifiers:
+            return []
+        values = await self._redis.get_many(self._keys(scope, identifiers), use=_USE)
+        return [value == b"delivered" for value in values]
+
+    async def forget(self, scope: LedgerScope, identifiers: Sequence[str]) -> None:
+        if identifiers:
+            await self._redis.run(self._forget, self._keys(scope, identifiers), [], use=_USE)
 
     async def close(self) -> None:
         return None  # the connection is closed by its owner (it serves every use)
