@@ -85,6 +85,10 @@ class RedisConnection:
         # pools refuse beyond their size, which hundreds of requests in flight reach at once,
         # and each refusal would count as Redis failing.
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        # A cluster client learns the nodes once; many first calls at once each start to (and
+        # break each other's connections), so the first call does it alone.
+        self._learning = asyncio.Lock()
+        self._learned = not cluster
         self._client: Any = (
             _cluster_client(url, command_timeout_seconds)
             if cluster
@@ -141,12 +145,20 @@ class RedisConnection:
             raise SharedStateUnavailable("Redis failed recently; retrying shortly")
         try:
             async with asyncio.timeout(timeout_seconds), self._slots:
+                if not self._learned:
+                    await self._learn_nodes()
                 result = await command()
         except (redis.RedisError, OSError, TimeoutError) as exc:
             self._failed(use, exc)
             raise SharedStateUnavailable(f"Redis did not answer ({type(exc).__name__})") from exc
         self._succeeded()
         return result
+
+    async def _learn_nodes(self) -> None:
+        async with self._learning:
+            if not self._learned:
+                await self._client.initialize()
+                self._learned = True
 
     # -- commands -------------------------------------------------------------------------
 

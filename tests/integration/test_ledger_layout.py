@@ -1,6 +1,7 @@
-"""The Redis ledger's compact layout against real Redis: exactly-once claims, releases and
-leases in the bucketed hashes, states in the batch's order, compact encodings, and the
-identifiers the key-per-identifier layout settled still answering."""
+"""The Redis ledger's compact layout against real Redis, a single one and a three-primary
+cluster: exactly-once claims, releases and leases in the bucketed hashes, states in the
+batch's order (a batch spans many cluster slots), compact encodings, and the identifiers the
+key-per-identifier layout settled still answering (single Redis)."""
 
 from __future__ import annotations
 
@@ -25,15 +26,24 @@ CLAIMED, DELIVERED, PENDING = ClaimState.CLAIMED, ClaimState.DELIVERED, ClaimSta
 Connect = Callable[[], RedisConnection]
 
 
+@pytest.fixture(params=["single", "cluster"])
+def redis_url(request: pytest.FixtureRequest, stack: dict[str, str]) -> tuple[str, bool]:
+    """(URL, whether a cluster): the stack's Redis, then its Redis Cluster."""
+    if request.param == "single":
+        return stack["REDIS_URL"], False
+    return request.getfixturevalue("redis_cluster_url"), True
+
+
 @pytest_asyncio.fixture
-async def connect(stack: dict[str, str]) -> AsyncIterator[Connect]:
+async def connect(redis_url: tuple[str, bool]) -> AsyncIterator[Connect]:
     """Connections as separate replicas hold them, on a key prefix private to this test."""
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
     opened: list[RedisConnection] = []
+    url, cluster = redis_url
 
     def make() -> RedisConnection:
         metrics = ServiceMetrics(CollectorRegistry())
-        opened.append(RedisConnection(stack["REDIS_URL"], metrics, prefix=prefix))
+        opened.append(RedisConnection(url, metrics, prefix=prefix, cluster=cluster))
         return opened[-1]
 
     yield make
@@ -122,6 +132,7 @@ async def test_settled_identifiers_sit_in_compact_hashes_that_expire(connect: Co
     assert pending == 0  # the claim went when the identifier settled
 
 
+@pytest.mark.parametrize("redis_url", ["single"], indirect=True)
 async def test_identifiers_the_earlier_layout_settled_still_answer(connect: Connect) -> None:
     """A key of the key-per-identifier layout ('delivered', or a claim) is honoured."""
     connection = connect()
