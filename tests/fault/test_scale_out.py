@@ -6,6 +6,7 @@ answered exactly once, the new replicas take partitions, and the pause the rebal
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,7 +24,7 @@ COUNT = 2_000  # 20 s of load
 def longest_gap_ms(replies: list[InboundRecord], since_ms: int) -> tuple[int, int]:
     """(longest gap between consecutive replies after since_ms, replies in that span)."""
     times = sorted(r.timestamp_ms for r in replies if r.timestamp_ms >= since_ms)
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     return max(gaps, default=0), len(times)
 
 
