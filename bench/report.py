@@ -83,7 +83,22 @@ def table(results: dict[str, Any]) -> str:
         ),
         ("m", "  aiokafka alone: read + decode records/s", m.get("aiokafka_read_decode_per_s"), ""),
         ("m", "  identifiers delivered more than once", m.get("delivered_more_than_once"), "0"),
+        *replica_rows(results.get("r", {})),
     ]
     lines = [f"{'':2} {'measure':<58} {'value':>10}  target", "-" * 84]
     lines += [f"{k:2} {name:<58} {value!s:>10}  {target}" for k, name, value, target in rows]
     return "\n".join(lines)
+
+
+def replica_rows(r: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
+    """(r): N replicas against one (bench/scenarios/replicas.py)."""
+    rates = r.get("ops_per_s_by_replicas", {})
+    return [
+        (
+            "r",
+            f"{r.get('replicas')} replicas / one, 100 ms Stripe, {r.get('cores')} cores",
+            r.get("ratio"),
+            r.get("target", ""),
+        ),
+        ("r", "  ops/s by replicas", " / ".join(str(v) for v in rates.values()) or None, ""),
+    ]

@@ -13,6 +13,7 @@ from .latency import latency_outside_stripe
 from .memory import peak_rss_in_a_backlog
 from .metering import meter_events_through_the_stream
 from .rate_limit import calls_per_second_under_a_limit
+from .replicas import replicas_against_one
 from .throughput import service_vs_aiokafka_ceiling, service_vs_naive_consumer
 
 Scenario = Callable[[Harness], Awaitable[dict[str, Any]]]
@@ -25,4 +26,5 @@ SCENARIOS: dict[str, Scenario] = {
     "d": peak_rss_in_a_backlog,
     "e": calls_per_second_under_a_limit,
     "m": meter_events_through_the_stream,
+    "r": replicas_against_one,
 }
