@@ -84,6 +84,7 @@ def table(results: dict[str, Any]) -> str:
         ("m", "  aiokafka alone: read + decode records/s", m.get("aiokafka_read_decode_per_s"), ""),
         ("m", "  identifiers delivered more than once", m.get("delivered_more_than_once"), "0"),
         *replica_rows(results.get("r", {})),
+        *conductor_rows(results.get("w", {})),
     ]
     lines = [f"{'':2} {'measure':<58} {'value':>10}  target", "-" * 84]
     lines += [f"{k:2} {name:<58} {value!s:>10}  {target}" for k, name, value, target in rows]
@@ -102,3 +103,23 @@ def replica_rows(r: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
         ),
         ("r", "  ops/s by replicas", " / ".join(str(v) for v in rates.values()) or None, ""),
     ]
+
+
+def conductor_rows(w: dict[str, Any]) -> list[tuple[str, str, Any, str]]:
+    """(w): a Conductor workflow's step (bench/scenarios/conductor_steps.py)."""
+    step = w.get("per_step_ms", {})
+    parts = w.get("per_part_ms", {})
+    rows: list[tuple[str, str, Any, str]] = [
+        ("w", "Conductor EVENT step, scheduled -> COMPLETED: p50 ms", step.get("p50_ms"), ""),
+        ("w", "  p99 ms", step.get("p99_ms"), ""),
+    ]
+    for key, value in parts.items():
+        target = "< 100 (p50)" if key.endswith(".completion") else ""
+        rows.append(
+            ("w", f"  {key} p50 / p99 ms", f"{value.get('p50_ms')} / {value.get('p99_ms')}", target)
+        )
+    rows.append(
+        ("w", "  first step after registering (s)", w.get("first_step_after_registration_s"), "")
+    )
+    rows.append(("w", "  register's wait for Conductor (s)", w.get("register_wait_s"), ""))
+    return rows

@@ -67,7 +67,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scenarios", default="abcdemr")
+    parser.add_argument("--scenarios", default="abcdemrw")
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply record counts (quick runs: 0.1)"
     )

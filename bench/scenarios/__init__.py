@@ -1,6 +1,7 @@
 """The scenarios of ``make bench``, one module per figure, each an async function of the
 harness that returns its results. They import bench.harness (their only door to Kafka,
-the stack and the stand-in), msgspec and the standard library; never each other."""
+the stack, Conductor and the stand-in), msgspec and the standard library (and (w) the
+shipped Conductor event handlers); never each other."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from bench.harness import Harness
 
+from .conductor_steps import conductor_step_latency
 from .latency import latency_outside_stripe
 from .memory import peak_rss_in_a_backlog
 from .metering import meter_events_through_the_stream
@@ -27,4 +29,5 @@ SCENARIOS: dict[str, Scenario] = {
     "e": calls_per_second_under_a_limit,
     "m": meter_events_through_the_stream,
     "r": replicas_against_one,
+    "w": conductor_step_latency,
 }
