@@ -114,15 +114,18 @@ async def test_settled_identifiers_sit_in_compact_hashes_that_expire(connect: Co
     inspect = connection.script(
         """
         local bucket = ARGV[1] .. ':' .. math.floor(tonumber(redis.call('TIME')[1]) / ARGV[2])
-        local shards = tonumber(redis.call('GET', bucket .. ':n'))
+        local meta = ARGV[5] .. ':' .. math.floor(tonumber(redis.call('TIME')[1]) / ARGV[2])
+        local shards = tonumber(redis.call('GET', meta .. ':n'))
         local key = bucket .. ':' .. (tonumber(ARGV[3]) % shards)
         return {redis.call('OBJECT', 'ENCODING', key), redis.call('TTL', key),
                 redis.call('HLEN', key), redis.call('EXISTS', ARGV[4])}
         """
     )
     placed = layout.place(SCOPE, ids[0])
+    # A single Redis keeps the shard counts once per account; a cluster per group.
+    meta = placed.base if connection.clustered else layout.shared_meta_base(SCOPE)
     args: list[str | bytes | int] = [placed.base, layout.bucket_seconds, placed.shard]
-    args.append(placed.pending_key)
+    args += [placed.pending_key, meta]
     encoding, ttl, fields, pending = await connection.run(
         inspect, [placed.pending_key], args, use="t"
     )

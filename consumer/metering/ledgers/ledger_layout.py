@@ -22,12 +22,15 @@ MAX_SHARDS: Final = 1 << 24
 class Placed(msgspec.Struct, frozen=True):
     identifier: str
     digest: bytes  # the field of the settled identifier in its shard's hash
-    base: str  # <prefix>meter:{<integration>:<account>:<group>}
+    base: str  # <prefix>meter:{<integration>:<account>:<group>}:<bucket seconds>
     shard: int  # its shard in a bucket is shard % (the bucket's shard count)
     pending_key: str
 
 
 class LedgerLayout:
+    """Names for one prefix and window. The Lua scripts rebuild an identifier's base and shard
+    from its digest (``group_of``, ``shard_of``), so a call sends one digest per identifier."""
+
     def __init__(self, prefix: str, *, window_seconds: float, events_per_second: float) -> None:
         self.prefix = prefix
         self.window_seconds = math.ceil(window_seconds)
@@ -36,20 +39,43 @@ class LedgerLayout:
         self.lookback_buckets = math.ceil(self.window_seconds / self.bucket_seconds)
         self.new_bucket_shards = shards_for(events_per_second, self.bucket_seconds)
 
-    def place(self, scope: LedgerScope, identifier: str) -> Placed:
+    def tag_start(self, scope: LedgerScope) -> str:
+        """A key's start up to its group: ``<prefix>{<integration>:<account>:``."""
+        return f"{self.prefix}{{{scope.integration}:{scope.stripe_account or '-'}:"
+
+    def base_end(self) -> str:
+        """After the group: the tag's end and the bucket length (buckets of another window
+        are other keys)."""
+        return f"}}:{self.bucket_seconds}"
+
+    def shared_meta_base(self, scope: LedgerScope) -> str:
+        """Where a single Redis keeps each bucket's shard count, once per account (a cluster
+        keeps it per group, beside the group's keys)."""
+        account = scope.stripe_account or "-"
+        return f"{self.prefix}{{{scope.integration}:{account}}}:{self.bucket_seconds}"
+
+    def pending(self, tag_start: str, identifier: str) -> tuple[str, bytes]:
+        """(its pending key, its digest): all a call sends per identifier."""
         digest = hashlib.blake2b(identifier.encode(), digest_size=DIGEST_BYTES).digest()
-        group = digest[6] % GROUPS
-        tag = f"{{{scope.integration}:{scope.stripe_account or '-'}:{group}}}"
-        shard = int.from_bytes(digest[:6], "big")  # < 2^53: exact in Lua's numbers
-        pending = f"{self.prefix}{tag}:p:{digest.hex()}"
-        # The bucket length is in the name: buckets of another window are other keys.
-        return Placed(
-            identifier, digest, f"{self.prefix}{tag}:{self.bucket_seconds}", shard, pending
-        )
+        return f"{tag_start}{group_of(digest)}}}:p:{digest.hex()}", digest
+
+    def place(self, scope: LedgerScope, identifier: str) -> Placed:
+        start = self.tag_start(scope)
+        pending, digest = self.pending(start, identifier)
+        base = f"{start}{group_of(digest)}{self.base_end()}"
+        return Placed(identifier, digest, base, shard_of(digest), pending)
 
     def legacy_key(self, scope: LedgerScope, identifier: str) -> str:
         """The key of the key-per-identifier layout before this one."""
         return self.prefix + scope.key(identifier)
+
+
+def group_of(digest: bytes) -> int:
+    return digest[6] % GROUPS  # Lua: string.byte(digest, 7) % 256
+
+
+def shard_of(digest: bytes) -> int:
+    return int.from_bytes(digest[:6], "big")  # < 2^53: exact in Lua's numbers
 
 
 def bucket_seconds(window_seconds: float) -> int:

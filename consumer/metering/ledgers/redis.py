@@ -12,7 +12,8 @@ identifiers: an identifier is hashed to 16 bytes (BLAKE2b) and a settled one is 
 small hash in a time bucket: ``<base>:<bucket>:<shard>`` where ``<base>`` is
 ``<prefix>meter:{<integration>:<account>:<group>}:<bucket seconds>`` (the hash tag puts each
 of 256 groups on one cluster slot), a bucket is an eighth of the window (by Redis's clock),
-and ``<base>:<bucket>:n`` says how many shards that bucket has (fixed when the bucket opens,
+and a meta key ``...:<bucket>:n`` (one per account on a single Redis, one per group on a
+cluster) says how many shards that bucket has (fixed when the bucket opens,
 from the rate the layout is sized for, so that a hash holds at most ~96 fields and Redis
 keeps it in its compact listpack encoding). A bucket expires as a whole, ``window`` after it
 closes: an identifier is remembered at least the window, at most an eighth longer; a claim
@@ -20,7 +21,9 @@ looks in nine buckets. Changing the window changes the bucket length, so identif
 before the change are not seen after it (Stripe's own 24-hour dedup still covers the last
 day). A pending claim is a key of its own, ``<prefix>meter:{...}:p:<hex digest>``, holding
 ``pending:<owner>`` with the lease as TTL. Memory: 25-29 bytes per settled identifier against
-~200 for the key-per-identifier layout before it (``bench/ledger_sizing.py`` measures both).
+~210 for the key-per-identifier layout before it (``bench/ledger_sizing.py`` measures both),
+for about 2.4x its Redis CPU (nine buckets to look in). A call sends each identifier's
+pending key and digest; the scripts rebuild the rest from the digest.
 
 Settled states are stored as a code ('1' for delivered; another state as its value), so the
 states of :class:`ClaimState` stay the interface. Identifiers settled by the earlier layout
@@ -34,7 +37,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Final
 
-from consumer.metering.ledgers.ledger_layout import LedgerLayout, Placed
+from consumer.metering.ledgers.ledger_layout import LedgerLayout
 from consumer.metering.ledgers.protocol import ClaimState, LedgerScope
 from consumer.shared_state.redis_client import LuaScript, RedisConnection
 
@@ -42,44 +45,65 @@ _USE: Final = "meter_ledger"
 _CODES: Final = {ClaimState.DELIVERED: "1"}
 _STATES: Final = {code: state for state, code in _CODES.items()}
 
+# Shared by both scripts: where an identifier lives, rebuilt from its digest (ARGV) and the
+# call's key parts: its group (digest byte 7) and its shard number (digest bytes 1-6, under
+# 2^53), as ledger_layout.group_of/shard_of compute them; a bucket's shard count from the
+# account's meta key (single Redis) or the group's (cluster), read once per call.
+_PLACE: Final = """
+local tag_start, base_end, shared_meta = ARGV[1], ARGV[2], ARGV[3]
+local function base_of(digest)
+  return tag_start .. (string.byte(digest, 7) % 256) .. base_end
+end
+local function shard_of(digest)
+  local n = 0
+  for i = 1, 6 do n = n * 256 + string.byte(digest, i) end
+  return n
+end
+local function meta_of(base, bucket)
+  if shared_meta ~= '' then return shared_meta .. ':' .. bucket .. ':n' end
+  return base .. ':' .. bucket .. ':n'
+end
+"""
 # KEYS: each identifier's pending key, then (legacy on) each one's key of the earlier layout.
-# ARGV: pending value, lease ms, buckets to look back, bucket seconds, legacy 1/0, then per
-# identifier: base, shard number, digest. Answers per identifier: 'claimed', 'pending' or the
-# code of the state it settled in.
-_CLAIM: Final = """
+# ARGV: tag start, base end, shared meta base or '', pending value, lease ms, buckets to look
+# back, bucket seconds, legacy 1/0, then each identifier's digest. Answers per identifier:
+# 'claimed', 'pending' or the code of the state it settled in.
+_CLAIM: Final = (
+    _PLACE
+    + """
 local now = redis.call('TIME')
-local current = math.floor(tonumber(now[1]) / tonumber(ARGV[4]))
-local oldest = current - tonumber(ARGV[3])
+local current = math.floor(tonumber(now[1]) / tonumber(ARGV[7]))
+local oldest = current - tonumber(ARGV[6])
 local shards = {}
-local function settled(base, shard, digest)
+local function settled(digest)
+  local base, shard = base_of(digest), shard_of(digest)
   for b = current, oldest, -1 do
-    local bucket = base .. ':' .. b
-    local n = shards[bucket]
+    local meta = meta_of(base, b)
+    local n = shards[meta]
     if n == nil then
-      n = tonumber(redis.call('GET', bucket .. ':n') or '0')
-      shards[bucket] = n
+      n = tonumber(redis.call('GET', meta) or '0')
+      shards[meta] = n
     end
     if n > 0 then
-      local state = redis.call('HGET', bucket .. ':' .. (shard % n), digest)
+      local state = redis.call('HGET', base .. ':' .. b .. ':' .. (shard % n), digest)
       if state then return state end
     end
   end
   return nil
 end
-local legacy = ARGV[5] == '1'
+local legacy = ARGV[8] == '1'
 local count = #KEYS
 if legacy then count = count / 2 end
 local states = {}
 for i = 1, count do
-  local j = 5 + (i - 1) * 3
-  local state = settled(ARGV[j + 1], tonumber(ARGV[j + 2]), ARGV[j + 3])
+  local state = settled(ARGV[8 + i])
   if state == nil and legacy then
     local old = redis.call('GET', KEYS[count + i])
     if old == 'delivered' then state = '1' elseif old then state = 'pending' end
   end
   if state ~= nil then
     states[i] = state
-  elseif redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  elseif redis.call('SET', KEYS[i], ARGV[4], 'NX', 'PX', ARGV[5]) then
     states[i] = 'claimed'
   else
     states[i] = 'pending'
@@ -87,25 +111,29 @@ for i = 1, count do
 end
 return states
 """
-# KEYS: each identifier's pending key. ARGV: state code, shards of a new bucket, bucket
-# seconds, window seconds, then per identifier: base, shard number, digest.
-_SETTLE: Final = """
+)
+# KEYS: each identifier's pending key. ARGV: tag start, base end, shared meta base or '',
+# state code, shards of a new bucket, bucket seconds, window seconds, then the digests.
+_SETTLE: Final = (
+    _PLACE
+    + """
 local now = redis.call('TIME')
-local seconds = tonumber(ARGV[3])
+local seconds = tonumber(ARGV[6])
 local current = math.floor(tonumber(now[1]) / seconds)
-local expire_at = (current + 1) * seconds + tonumber(ARGV[4])
+local expire_at = (current + 1) * seconds + tonumber(ARGV[7])
 local shards, expiring = {}, {}
 for i = 1, #KEYS do
-  local j = 4 + (i - 1) * 3
-  local bucket = ARGV[j + 1] .. ':' .. current
-  local n = shards[bucket]
+  local digest = ARGV[7 + i]
+  local base = base_of(digest)
+  local meta = meta_of(base, current)
+  local n = shards[meta]
   if n == nil then
-    redis.call('SET', bucket .. ':n', ARGV[2], 'NX', 'EXAT', expire_at)
-    n = tonumber(redis.call('GET', bucket .. ':n'))
-    shards[bucket] = n
+    redis.call('SET', meta, ARGV[5], 'NX', 'EXAT', expire_at)
+    n = tonumber(redis.call('GET', meta))
+    shards[meta] = n
   end
-  local key = bucket .. ':' .. (tonumber(ARGV[j + 2]) % n)
-  redis.call('HSET', key, ARGV[j + 3], ARGV[1])
+  local key = base .. ':' .. current .. ':' .. (shard_of(digest) % n)
+  redis.call('HSET', key, digest, ARGV[4])
   if not expiring[key] then
     redis.call('EXPIREAT', key, expire_at)
     expiring[key] = true
@@ -114,6 +142,7 @@ for i = 1, #KEYS do
 end
 return #KEYS
 """
+)
 _RELEASE: Final = """
 local released = 0
 for _, key in ipairs(KEYS) do
@@ -147,16 +176,22 @@ class RedisIdentifierLedger:
         self._settle = connection.script(_SETTLE)
         self._release = connection.script(_RELEASE)
 
+    def _places(self, scope: LedgerScope) -> list[str]:
+        layout = self._layout
+        shared = "" if self._redis.clustered else layout.shared_meta_base(scope)
+        return [layout.tag_start(scope), layout.base_end(), shared]
+
     async def claim(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[ClaimState]:
         layout = self._layout
-        head = [self._pending, self._lease_ms, str(layout.lookback_buckets)]
-        head += [str(layout.bucket_seconds), "1" if self._legacy else "0"]
+        head: list[str | bytes] = [*self._places(scope), self._pending, self._lease_ms]
+        head += [str(layout.lookback_buckets), str(layout.bucket_seconds)]
+        head.append("1" if self._legacy else "0")
+        legacy = [layout.legacy_key(scope, i) for i in identifiers] if self._legacy else None
 
-        def call(placed: list[Placed]) -> tuple[list[str], list[str | bytes]]:
-            keys = [p.pending_key for p in placed]
-            if self._legacy:
-                keys += [layout.legacy_key(scope, p.identifier) for p in placed]
-            return keys, [*head, *_per_identifier(placed)]
+        def call(indexes: list[int], keys: list[str], digests: list[bytes]) -> Any:
+            if legacy is not None:
+                keys = keys + [legacy[i] for i in indexes]
+            return keys, [*head, *digests]
 
         answers = await self._run(self._claim, scope, identifiers, call)
         return [_state(answer) for answer in answers]
@@ -165,12 +200,8 @@ class RedisIdentifierLedger:
         await self._settled(scope, identifiers, ClaimState.DELIVERED)
 
     async def release(self, scope: LedgerScope, identifiers: Sequence[str]) -> None:
-        await self._run(
-            self._release,
-            scope,
-            identifiers,
-            lambda placed: ([p.pending_key for p in placed], [self._pending]),
-        )
+        pending = [self._pending]
+        await self._run(self._release, scope, identifiers, lambda _, k, _d: (k, pending))
 
     async def close(self) -> None:
         return None  # the connection is closed by its owner (it serves every use)
@@ -180,47 +211,39 @@ class RedisIdentifierLedger:
     ) -> None:
         """Record identifiers as settled in ``state`` (for the window) and drop their claims."""
         layout = self._layout
-        head: list[str | bytes] = [_CODES.get(state, state.value), str(layout.new_bucket_shards)]
-        head += [str(layout.bucket_seconds), str(layout.window_seconds)]
-        await self._run(
-            self._settle,
-            scope,
-            identifiers,
-            lambda placed: ([p.pending_key for p in placed], [*head, *_per_identifier(placed)]),
-        )
+        head: list[str | bytes] = [*self._places(scope), _CODES.get(state, state.value)]
+        head += [str(layout.new_bucket_shards), str(layout.bucket_seconds)]
+        head.append(str(layout.window_seconds))
+        await self._run(self._settle, scope, identifiers, lambda _, k, d: (k, [*head, *d]))
 
     async def _run(
-        self,
-        script: LuaScript,
-        scope: LedgerScope,
-        identifiers: Sequence[str],
-        call: Any,
+        self, script: LuaScript, scope: LedgerScope, identifiers: Sequence[str], call: Any
     ) -> list[Any]:
         """Run ``script`` over the identifiers: one call on a single Redis, one per hash slot
-        on a cluster (together); answers in the identifiers' order."""
+        on a cluster (together); answers in the identifiers' order. ``call(indexes, pending
+        keys, digests)`` gives a call's KEYS and ARGV."""
         if not identifiers:
             return []
-        placed = [self._layout.place(scope, identifier) for identifier in identifiers]
-        groups = self._redis.slot_groups([p.pending_key for p in placed])
+        start = self._layout.tag_start(scope)
+        placed = [self._layout.pending(start, identifier) for identifier in identifiers]
+        pending = [key for key, _ in placed]
+        groups = self._redis.slot_groups(pending)
 
         async def one(indexes: list[int]) -> list[Any]:
-            keys, args = call([placed[i] for i in indexes])
+            keys, args = call(
+                indexes, [pending[i] for i in indexes], [placed[i][1] for i in indexes]
+            )
             answer = await self._redis.run(script, keys, args, use=_USE)
             return list(answer) if isinstance(answer, list) else [answer] * len(indexes)
 
+        if len(groups) == 1:
+            return await one(groups[0])
         answers: list[Any] = [None] * len(placed)
         results = await asyncio.gather(*(one(indexes) for indexes in groups))
         for indexes, result in zip(groups, results, strict=True):
             for index, answer in zip(indexes, result, strict=False):
                 answers[index] = answer
         return answers
-
-
-def _per_identifier(placed: Sequence[Placed]) -> list[str | bytes]:
-    args: list[str | bytes] = []
-    for p in placed:
-        args += [p.base, str(p.shard), p.digest]
-    return args
 
 
 def _state(answer: bytes | str) -> ClaimState:
