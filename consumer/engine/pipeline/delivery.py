@@ -148,4 +148,3 @@ class Delivery:
 
 async def _never_instead(refused: OutboundRecord, failure: DeliveryFailed) -> None:
     """No other record stands in for one that is refused: it is retried until acknowledged."""
-    return None
