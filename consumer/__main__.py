@@ -7,6 +7,8 @@
   layout (from the packages' docstrings).
 - ``send``: publish one request (JSON) and print its reply.
 - ``demo``: publish one request per operation, as Conductor would, and print a table.
+- ``dlq list|show|replay``: the dead-letter topic: counts per reason, one record with its
+  provenance, replay to the source topic (dry run unless ``--execute``).
 - ``conductor register --url URL``: register the event handlers and example workflows.
 - ``conductor write``: write them as JSON files (``deploy/conductor/``).
 """
@@ -82,7 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_argument("--timeout", type=float, default=30.0)
     demo = commands.add_parser("demo", help="one request per operation, printed as a table")
     demo.add_argument("--timeout", type=float, default=60.0)
+    from consumer.cli import dlq
     from consumer.conductor import commands as conductor_commands
+
+    dlq.add_commands(commands)
 
     conductor_commands.add_commands(commands)
     args = parser.parse_args(argv)
@@ -108,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from consumer.cli.send import send_one
 
         return asyncio.run(send_one(args.request, args.key, args.timeout))
+    if args.command == "dlq":
+        return asyncio.run(dlq.dlq_command(args))
     if args.command == "conductor":
         return conductor_commands.run(args)
     if args.command == "demo":
