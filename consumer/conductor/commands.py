@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from consumer.conductor.assets import asset_files, event_handlers, example_workflows
+from consumer.conductor.assets import all_event_handlers, all_workflows, asset_files
 from consumer.conductor.client import ConductorClient, ConductorError
 
 
@@ -34,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
     client = ConductorClient(args.url)
     try:
         lines = client.upsert_event_handlers(
-            event_handlers(args.reply_topic, suffix=args.handler_suffix)
+            all_event_handlers(args.reply_topic, suffix=args.handler_suffix)
         )
         if not args.no_examples:
-            lines += client.upsert_workflows(example_workflows(args.request_topic))
+            lines += client.upsert_workflows(all_workflows(args.request_topic, args.reply_topic))
     except (ConductorError, OSError) as exc:
         print(f"conductor: {exc}")
         return 1
