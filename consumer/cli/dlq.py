@@ -155,7 +155,7 @@ def _print_list(topic: str, letters: list[DeadLetterView], *, records: bool, as_
             document["records"] = [_line_fields(letter) for letter in letters]
         print(json.dumps(document, indent=2))
         return
-    print(f"{len(letters)} records in {topic}")
+    print(f"{len(letters)} record{'' if len(letters) == 1 else 's'} in {topic}")
     print(f"{'reason':<20} {'count':>7}  {'oldest':<25} {'newest':<25} source topics")
     for s in summaries:
         print(
