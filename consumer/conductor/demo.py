@@ -4,6 +4,7 @@ workflow per operation and the chains, and report each workflow and EVENT task."
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 from consumer.conductor.assets import CHAIN_EXAMPLE_INPUTS, all_event_handlers, all_workflows
@@ -23,6 +24,28 @@ def _task_summary(task: dict[str, Any]) -> str:
     detail = result.get("id") or result.get("identifier") or result.get("object") or "-"
     extra = f" (status {result['status']})" if isinstance(result.get("status"), str) else ""
     return f"{detail}{extra}"
+
+
+async def _wait_finished(
+    client: ConductorClient, started: dict[str, str], timeout_s: float
+) -> dict[str, dict[str, Any]]:
+    """Poll each workflow until it is terminal or the time is up (a slow answer is polled
+    again, not fatal)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    finished: dict[str, dict[str, Any]] = {}
+    while len(finished) < len(started) and loop.time() < deadline:
+        for label, workflow_id in started.items():
+            if label in finished:
+                continue
+            try:
+                execution = await asyncio.to_thread(client.workflow, workflow_id)
+            except (TimeoutError, OSError):
+                continue
+            if execution["status"] in {"COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT"}:
+                finished[label] = execution
+        await asyncio.sleep(1)
+    return finished
 
 
 def conductor_report(executions: dict[str, dict[str, Any]], labels: dict[str, str]) -> list[str]:
@@ -46,14 +69,17 @@ async def run_conductor_demo(
     reply_topic: str,
     *,
     kafka_bootstrap: str | None = None,
+    started_event: threading.Event | None = None,
     timeout_s: float = 240,
 ) -> tuple[list[str], int, int]:
     """Register the handlers and examples, run workflows through Conductor, report them
     (the KAFKA_PUBLISH example too when ``kafka_bootstrap`` is given: it needs the address).
+    ``started_event`` is set once every workflow is started (the demo does other work while
+    they run; a busy machine makes Conductor slow to answer, hence the long HTTP timeout).
 
     Returns (report lines, operation workflows COMPLETED, operation workflows run).
     """
-    client = ConductorClient(conductor_url)
+    client = ConductorClient(conductor_url, timeout_s=60)
     await asyncio.to_thread(client.upsert_event_handlers, all_event_handlers(reply_topic))
     await asyncio.to_thread(client.upsert_workflows, all_workflows(request_topic, reply_topic))
     runs: dict[str, dict[str, Any]] = dict(CHAIN_EXAMPLE_INPUTS)
@@ -74,16 +100,9 @@ async def run_conductor_demo(
         "(Conductor subscribes to a new handler's topic within 60 s)",
         flush=True,
     )
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    finished: dict[str, dict[str, Any]] = {}
-    while len(finished) < len(started) and loop.time() < deadline:
-        for label, workflow_id in started.items():
-            if label not in finished:
-                execution = await asyncio.to_thread(client.workflow, workflow_id)
-                if execution["status"] in {"COMPLETED", "FAILED", "TERMINATED", "TIMED_OUT"}:
-                    finished[label] = execution
-        await asyncio.sleep(1)
+    if started_event is not None:
+        started_event.set()
+    finished = await _wait_finished(client, started, timeout_s)
     operations = [f"stripe_{op}" for op in OPERATION_NAMES]
     shown = {  # the chains, the KAFKA_PUBLISH example and the bad request, task by task
         label: finished.get(label, {"status": "NOT FINISHED"})
