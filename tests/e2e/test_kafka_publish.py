@@ -10,11 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from consumer.conductor.kafka_publish import (
-    kafka_publish_workflow,
-    wait_event_handlers,
-    wait_reply_topic,
-)
+from consumer.conductor.kafka_publish import kafka_publish_workflow, wait_reply_topic
 from consumer.kafka.admin import ensure_topics
 from consumer.kafka.reader import read_to_end
 from tests.e2e.conftest import Conductor
@@ -36,12 +32,8 @@ async def test_kafka_publish_then_wait_completes_with_the_stripe_result(
     await ensure_topics(conductor.kafka.connection, {wait_reply_topic(topics.replies): 1})
     workflow = kafka_publish_workflow(topics.requests, topics.replies, "tests@example.com")
     workflow["name"] += f"_{topics.prefix}"
-    client = conductor.client
-    await asyncio.to_thread(
-        client.upsert_event_handlers,
-        wait_event_handlers(topics.replies, suffix=f"_{topics.prefix}"),
-    )
-    await asyncio.to_thread(client.upsert_workflows, [workflow])
+    # The conductor fixture registered the `.wait` handlers with the others, early.
+    await asyncio.to_thread(conductor.client.upsert_workflows, [workflow])
     bootstrap = stack["KAFKA_BOOTSTRAP_SERVERS"]
     good = await conductor.start(
         workflow["name"],
