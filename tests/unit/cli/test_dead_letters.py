@@ -3,6 +3,9 @@ publishes and when it refuses; and the service carrying the replay count back in
 
 from __future__ import annotations
 
+import pytest
+
+from consumer.__main__ import main
 from consumer.cli.dead_letters import (
     DeadLetterView,
     Selection,
@@ -180,3 +183,26 @@ def test_a_first_visit_has_no_replay_count_header() -> None:
         "stripe.dlq", inbound, RecordCoordinates("stripe.requests", 0, 1), reason="r", detail="d"
     )
     assert "dlq.replay-count" not in dict(record.headers)
+
+
+def test_bad_time_filter_is_a_usage_error_before_kafka_is_asked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--since yesterday` exits 2 naming the problem; no broker is contacted (none runs
+    at the address given)."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    assert main(["dlq", "list", "--since", "yesterday"]) == 2
+    assert "dlq: Invalid isoformat string: 'yesterday'" in capsys.readouterr().err
+
+
+def test_max_replays_below_one_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`CONSUMER_DLQ_MAX_REPLAYS=0` (or not a number) is refused: exit 2."""
+    from consumer.cli.dlq import _max_replays
+
+    monkeypatch.setenv("CONSUMER_DLQ_MAX_REPLAYS", "0")
+    assert _max_replays(None) is None
+    monkeypatch.setenv("CONSUMER_DLQ_MAX_REPLAYS", "five")
+    assert _max_replays(None) is None
+    assert _max_replays(2) == 2
+    monkeypatch.delenv("CONSUMER_DLQ_MAX_REPLAYS")
+    assert _max_replays(None) == 3
