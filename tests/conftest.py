@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import StandIn, add_conductor, local_stack
+from tests.support.stack import StandIn, add_conductor, local_stack, secured_kafka
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +35,11 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
         yield process
     finally:
         process.close()
+
+
+@pytest.fixture(scope="session")
+def secured_kafka_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One private secured broker per test session (SASL_SSL, SSL with client certificates,
+    ACLs), shared by every security test; started only when one asks for it."""
+    with secured_kafka(tmp_path_factory.mktemp("secured-kafka")) as env:
+        yield env

@@ -5,10 +5,12 @@ never imports the orchestrator. This face names what other files use."""
 
 from .cli import main
 from .downloads import apt_install, cache_dir, complete, file_lock, installing
+from .kafka_acls import ServiceGrants
 from .kafka_broker import KAFKA_VERSION, install_kafka
 from .kafka_config import KAFKA_LOG4J, kafka_cluster_id
 from .lifecycle import (
     down,
+    grant_acls,
     install,
     kill_kafka,
     restart_kafka,
@@ -26,6 +28,7 @@ __all__ = [
     "KAFKA_VERSION",
     "REPO_ROOT",
     "STRIPE_MOCK_VERSION",
+    "ServiceGrants",
     "StackError",
     "apt_install",
     "as_root",
@@ -33,6 +36,7 @@ __all__ = [
     "complete",
     "down",
     "file_lock",
+    "grant_acls",
     "install",
     "install_kafka",
     "install_stripe_mock",

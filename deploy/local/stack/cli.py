@@ -1,7 +1,8 @@
 """The stack's command line, ``python3 deploy/local/stack <command>`` (``<command> --help``
 for flags)::
 
-    up [--dir DIR] [--no-conductor] [--partitions N]   install what is missing, start, wait
+    up [--dir DIR] [--no-conductor] [--partitions N] [--secured]
+                                                        install what is missing, start, wait
     down [--dir DIR] [--keep-data]                      stop everything started in DIR
     status [--dir DIR]                                  exit 0 only if all started parts are up
     install [--no-conductor]                            only fill the cache
@@ -63,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     up_cmd.add_argument(
         "--partitions", type=int, help=f"num.partitions (default {DEFAULT_PARTITIONS})"
     )
+    up_cmd.add_argument(
+        "--secured",
+        action="store_true",
+        help="also SASL_SSL (SCRAM-SHA-512) and SSL (client certificate) listeners, with ACLs",
+    )
     down_cmd = with_dir("down", "stop everything started in DIR")
     down_cmd.add_argument("--keep-data", action="store_true", help="keep topics, Conductor db")
     with_dir("status", "print each component up/down; exit 0 only if all are up")
@@ -82,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
             install(conductor=not args.no_conductor)
         elif args.command == "up":
             started = time.monotonic()
-            env = up(args.dir, conductor=not args.no_conductor, partitions=args.partitions)
+            env = up(
+                args.dir,
+                conductor=not args.no_conductor,
+                partitions=args.partitions,
+                secured=args.secured,
+            )
             for key, value in env.items():
                 say(f"  {key}={value}")
             env_file = stack_dir.resolve(args.dir) / "stack.env"

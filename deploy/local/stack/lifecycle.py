@@ -21,7 +21,9 @@ from typing import Any
 
 from . import (
     conductor_server,
+    kafka_acls,
     kafka_broker,
+    kafka_security,
     network,
     processes,
     redis_server,
@@ -64,16 +66,26 @@ def install(conductor: bool = True) -> None:
             future.result()
 
 
-def _env(state: dict[str, Any], running: list[str]) -> dict[str, str]:
-    return {c.env_key: c.address(state) for c in COMPONENTS if c.name in running}
+def _env(dir: Path, state: dict[str, Any], running: list[str]) -> dict[str, str]:
+    env = {c.env_key: c.address(state) for c in COMPONENTS if c.name in running}
+    if "kafka" in running and kafka_broker.secured(state):
+        env.update(kafka_security.client_env(dir, state))
+    return env
 
 
 def up(
-    dir: Path = stack_dir.DEFAULT_DIR, conductor: bool = True, partitions: int | None = None
+    dir: Path = stack_dir.DEFAULT_DIR,
+    conductor: bool = True,
+    partitions: int | None = None,
+    secured: bool = False,
+    only: tuple[str, ...] | None = None,
 ) -> dict[str, str]:
     """Start (or complete) the stack in dir and return its addresses (stack.env's content).
 
     partitions is the broker's num.partitions (default 3); a running broker keeps its own.
+    secured adds the broker's SASL_SSL and SSL listeners under ACLs (kafka_security), and
+    grants the service's principal its least-privilege ACLs on the default topic names.
+    only: start just these components (a test's private secured broker: ``("kafka",)``).
     """
     dir = stack_dir.resolve(dir)
     conductor = conductor or processes.recorded_pid(dir, "conductor") is not None
@@ -81,7 +93,11 @@ def up(
     with stack_dir.locked(dir):
         state = stack_dir.load_state(dir)
         fresh = not state
-        wanted = [name for name in NAMES if name != "conductor" or conductor]
+        wanted = [
+            name
+            for name in NAMES
+            if (name != "conductor" or conductor) and (only is None or name in only)
+        ]
         running = [
             name
             for name in wanted
@@ -91,6 +107,9 @@ def up(
         ]
         for name in running:
             say(f"{name}: already up at {BY_NAME[name].address(state)}")
+        if "kafka" in running and secured != kafka_broker.secured(state):
+            say(f"kafka: keeps secured={kafka_broker.secured(state)} until `down`")
+            secured = kafka_broker.secured(state)
         kept = state.get("kafka", {}).get("partitions", DEFAULT_PARTITIONS)
         if "kafka" in running and partitions not in (None, kept):
             say(f"kafka: keeps num.partitions={kept} until `down`")
@@ -107,8 +126,10 @@ def up(
         }
         processes.stop(hung, timeout=10.0)
         components = [BY_NAME[name] for name in to_start]
-        start_and_wait(dir, state, components, StackSettings(partitions), fresh)
-        env = _env(state, wanted)
+        start_and_wait(dir, state, components, StackSettings(partitions, secured), fresh)
+        if secured and "kafka" in to_start and fresh:
+            kafka_acls.grant(dir, state, kafka_broker.install_kafka(), kafka_acls.ServiceGrants())
+        env = _env(dir, state, wanted)
         stack_dir.write_env(dir, env)
     return env
 
@@ -153,6 +174,17 @@ def status(dir: Path = stack_dir.DEFAULT_DIR) -> dict[str, bool]:
         for name in NAMES
         if processes.pid_file(dir, name).exists()
     }
+
+
+def grant_acls(dir: Path, grants: kafka_acls.ServiceGrants) -> None:
+    """Add the service principal's ACLs on the secured broker of dir (tests name their own
+    topics and group; ``up --secured`` grants the defaults)."""
+    dir = stack_dir.resolve(dir)
+    with stack_dir.locked(dir):
+        state = stack_dir.load_state(dir)
+        if not kafka_broker.secured(state):
+            raise StackError(f"kafka: the broker in {dir} was not started with --secured")
+        kafka_acls.grant(dir, state, kafka_broker.install_kafka(), grants)
 
 
 def kill_kafka(dir: Path = stack_dir.DEFAULT_DIR) -> None:
