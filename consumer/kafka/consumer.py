@@ -12,10 +12,16 @@ from typing import Any, Protocol
 
 import aiokafka
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+)
 from aiokafka.structs import OffsetAndMetadata
 
 from consumer.kafka.connection import KafkaConnection
 from consumer.kafka.records import InboundRecord, TopicPartition
+from consumer.kafka.startup import classify, stop_quietly
 
 
 class RebalanceHandler(Protocol):
@@ -68,6 +74,7 @@ class RecordSource:
         revoke-time commit refused. ``group_instance_id``: static membership, so a member
         restarted within the session timeout keeps its partitions without a rebalance."""
         self._topics = tuple(topics)
+        self._connection = connection
         self._consumer = aiokafka.AIOKafkaConsumer(
             group_id=group_id,
             group_instance_id=group_instance_id,
@@ -84,16 +91,26 @@ class RecordSource:
         )
 
     async def start(self, rebalance: RebalanceHandler) -> None:
-        await self._consumer.start()
+        """Connect and subscribe; a refusal raises ConfigurationProblem, consumer closed."""
+        try:
+            await self._consumer.start()
+        except (KafkaError, OSError) as exc:
+            await stop_quietly(self._consumer)
+            raise classify(exc, self._connection) from None
         self._consumer.subscribe(self._topics, listener=_ListenerAdapter(rebalance))
 
     async def stop(self) -> None:
         await self._consumer.stop()
 
     async def fetch(self, timeout_s: float, max_records: int) -> list[InboundRecord]:
-        batches = await self._consumer.getmany(
-            timeout_ms=int(timeout_s * 1000), max_records=max_records
-        )
+        """The next records; an ACL the broker denies (Read on a topic or on the group)
+        raises ConfigurationProblem naming it, rather than a traceback."""
+        try:
+            batches = await self._consumer.getmany(
+                timeout_ms=int(timeout_s * 1000), max_records=max_records
+            )
+        except (GroupAuthorizationFailedError, TopicAuthorizationFailedError) as exc:
+            raise classify(exc, self._connection) from None
         return [to_inbound(r) for records in batches.values() for r in records]
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:

@@ -34,6 +34,31 @@ class Credentials(Protocol):
     def rejected(self) -> set[str]: ...
 
 
+class Probe(Protocol):
+    def alive(self) -> tuple[bool, str]: ...
+
+    def ready(self) -> tuple[bool, str]: ...
+
+
+class StartingProbe:
+    """What the endpoints answer from the first moment: during start-up (bounded by its own
+    deadline, so alive) not ready, with what it waits for; then what ``running`` answers."""
+
+    def __init__(self) -> None:
+        self.waiting_for = "starting"
+        self.running: Probe | None = None
+
+    def alive(self) -> tuple[bool, str]:
+        if self.running is not None:
+            return self.running.alive()
+        return True, f"starting: {self.waiting_for}"
+
+    def ready(self) -> tuple[bool, str]:
+        if self.running is not None:
+            return self.running.ready()
+        return False, f"starting: {self.waiting_for}"
+
+
 @dataclass(slots=True)
 class HealthProbe:
     loop: ConsumerLoop

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from consumer.observability.health import HealthProbe
+from consumer.observability.health import Probe
 
 
-def _http_app(registry: CollectorRegistry, probe: HealthProbe) -> web.Application:
+def _http_app(registry: CollectorRegistry, probe: Probe) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
             body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
@@ -35,7 +35,7 @@ def _http_app(registry: CollectorRegistry, probe: HealthProbe) -> web.Applicatio
 
 @contextlib.asynccontextmanager
 async def http_server(
-    host: str, port: int, registry: CollectorRegistry, probe: HealthProbe
+    host: str, port: int, registry: CollectorRegistry, probe: Probe
 ) -> AsyncIterator[int]:
     """Serve until exit; yields the port (the one the OS chose when ``port`` is 0)."""
     runner = web.AppRunner(_http_app(registry, probe), access_log=None)

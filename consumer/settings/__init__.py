@@ -10,6 +10,7 @@ Secrets (Stripe keys, Kafka passwords) are wrapped in :class:`Secret`, whose ``r
 """
 
 from consumer.settings.kafka import ClientSettings, KafkaSecurity, load_client_settings
+from consumer.settings.problems import ConfigurationProblem
 from consumer.settings.reader import SettingsError
 from consumer.settings.secret import Secret
 from consumer.settings.service import (
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_STRIPE_API_BASE",
     "DEFAULT_STRIPE_METER_EVENTS_BASE",
     "ClientSettings",
+    "ConfigurationProblem",
     "KafkaSecurity",
     "Secret",
     "Settings",

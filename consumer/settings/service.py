@@ -25,6 +25,7 @@ class Settings:
     kafka_bootstrap_servers: str
     kafka_security: KafkaSecurity
     kafka_client_id: str
+    kafka_startup_timeout_seconds: float  # how long start-up waits for a broker to answer
     credentials: Mapping[str, StripeCredential]
     stripe_api_base: str
     stripe_meter_events_base: str
@@ -166,6 +167,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         log_format=log_format,  # type: ignore[arg-type]  # checked by choice()
         kafka_security=client.kafka_security,
         kafka_client_id=reader.text("KAFKA_CLIENT_ID", "stripe-consumer"),
+        # Long enough for a broker started beside the service (compose, a cluster's rollout).
+        kafka_startup_timeout_seconds=reader.number(
+            "KAFKA_STARTUP_TIMEOUT_SECONDS", 120.0, 0.0, 3600.0
+        ),
         max_in_flight=max_in_flight,
         max_buffered=reader.integer(
             "CONSUMER_MAX_BUFFERED", max(1000, 4 * max_in_flight), max_in_flight, 1_000_000
