@@ -196,7 +196,7 @@ async def _consume(
     )
     broker = BrokerProbe(connection)
     checking = asyncio.create_task(_check_broker_every(broker, BROKER_CHECK_SECONDS))
-    endpoints.probe.running = HealthProbe(pipeline, executor.gate, broker)
+    endpoints.probe.running = HealthProbe(pipeline, executor.gate, broker, shared.sink)
     try:
         await source.start(rebalance=pipeline)
         _log_started(settings, endpoints.port)

@@ -34,6 +34,10 @@ class Credentials(Protocol):
     def rejected(self) -> set[str]: ...
 
 
+class Outputs(Protocol):
+    def denied_topics(self) -> set[str]: ...
+
+
 class Probe(Protocol):
     def alive(self) -> tuple[bool, str]: ...
 
@@ -64,6 +68,7 @@ class HealthProbe:
     loop: ConsumerLoop
     credentials: Credentials
     broker: Broker
+    outputs: Outputs | None = None
 
     def alive(self) -> tuple[bool, str]:
         silent = time.monotonic() - self.loop.last_fetch_monotonic
@@ -79,6 +84,9 @@ class HealthProbe:
             return False, "not yet a member of the consumer group"
         if not self.broker.reachable:
             return False, "no Kafka broker answers"
+        denied = self.outputs.denied_topics() if self.outputs is not None else set()
+        if denied:
+            return False, f"Kafka denies Write on topic(s): {', '.join(sorted(denied))} (ACL)"
         rejected = self.credentials.rejected()
         if rejected:
             return False, f"Stripe rejects the key of: {', '.join(sorted(rejected))}"

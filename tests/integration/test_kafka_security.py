@@ -6,13 +6,18 @@ line naming the setting, no traceback, the password in no line)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from tests.support.process import ServiceProcess
 from tests.support.service import KafkaClient, Topics, running_service, service_settings
 from tests.support.stack import StandIn, load_stack_module
 from tests.support.startup import assert_configuration_error, run_until_exit
@@ -193,3 +198,51 @@ def test_group_without_an_acl_is_named_not_a_traceback(
     result = run_until_exit(environ)
     error = assert_configuration_error(result, "CONSUMER_GROUP_ID", "denies Read")
     assert group in error["cause"]
+
+
+async def test_reply_topic_without_write_is_a_readiness_error_until_granted(
+    secured: dict[str, str], stack: dict[str, str], tmp_path: Path
+) -> None:
+    """No Write ACL on the reply topic: not ready, naming the topic and the operation, the
+    request kept (uncommitted, retried), never a crash; once granted, answered and ready."""
+    topics = Topics()
+    group = topics.environ()["CONSUMER_GROUP_ID"]
+    grants = load_stack_module().ServiceGrants
+    grant = load_stack_module().grant_acls
+    partial = grants(
+        (topics.requests, topics.meter), (topics.dlq,), group, described_only=(topics.replies,)
+    )
+    grant(secured["STACK_DIR"], partial)
+    kafka = security_environ("SSL", secured)
+    environ = {
+        **refused_environ(secured, stack, **kafka),
+        **topics.environ(),
+        "STRIPE_API_KEY": "sk_test_123",
+    }
+    async with KafkaClient(secured["KAFKA_BOOTSTRAP_SERVERS"], topics) as client:
+        service = ServiceProcess(environ, tmp_path / "service.log").start()
+        try:
+            key = f"denied-{uuid.uuid4().hex[:6]}"
+            await client.publish({"operation": "get_balance"}, key=key)
+            why = await until_not_ready(service, f"Write on topic(s): {topics.replies}")
+            assert "ACL" in why
+            grant(secured["STACK_DIR"], grants((), (topics.replies,), group))
+            replies = await client.replies(1, keys={key}, timeout_s=60)
+            service.wait_ready(30)
+            assert service.terminate() == 0
+        finally:
+            service.close()
+    assert replies[key]["status"] == "COMPLETED"
+    assert "Traceback" not in service.log_path.read_text()
+
+
+async def until_not_ready(service: ServiceProcess, text: str, timeout_s: float = 30) -> str:
+    """/readyz's reason once it is 503 and says ``text``."""
+    deadline = time.monotonic() + timeout_s
+    seen: tuple[int, str] = (0, "")
+    while time.monotonic() < deadline:
+        seen = service.http_get("/readyz")
+        if seen[0] == 503 and text in seen[1]:
+            return str(json.loads(seen[1])["status"])
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"/readyz never said {text!r}; last {seen}")

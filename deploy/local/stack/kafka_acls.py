@@ -27,6 +27,7 @@ class ServiceGrants:
     produced: tuple[str, ...] = DEFAULT_PRODUCED
     group: str = DEFAULT_GROUP
     create_topics: bool = False  # Create on its topics, only with CONSUMER_CREATE_TOPICS on
+    described_only: tuple[str, ...] = ()  # Describe alone: a partial grant, for the tests
     principal: str = f"User:{SERVICE_USER}"
 
     def commands(self) -> list[list[str]]:
@@ -43,6 +44,8 @@ class ServiceGrants:
              *topics(self.produced)],
             [*allow, "--operation", "IdempotentWrite", "--cluster"],
         ]  # fmt: skip
+        if self.described_only:
+            calls.append([*allow, "--operation", "Describe", *topics(self.described_only)])
         if self.create_topics:
             calls.append(
                 [*allow, "--operation", "Create", *topics((*self.consumed, *self.produced))]
