@@ -94,7 +94,7 @@ def make_certificates(dir: Path) -> Path:
     _self_signed_ca(tls, "ca")
     _self_signed_ca(tls, "untrusted-ca")
     _key_and_csr(tls, "broker-cert", "/CN=localhost")
-    _sign(tls, "broker-cert", 30, "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _sign(tls, "broker-cert", 30, "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kafka\n")
     for name, days in (("client", 30), ("expired-client", 0)):
         _key_and_csr(tls, name, f"/CN={SERVICE_USER}")
         _sign(tls, name, days, "extendedKeyUsage=clientAuth\n")
