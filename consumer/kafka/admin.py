@@ -88,6 +88,13 @@ class BrokerProbe:
         self.reachable = False
 
     async def check(self) -> bool:
+        """A failure on the kept connection (its broker may be the one that died, while the
+        others serve) is retried once on a fresh one, through the bootstrap servers, before
+        readiness says no broker answers."""
+        self.reachable = await self._ask() or await self._ask()
+        return self.reachable
+
+    async def _ask(self) -> bool:
         try:
             if self._admin is None:
                 self._admin = AIOKafkaAdminClient(
@@ -98,10 +105,8 @@ class BrokerProbe:
             await asyncio.wait_for(self._admin.describe_cluster(), self._timeout_s)
         except (KafkaError, OSError, TimeoutError):
             await self.close()
-            self.reachable = False
-        else:
-            self.reachable = True
-        return self.reachable
+            return False
+        return True
 
     async def close(self) -> None:
         admin, self._admin = self._admin, None

@@ -7,6 +7,7 @@ from .cli import main
 from .downloads import apt_install, cache_dir, complete, file_lock, installing
 from .kafka_acls import ServiceGrants
 from .kafka_broker import KAFKA_VERSION, install_kafka
+from .kafka_cluster import kill_node, start_node
 from .kafka_config import KAFKA_LOG4J, kafka_cluster_id
 from .lifecycle import (
     down,
@@ -43,11 +44,13 @@ __all__ = [
     "installing",
     "kafka_cluster_id",
     "kill_kafka",
+    "kill_node",
     "main",
     "restart_kafka",
     "run",
     "say",
     "start_kafka",
+    "start_node",
     "status",
     "stop_kafka",
     "tool",

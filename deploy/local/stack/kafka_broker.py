@@ -133,7 +133,11 @@ def _configure(dir: Path, state: dict[str, Any]) -> None:
 
 
 def command(dir: Path, state: dict[str, Any]) -> list[str]:
-    conf = dir / "kafka"
+    return node_command(dir / "kafka")
+
+
+def node_command(conf: Path) -> list[str]:
+    """The broker's command line, its configuration in conf (server.properties, log4j2)."""
     return [
         system_java(),
         *KAFKA_HEAP_OPTS,

@@ -23,6 +23,7 @@ from . import (
     conductor_server,
     kafka_acls,
     kafka_broker,
+    kafka_cluster,
     kafka_security,
     network,
     processes,
@@ -77,8 +78,10 @@ def up(
     dir: Path = stack_dir.DEFAULT_DIR,
     conductor: bool = True,
     partitions: int | None = None,
+    *,
     secured: bool = False,
     only: tuple[str, ...] | None = None,
+    brokers: int = 1,
 ) -> dict[str, str]:
     """Start (or complete) the stack in dir and return its addresses (stack.env's content).
 
@@ -86,7 +89,19 @@ def up(
     secured adds the broker's SASL_SSL and SSL listeners under ACLs (kafka_security), and
     grants the service's principal its least-privilege ACLs on the default topic names.
     only: start just these components (a test's private secured broker: ``("kafka",)``).
+    brokers > 1: a replicated KRaft cluster (kafka_cluster: RF 3, min.insync.replicas 2)
+    in place of the single broker; KAFKA_BOOTSTRAP_SERVERS lists every node.
     """
+    if brokers > 1:
+        if secured:
+            raise StackError("--secured is for the single broker; not with --brokers")
+        # Conductor is told a single broker's address: not started beside a cluster.
+        others = tuple(n for n in (only or NAMES) if n not in ("kafka", "conductor"))
+        env = up(dir, False, partitions, only=others) if others else {}
+        bootstrap = kafka_cluster.cluster_up(dir, brokers, partitions or DEFAULT_PARTITIONS)
+        env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, **env}
+        stack_dir.write_env(stack_dir.resolve(dir), env)
+        return env
     dir = stack_dir.resolve(dir)
     conductor = conductor or processes.recorded_pid(dir, "conductor") is not None
     install(conductor=conductor)
@@ -139,6 +154,7 @@ def down(dir: Path = stack_dir.DEFAULT_DIR, keep_data: bool = False) -> None:
     dir = stack_dir.resolve(dir)
     if not dir.exists():
         return
+    kafka_cluster.stop_cluster(dir)
     with stack_dir.locked(dir):
         # Conductor first: its Kafka clients wait for the broker while closing.
         for group in (("conductor", "stripe-mock", "redis"), ("kafka",)):
@@ -159,6 +175,8 @@ def down(dir: Path = stack_dir.DEFAULT_DIR, keep_data: bool = False) -> None:
         if not keep_data:
             (dir / "state.json").unlink(missing_ok=True)
             shutil.rmtree(dir / "kafka", ignore_errors=True)
+            for node in dir.glob("kafka-[0-9]*"):
+                shutil.rmtree(node, ignore_errors=True)
             shutil.rmtree(dir / "redis", ignore_errors=True)
             shutil.rmtree(dir / "conductor", ignore_errors=True)
 
