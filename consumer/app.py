@@ -301,6 +301,10 @@ def record_source(settings: Settings, connection: KafkaConnection) -> RecordSour
         # The group waits for our revoke (bounded by its timeout) plus time to rejoin.
         rebalance_timeout_ms=int((settings.revoke_timeout_seconds + 10) * 1000),
         group_instance_id=settings.group_instance_id,
+        session_timeout_ms=int(settings.session_timeout_seconds * 1000),
+        heartbeat_interval_ms=int(settings.heartbeat_interval_seconds * 1000),
+        max_poll_interval_ms=int(settings.max_poll_interval_seconds * 1000),
+        client_rack=settings.kafka_client_rack,
     )
 
 

@@ -67,12 +67,16 @@ class RecordSource:
         session_timeout_ms: int = 10_000,
         rebalance_timeout_ms: int | None = None,
         group_instance_id: str | None = None,
+        heartbeat_interval_ms: int | None = None,
+        client_rack: str | None = None,
     ) -> None:
         """``rebalance_timeout_ms``: how long the group waits for this member to rejoin in a
         rebalance, which includes its revoke handler. aiokafka's default is the session
         timeout; a revoke that waits longer gets the member dropped from the group, and its
         revoke-time commit refused. ``group_instance_id``: static membership, so a member
-        restarted within the session timeout keeps its partitions without a rebalance."""
+        restarted within the session timeout keeps its partitions without a rebalance.
+        ``client_rack``: fetch from the in-sync replica in this rack (KIP-392) where the
+        brokers have a rack-aware replica selector."""
         self._topics = tuple(topics)
         self._connection = connection
         self._consumer = aiokafka.AIOKafkaConsumer(
@@ -84,9 +88,11 @@ class RecordSource:
             max_poll_interval_ms=max_poll_interval_ms,
             session_timeout_ms=session_timeout_ms,
             rebalance_timeout_ms=rebalance_timeout_ms or session_timeout_ms,
-            heartbeat_interval_ms=max(1_000, session_timeout_ms // 3),
+            heartbeat_interval_ms=heartbeat_interval_ms or max(1_000, session_timeout_ms // 3),
             # Notice new partitions and late-created topics within 30 s, not aiokafka's 5 min.
             metadata_max_age_ms=30_000,
+            # Only when set: not every aiokafka the constraints allow has it (0.14 does).
+            **({"client_rack": client_rack} if client_rack else {}),
             **connection.client_options(),
         )
 

@@ -44,6 +44,17 @@ VARIANTS = {
         {"podDisruptionBudget": {"enabled": False}, "serviceAccount": {"create": False}},
     ),
     "mtls": merge(BASE_VALUES, {"kafka": mtls()}),
+    "static_group": merge(
+        BASE_VALUES,
+        {
+            "consumer": {
+                "staticMembership": True,
+                "sessionTimeoutSeconds": 45,
+                "heartbeatIntervalSeconds": 5,
+            },
+            "kafka": {"clientRack": "eu-west-1a"},
+        },
+    ),
     "deprecated_dedup_secret": merge(BASE_VALUES, {"dedup": {"existingSecret": "old-redis"}}),
     "chart_made_secret": merge(
         {"kafka": BASE_VALUES["kafka"]},
@@ -187,6 +198,27 @@ def test_client_certificate_is_mounted_and_named(helm: Helm) -> None:
     config = next(c for c in docs["ConfigMap"] if "KAFKA_BOOTSTRAP_SERVERS" in c["data"])["data"]
     assert config["KAFKA_SECURITY_PROTOCOL"] == "SSL"
     assert not [key for key in config if "PASSWORD" in key]
+
+
+@pytest.mark.parametrize(("variant", "static"), [("defaults", False), ("static_group", True)])
+def test_static_membership_names_each_member_after_its_pod(
+    variant: str, static: bool, helm: Helm
+) -> None:
+    """consumer.staticMembership: CONSUMER_GROUP_INSTANCE_ID is the pod's own name (the
+    downward API), so no two replicas share one; off by default."""
+    docs = by_kind(helm.template(VARIANTS[variant]))
+    [deployment] = docs["Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container.get("env") or []}
+    if not static:
+        assert "CONSUMER_GROUP_INSTANCE_ID" not in env
+        return
+    field = env["CONSUMER_GROUP_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert field == "metadata.name"
+    config = next(c for c in docs["ConfigMap"] if "KAFKA_BOOTSTRAP_SERVERS" in c["data"])["data"]
+    assert config["CONSUMER_SESSION_TIMEOUT_SECONDS"] == "45"
+    assert config["CONSUMER_HEARTBEAT_INTERVAL_SECONDS"] == "5"
+    assert config["KAFKA_CLIENT_RACK"] == "eu-west-1a"
 
 
 def redis_secret(helm: Helm, values: dict[str, Any]) -> tuple[str, str] | None:
