@@ -2,8 +2,8 @@
 3-node cluster (RF 3, min.insync.replicas 2) and restarted later; a single broker (the whole
 cluster) killed and restarted. Every request answered, no idempotency key executed twice,
 no meter identifier lost or counted twice, the service reconnecting by itself, readiness
-and metrics telling the truth meanwhile. The figures measured are printed (README,
-"Running on a replicated cluster")."""
+telling the truth meanwhile and liveness never failing for a broker outage. The figures
+measured are printed (README, "Running on a replicated cluster")."""
 
 from __future__ import annotations
 
@@ -85,10 +85,12 @@ def metric_sum(service: ServiceProcess, name: str) -> float:
 
 @dataclass
 class Watch:
-    """/readyz and the requests handled, sampled every 0.25 s through an outage."""
+    """/readyz and the requests handled, sampled every 0.25 s through an outage; /healthz's
+    answers, which a broker outage must not turn (liveness would restart the pod)."""
 
     service: ServiceProcess
     samples: list[tuple[float, int, str, float]] = field(default_factory=list)
+    liveness: set[int] = field(default_factory=set)
 
     async def run(self) -> None:
         while True:
@@ -97,6 +99,8 @@ class Watch:
                 metric_sum, self.service, "stripe_consumer_requests_total"
             )
             self.samples.append((time.monotonic(), code, body, handled))
+            alive, _ = await asyncio.to_thread(self.service.http_get, "/healthz")
+            self.liveness.add(alive)
             await asyncio.sleep(0.25)
 
     def longest_stall_after(self, moment: float) -> float:
@@ -206,6 +210,7 @@ async def test_leader_killed_in_a_replicated_cluster_loses_nothing(
         stall = watch.longest_stall_after(killed_at)
         said = watch.transitions(killed_at)
         assert not watch.readiness_said("no Kafka broker answers", after=killed_at), said
+        assert watch.liveness == {200}
     assert_once_each(stats, CHARGES, METER_EVENTS)
     assert service.process is not None
     assert service.process.poll() is None  # the same process throughout
@@ -241,6 +246,7 @@ async def test_single_broker_restarted_mid_run_loses_nothing(
         stall = watch.longest_stall_after(killed_at)
         said = watch.transitions(killed_at)
         assert watch.readiness_said("no Kafka broker answers", after=killed_at), said
+        assert watch.liveness == {200}  # not ready, but alive: no restart for a broker outage
     assert_once_each(stats, 600, 300)
     assert service.process is not None
     assert service.process.poll() is None  # the same process throughout
