@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from consumer.settings import Settings, SettingsError, load_settings
+from consumer.settings import ConfigurationProblem, Settings, SettingsError, load_settings
 
 
 def _settings() -> Settings | None:
@@ -37,8 +37,10 @@ def _settings() -> Settings | None:
 
 
 def _run() -> int:
+    """0 after a clean stop; 2 for a configuration error (a value that does not parse, or
+    one the brokers refuse), as one log line naming the setting; 1 for anything else."""
     from consumer.app import redactor_for, run_service, tune_garbage_collector
-    from consumer.observability.logs import configure_logging
+    from consumer.observability.logs import configure_logging, get_logger
 
     settings = _settings()
     if settings is None:
@@ -53,7 +55,17 @@ def _run() -> int:
         await run_service(settings, stop)
 
     tune_garbage_collector()
-    _event_loop_runner()(main())
+    try:
+        _event_loop_runner()(main())
+    except ConfigurationProblem as problem:
+        get_logger().error(
+            f"configuration error: {problem.setting}",
+            extra={"setting": problem.setting, "cause": problem.cause, "exit_code": 2},
+        )
+        return 2
+    except Exception:
+        get_logger().exception("the service failed", extra={"exit_code": 1})
+        return 1
     return 0
 
 

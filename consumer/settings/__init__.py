@@ -11,6 +11,7 @@ Secrets (Stripe keys, Kafka passwords) are wrapped in :class:`Secret`, whose ``r
 
 from consumer.settings.kafka import ClientSettings, KafkaSecurity, load_client_settings
 from consumer.settings.meter_verdicts import WEBHOOK_TOLERANCE_SECONDS, MeterVerdictSettings
+from consumer.settings.problems import ConfigurationProblem
 from consumer.settings.reader import SettingsError
 from consumer.settings.secret import Secret
 from consumer.settings.service import (
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_STRIPE_METER_EVENTS_BASE",
     "WEBHOOK_TOLERANCE_SECONDS",
     "ClientSettings",
+    "ConfigurationProblem",
     "KafkaSecurity",
     "MeterVerdictSettings",
     "Secret",

@@ -25,6 +25,10 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 _log = get_logger()
 
 
+# (method, path): served from the first moment of start-up (observability.http.LateRoutes).
+WEBHOOK_ROUTES: Final = (("POST", "/stripe/webhook"), ("POST", "/stripe/webhook/{integration}"))
+
+
 def webhook_routes(
     intake: ErrorIntake, secrets: dict[str, Secret], metrics: ServiceMetrics
 ) -> list[web.RouteDef]:
@@ -65,7 +69,4 @@ def webhook_routes(
             return web.json_response({"error": "not processed, try again"}, status=500)
         return web.json_response({"processed": processed})
 
-    return [
-        web.post("/stripe/webhook", receive),
-        web.post("/stripe/webhook/{integration}", receive),
-    ]
+    return [web.post(path, receive) for _, path in WEBHOOK_ROUTES]
