@@ -14,6 +14,7 @@ from typing import Any, Final
 import msgspec
 
 from consumer.cli.layout import replace_layout
+from consumer.contract.meter_errors import MeterErrorRecord
 from consumer.contract.reply import Reply
 from consumer.contract.requests import COMMON_FIELDS, CONDUCTOR_FIELDS, REQUEST_TYPES, Request
 from consumer.operations import OPERATION_BY_TYPE
@@ -58,6 +59,12 @@ def schema_documents() -> dict[str, dict[str, Any]]:
             "reply.json",
             "Reply",
             "The one terminal reply to a request.",
+        ),
+        "meter-error.json": _document(
+            msgspec.json.schema(MeterErrorRecord),
+            "meter-error.json",
+            "Meter error",
+            "A meter event that did not count in Stripe, on `stripe.meter-errors`.",
         ),
     }
     for request_type in REQUEST_TYPES:

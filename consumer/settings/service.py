@@ -38,6 +38,7 @@ class Settings:
     meter_topic: str
     reply_topic: str
     dlq_topic: str
+    meter_errors_topic: str
     reply_topic_pattern: re.Pattern[str]
     meter_replies: bool
     http_host: str
@@ -150,6 +151,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         meter_topic=client.meter_topic,
         reply_topic=client.reply_topic,
         dlq_topic=client.dlq_topic,
+        meter_errors_topic=client.meter_errors_topic,
         reply_topic_pattern=_reply_pattern(reader, client.reply_topic),
         meter_replies=reader.boolean("CONSUMER_METER_REPLIES", False),
         http_host=reader.text("CONSUMER_HTTP_HOST", "127.0.0.1"),
