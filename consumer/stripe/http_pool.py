@@ -14,7 +14,9 @@ age out after ``keepalive_seconds``), at most ``max_connections`` open; a call t
 none free waits for one. A request on a reused connection that the server closed before
 answering a single byte is sent once more on a new connection (every POST carries an
 idempotency key, so that is safe); any other failure is raised, and the gateway makes it the
-SDK's ``APIConnectionError``, which the engine retries with the same key.
+SDK's ``APIConnectionError``, which the engine retries with the same key. A request line or
+header holding a control character is never sent (ValueError: header injection), as
+aiohttp refused it; the gateway makes that terminal.
 """
 
 from __future__ import annotations
@@ -32,8 +34,7 @@ import httptools
 
 _Origin = tuple[str, str, int]  # scheme, host, port
 _MAX_HEAD_BYTES: Final = 64 * 1024
-# Characters that would end a header line early (or the head): refused, as aiohttp does.
-_CONTROL: Final = re.compile(r"[\r\n\x00]")
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # all C0 but tab, and DEL
 
 
 class _Headers(dict[str, str]):
@@ -254,11 +255,12 @@ class HttpPool:
 def _head(
     method: str, target: str, host: bytes, headers: Mapping[str, str], body: bytes | None
 ) -> bytes:
+    if _CONTROL.search(target) or any(
+        _CONTROL.search(name) or _CONTROL.search(value) for name, value in headers.items()
+    ):  # a CR or LF would end the header and start another one: header injection
+        raise ValueError("control character in the request line or a header (not sent)")
     lines = [f"{method.upper()} {target} HTTP/1.1\r\nHost: ".encode(), host, b"\r\n"]
-    for name, value in headers.items():
-        if _CONTROL.search(name) or _CONTROL.search(value):  # header injection: never sent
-            raise ValueError(f"control character in the value of request header {name!r}")
-        lines.append(f"{name}: {value}\r\n".encode())
+    lines += [f"{name}: {value}\r\n".encode() for name, value in headers.items()]
     if body is not None:
         lines.append(f"Content-Length: {len(body)}\r\n".encode())
     lines.append(b"\r\n")

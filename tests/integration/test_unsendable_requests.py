@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -22,15 +23,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 @pytest.fixture
 def refused_meter_headers(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
-    """While on, the HTTP pool refuses the meter endpoints' requests as it refuses a header
-    value holding a control character (the ValueError it raises before sending anything)."""
+    """While on, the meter endpoints' requests reach the HTTP pool with a header value
+    holding a line feed, which the pool refuses to send (header injection)."""
     state = {"on": True}
     original = HttpPool.request
 
-    async def request(self: HttpPool, method: str, url: str, *args: Any) -> Any:
+    async def request(
+        self: HttpPool, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> tuple[bytes, int, Mapping[str, str]]:
         if state["on"] and "/billing/meter_event" in url:
-            raise ValueError("control character in the value of request header 'X'")
-        return await original(self, method, url, *args)
+            headers = {**headers, "X-Probe": "a\nb"}
+        return await original(self, method, url, headers, body)
 
     monkeypatch.setattr(HttpPool, "request", request)
     return state
