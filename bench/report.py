@@ -1,5 +1,6 @@
 """The report ``make bench`` prints and writes to bench/results/latest.json: the results
-by scenario, the machine they were measured on, and one table with the targets."""
+by scenario, the machine they were measured on, and one table with the targets (each
+scenario's own rows, in the order they ran)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.scenarios import SCENARIOS
+from bench.table import Row, render
 
-def report(results: dict[str, Any], scale: float) -> dict[str, Any]:
+
+def report(results: dict[str, Any], scale: float, command: str) -> dict[str, Any]:
     return {
         "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "command": "make bench",
+        "command": command,
         "scale": scale,
         "machine": machine(),
         "results": results,
@@ -39,51 +43,14 @@ def machine() -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    a, b, c, d, e, m = (results.get(k, {}) for k in "abcdem")
-    half = c.get("at_target_half", {})
-    rows = [
-        ("a", "100 ms Stripe, 1 partition: service ops/s", a.get("service_ops_per_s"), "≥ 1000"),
-        ("a", "  naive consumer ops/s", a.get("naive_ops_per_s"), ""),
-        ("a", "  ratio service / naive", a.get("ratio"), "≥ 100"),
-        ("b", "0 ms Stripe: service ops/s", b.get("service_ops_per_s"), ""),
-        ("b", "  aiokafka consume+produce ceiling ops/s", b.get("aiokafka_ceiling_ops_per_s"), ""),
-        ("b", "  ratio service / ceiling", b.get("ratio"), "≥ 0.5"),
-        (
-            "c",
-            f"in-service time outside Stripe at {c.get('offered_ops_per_s')} ops/s: p50 ms",
-            c.get("p50_ms"),
-            "",
-        ),
-        ("c", "  p99 ms", c.get("p99_ms"), "< 10"),
-        (
-            "c",
-            f"  the same at {half.get('offered_ops_per_s')} ops/s (half the target): p50 ms",
-            half.get("p50_ms"),
-            "",
-        ),
-        ("c", "    p99 ms", half.get("p99_ms"), "< 10"),
-        (
-            "d",
-            f"peak RSS MiB, {d.get('backlog_records')}-record backlog",
-            d.get("peak_rss_mib"),
-            "< 250",
-        ),
-        (
-            "e",
-            "STRIPE_RATE_LIMIT=50: most calls in any second",
-            e.get("max_calls_in_any_second"),
-            "≤ 50",
-        ),
-        ("e", "  429 responses", e.get("responses_429"), "0"),
-        (
-            "m",
-            "meter events/s via the v2 stream (Redis ledger)",
-            m.get("service_events_per_s"),
-            "≥ 20000",
-        ),
-        ("m", "  aiokafka alone: read + decode records/s", m.get("aiokafka_read_decode_per_s"), ""),
-        ("m", "  identifiers delivered more than once", m.get("delivered_more_than_once"), "0"),
-    ]
-    lines = [f"{'':2} {'measure':<58} {'value':>10}  target", "-" * 84]
-    lines += [f"{k:2} {name:<58} {value!s:>10}  {target}" for k, name, value, target in rows]
-    return "\n".join(lines)
+    rows: list[Row] = []
+    for name, result in results.items():
+        if name in SCENARIOS:
+            rows += SCENARIOS[name].rows(result)
+    about = machine()
+    heading = (
+        f"measured on {about['cpu']}, {about['cores']} cores, Python {about['python']}; "
+        "load average (1 min) before each scenario: "
+        + ", ".join(f"{name} {r.get('load_avg_1m_before')}" for name, r in results.items())
+    )
+    return heading + "\n" + render(rows)

@@ -132,12 +132,13 @@ async def _consume(
     single_events, lane = meter_batchers(
         settings, shared.gateway, executor, shared.ledger, metrics, usage=shared.usage
     )
+    memory = reply_memory(settings, shared.redis)
     verdicts = _verdict_parts(settings, shared, metrics)
     processor = RequestProcessor(
         settings,
         executor,
         metrics,
-        memory=reply_memory(settings, shared.redis),
+        memory=memory,
         meter_events=single_events,
         verdicts=verdicts.request_side,
     )
@@ -151,6 +152,7 @@ async def _consume(
         meter_topic=settings.meter_topic,
         meter_batcher=lane,
         gate=executor.gate,
+        memory=memory,
         limits=pipeline_limits(settings),
     )
     broker = BrokerProbe(connection)

@@ -66,10 +66,16 @@ def stripe_call(request: OperationRequest) -> StripeCall:
     return OPERATION_BY_TYPE[type(request)].stripe_call(request)
 
 
+def written_objects(request: OperationRequest) -> tuple[str, ...]:
+    """The ids of the existing Stripe objects the request writes (its call's locks)."""
+    return OPERATION_BY_TYPE[type(request)].written(request)
+
+
 __all__ = [
     "OPERATIONS",
     "OPERATION_BY_TYPE",
     "Operation",
     "check_complete",
     "stripe_call",
+    "written_objects",
 ]

@@ -140,20 +140,22 @@ async def harness(
                 process.close()
 
 
+def charge_requests(count: int, tag: str) -> dict[str, dict[str, Any]]:
+    """``count`` charges by taskId, each its own task of one workflow."""
+    return {
+        f"{tag}-{i:05d}": {
+            "operation": "create_charge",
+            "amount": 100 + i,
+            "currency": "usd",
+            "source": "tok_visa",
+            "taskId": f"{tag}-{i:05d}",
+            "workflowInstanceId": f"wf-{tag}",
+            "taskRefName": f"charge_{i}",
+        }
+        for i in range(count)
+    }
+
+
 @pytest.fixture
 def charges() -> Callable[[int, str], dict[str, dict[str, Any]]]:
-    def make(count: int, tag: str) -> dict[str, dict[str, Any]]:
-        return {
-            f"{tag}-{i:05d}": {
-                "operation": "create_charge",
-                "amount": 100 + i,
-                "currency": "usd",
-                "source": "tok_visa",
-                "taskId": f"{tag}-{i:05d}",
-                "workflowInstanceId": f"wf-{tag}",
-                "taskRefName": f"charge_{i}",
-            }
-            for i in range(count)
-        }
-
-    return make
+    return charge_requests
