@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import ssl
 import time
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ import httptools
 
 _Origin = tuple[str, str, int]  # scheme, host, port
 _MAX_HEAD_BYTES: Final = 64 * 1024
+# Characters that would end a header line early (or the head): refused, as aiohttp does.
+_CONTROL: Final = re.compile(r"[\r\n\x00]")
 
 
 class _Headers(dict[str, str]):
@@ -252,7 +255,10 @@ def _head(
     method: str, target: str, host: bytes, headers: Mapping[str, str], body: bytes | None
 ) -> bytes:
     lines = [f"{method.upper()} {target} HTTP/1.1\r\nHost: ".encode(), host, b"\r\n"]
-    lines += [f"{name}: {value}\r\n".encode() for name, value in headers.items()]
+    for name, value in headers.items():
+        if _CONTROL.search(name) or _CONTROL.search(value):  # header injection: never sent
+            raise ValueError(f"control character in the value of request header {name!r}")
+        lines.append(f"{name}: {value}\r\n".encode())
     if body is not None:
         lines.append(f"Content-Length: {len(body)}\r\n".encode())
     lines.append(b"\r\n")

@@ -10,10 +10,10 @@ import time
 import uuid
 from typing import Any
 
-import aiohttp
 import msgspec
 import pytest
 
+from consumer.stripe.http_pool import HttpPool
 from tests.support.service import KafkaClient, Topics, running_service, service_settings
 from tests.support.stack import StandIn, standin_request
 
@@ -22,20 +22,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 @pytest.fixture
 def refused_meter_headers(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
-    """While on, aiohttp refuses the meter endpoints' requests as it refuses a header value
-    holding a control character (the ValueError it raises before sending anything)."""
+    """While on, the HTTP pool refuses the meter endpoints' requests as it refuses a header
+    value holding a control character (the ValueError it raises before sending anything)."""
     state = {"on": True}
-    original = aiohttp.ClientSession._request
+    original = HttpPool.request
 
-    async def request(self: aiohttp.ClientSession, method: str, url: Any, **kw: Any) -> Any:
-        if state["on"] and "/billing/meter_event" in str(url):
-            raise ValueError(
-                "Forbidden control character detected in headers. Potential header "
-                "injection attack."
-            )
-        return await original(self, method, url, **kw)
+    async def request(self: HttpPool, method: str, url: str, *args: Any) -> Any:
+        if state["on"] and "/billing/meter_event" in url:
+            raise ValueError("control character in the value of request header 'X'")
+        return await original(self, method, url, *args)
 
-    monkeypatch.setattr(aiohttp.ClientSession, "_request", request)
+    monkeypatch.setattr(HttpPool, "request", request)
     return state
 
 
