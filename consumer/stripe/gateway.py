@@ -29,7 +29,6 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Final
 
-import aiohttp
 import msgspec
 import stripe
 
