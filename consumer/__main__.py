@@ -8,6 +8,8 @@
 - ``send``: publish one request (JSON) and print its reply.
 - ``reconcile``: delivered meter usage against Stripe's event summaries (exit 1 on drift).
 - ``demo``: publish one request per operation, as Conductor would, and print a table.
+- ``dlq list|show|replay``: the dead-letter topic: counts per reason, one record with its
+  provenance, replay to the source topic (dry run unless ``--execute``).
 - ``conductor register --url URL``: register the event handlers and example workflows.
 - ``conductor write``: write them as JSON files (``deploy/conductor/``).
 """
@@ -85,7 +87,7 @@ def _reconcile(args: argparse.Namespace) -> int:
     return asyncio.run(reconcile_command(settings, args.since, tolerance, args.integration))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m consumer",
         description=__doc__,
@@ -105,10 +107,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="one request per operation, printed as a table")
     demo.add_argument("--timeout", type=float, default=60.0)
     _add_reconcile(commands)
+    from consumer.cli import dlq
     from consumer.conductor import commands as conductor_commands
 
+    dlq.add_commands(commands)
     conductor_commands.add_commands(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
 
     if args.command == "run":
         return _run()
@@ -131,7 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from consumer.cli.send import send_one
 
         return asyncio.run(send_one(args.request, args.key, args.timeout))
+    if args.command == "dlq":
+        from consumer.cli import dlq
+
+        return asyncio.run(dlq.dlq_command(args))
     if args.command == "conductor":
+        from consumer.conductor import commands as conductor_commands
+
         return conductor_commands.run(args)
     if args.command == "reconcile":
         return _reconcile(args)

@@ -132,8 +132,8 @@ async def _consume(
     single_events, lane = meter_batchers(
         settings, shared.gateway, executor, shared.ledger, metrics, usage=shared.usage
     )
-    memory = reply_memory(settings, shared.redis)
     verdicts = _verdict_parts(settings, shared, metrics)
+    memory = reply_memory(settings, shared.redis)
     processor = RequestProcessor(
         settings,
         executor,

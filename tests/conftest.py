@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import StandIn, add_conductor, local_stack
+from tests.support.stack import StandIn, add_conductor, load_stack_module, local_stack
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +35,17 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
         yield process
     finally:
         process.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(stack: dict[str, str], stack_dir: Path) -> Iterator[str]:
+    """The stack's three-primary Redis Cluster; a private one when the stack predates it."""
+    if "REDIS_CLUSTER_URL" in stack:
+        yield stack["REDIS_CLUSTER_URL"]
+        return
+    directory = stack_dir / "redis-cluster-only"
+    local = load_stack_module()
+    try:
+        yield local.start_redis_cluster(directory)
+    finally:
+        local.down(directory)

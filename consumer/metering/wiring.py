@@ -28,6 +28,7 @@ def identifier_ledger(
             window_seconds=settings.meter_dedup_window_seconds,
             lease_seconds=settings.meter_claim_seconds,
             owner=owner,
+            events_per_second=settings.meter_ledger_events_per_second,
         )
     return MemoryIdentifierLedger(
         window_seconds=settings.meter_dedup_window_seconds,

@@ -70,6 +70,8 @@ class Settings:
     meter_stream_concurrency: int
     redis_url: Secret | None  # None: shared state (ledger, limit, memories) in process only
     redis_key_prefix: str  # every key this service writes in Redis starts with it
+    redis_cluster: bool  # the URL names a node of a Redis Cluster
+    meter_ledger_events_per_second: float  # the rate the ledger's Redis layout is sized for
     meter_dedup_window_seconds: float
     meter_claim_seconds: float
     meter_dedup_max_entries: int
@@ -201,6 +203,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         meter_stream_concurrency=reader.integer("CONSUMER_METER_STREAM_CONCURRENCY", 8, 1, 256),
         redis_url=_redis_url(reader),
         redis_key_prefix=_redis_key_prefix(reader),
+        redis_cluster=reader.boolean("CONSUMER_REDIS_CLUSTER", False),
+        meter_ledger_events_per_second=reader.number(
+            "CONSUMER_METER_LEDGER_EVENTS_PER_SECOND", 1_000.0, 1.0, 10_000_000.0
+        ),
         meter_dedup_window_seconds=reader.number(
             "CONSUMER_METER_DEDUP_WINDOW_SECONDS", 35 * 86_400.0, 60.0, 400 * 86_400.0
         ),

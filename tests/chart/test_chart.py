@@ -101,6 +101,7 @@ def test_flags_choose_the_objects(helm: Helm) -> None:
         "ServiceMonitor",
         "PrometheusRule",
         "ScaledObject",
+        "TriggerAuthentication",  # KEDA reads the lag on the SASL_SSL broker
         "NetworkPolicy",
     }
     assert len(on["ConfigMap"]) == 2  # settings and the dashboard

@@ -89,9 +89,10 @@ class World:
         connection = RedisConnection(
             self.stack["REDIS_URL"], ServiceMetrics(CollectorRegistry()), prefix=self.prefix
         )
+        window = self.settings().meter_dedup_window_seconds  # the service's ledger layout
         try:
             ledger = RedisIdentifierLedger(
-                connection, window_seconds=3600, lease_seconds=60, owner="test"
+                connection, window_seconds=window, lease_seconds=60, owner="test"
             )
             book = RedisVerdictBook(connection, window_seconds=3600, owner="test")
             return await ledger_states(ledger, book, LedgerScope("default", None), identifiers)

@@ -92,11 +92,7 @@ class Delivery:
 
     async def _send_meter_error(self, record: OutboundRecord) -> bool:
         """A meter event refused before sending, on stripe.meter-errors (and counted)."""
-
-        async def never(_: OutboundRecord, __: DeliveryFailed) -> OutboundRecord | None:
-            return None  # nothing replaces it: sent again until Kafka takes it
-
-        sent = await self._send_until_acknowledged(record, never)
+        sent = await self._send_until_acknowledged(record, _never_instead)
         if sent:
             self._metrics.meter_errors.labels("validation_error").inc()
         return sent
@@ -148,3 +144,7 @@ class Delivery:
             _log.warning("Kafka refused a record; retrying", extra={"error": str(failure)})
         await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
         return True
+
+
+async def _never_instead(refused: OutboundRecord, failure: DeliveryFailed) -> None:
+    """No other record stands in for one that is refused: it is retried until acknowledged."""

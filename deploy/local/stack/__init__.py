@@ -1,7 +1,7 @@
 """The local stack without Docker (``python3 deploy/local/stack --help``): a module per
-component (kafka_broker, stripe_mock, redis_server, conductor_server), what they share, and the
-orchestrator (launch, lifecycle, cli). Stdlib only (it runs before any venv); a component
-never imports the orchestrator. This face names what other files use."""
+component (kafka_broker, stripe_mock, redis_server, redis_cluster, conductor_server), what
+they share, and the orchestrator (launch, lifecycle, cli). Stdlib only (it runs before any
+venv); a component never imports the orchestrator. This face names what other files use."""
 
 from .cli import main
 from .downloads import apt_install, cache_dir, complete, file_lock, installing
@@ -13,6 +13,7 @@ from .lifecycle import (
     kill_kafka,
     restart_kafka,
     start_kafka,
+    start_redis_cluster,
     status,
     stop_kafka,
     up,
@@ -44,6 +45,7 @@ __all__ = [
     "run",
     "say",
     "start_kafka",
+    "start_redis_cluster",
     "status",
     "stop_kafka",
     "tool",

@@ -12,7 +12,7 @@ from .component import Component, StackSettings
 from .shell import StackError, say
 
 # Slowest first; Kafka last, as formatting its storage takes a JVM start of its own.
-START_ORDER = ("conductor", "stripe-mock", "redis", "kafka")
+START_ORDER = ("conductor", "stripe-mock", "redis", "redis-cluster", "kafka")
 
 
 class Launch:

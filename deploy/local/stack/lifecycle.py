@@ -6,8 +6,9 @@ a test run's) can coexist.
 
 The stack: a single-node Apache Kafka broker (KRaft) run from Maven Central jars, Stripe's
 stripe-mock built with ``go install``, a Redis server from Debian's packages (the shared
-meter-event dedup ledger), and optionally a Conductor OSS server (SQLite persistence, Kafka
-event queue pointed at the local broker).
+meter-event dedup ledger), a three-primary Redis Cluster of the same binary (what the shared
+state is tested against on a cluster), and optionally a Conductor OSS server (SQLite
+persistence, Kafka event queue pointed at the local broker).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from . import (
     kafka_broker,
     network,
     processes,
+    redis_cluster,
     redis_server,
     stack_dir,
     stripe_mock,
@@ -37,6 +39,7 @@ COMPONENTS = (  # in stack.env's order
     kafka_broker.KAFKA,
     stripe_mock.STRIPE_MOCK,
     redis_server.REDIS,
+    redis_cluster.REDIS_CLUSTER,
     conductor_server.CONDUCTOR,
 )
 BY_NAME = {component.name: component for component in COMPONENTS}
@@ -120,7 +123,7 @@ def down(dir: Path = stack_dir.DEFAULT_DIR, keep_data: bool = False) -> None:
         return
     with stack_dir.locked(dir):
         # Conductor first: its Kafka clients wait for the broker while closing.
-        for group in (("conductor", "stripe-mock", "redis"), ("kafka",)):
+        for group in (("conductor", "stripe-mock", "redis", "redis-cluster"), ("kafka",)):
             targets = {}
             for name in group:
                 pid = processes.recorded_pid(dir, name)
@@ -139,6 +142,7 @@ def down(dir: Path = stack_dir.DEFAULT_DIR, keep_data: bool = False) -> None:
             (dir / "state.json").unlink(missing_ok=True)
             shutil.rmtree(dir / "kafka", ignore_errors=True)
             shutil.rmtree(dir / "redis", ignore_errors=True)
+            shutil.rmtree(dir / "redis-cluster", ignore_errors=True)
             shutil.rmtree(dir / "conductor", ignore_errors=True)
 
 
@@ -201,3 +205,15 @@ def restart_kafka(dir: Path = stack_dir.DEFAULT_DIR) -> float:
     """Stop and start the broker on the same port and data dir; return start-up seconds."""
     stop_kafka(dir)
     return start_kafka(dir)
+
+
+def start_redis_cluster(dir: Path) -> str:
+    """Only the Redis Cluster, in dir (for tests whose stack predates it); its URL."""
+    dir = stack_dir.resolve(dir)
+    component = redis_cluster.REDIS_CLUSTER
+    with stack_dir.locked(dir):
+        state = stack_dir.load_state(dir)
+        running = component.name in state and processes.live_pid(dir, component.name)
+        if not (running and component.answers(state)):
+            start_and_wait(dir, state, [component], StackSettings(DEFAULT_PARTITIONS), True)
+        return component.address(state)
