@@ -268,14 +268,20 @@ class MeterEventBatcher:
         await self._sum_delivered(scope, sent)
 
     async def _sum_delivered(self, scope: LedgerScope, events: list[MeterEvent]) -> None:
-        """Add to the reconciliation sums; a failure there is logged, never retried (the
-        events are delivered: `reconcile` shows the gap as drift)."""
+        """Add to the reconciliation sums, waiting out a short Redis blip; a longer failure
+        is logged (the events are delivered: `reconcile` shows the gap as drift)."""
         if self._usage is None or not events:
             return
-        try:
-            await self._usage.delivered(scope, events)
-        except Exception as exc:
-            _log.warning("could not add delivered usage to the sums", extra={"error": repr(exc)})
+        for delay in (0.1, 0.5, 2.0, 5.0, None):  # a Redis blip is waited out, briefly
+            try:
+                await self._usage.delivered(scope, events)
+            except Exception as exc:
+                if delay is None or self._closing:
+                    _log.warning("could not add delivered usage", extra={"error": repr(exc)})
+                    return
+                await asyncio.sleep(delay)
+            else:
+                return
 
     async def _mark_delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> None:
         """Stripe has them: record that, retrying while the ledger is unreachable (an entry

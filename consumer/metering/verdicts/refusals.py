@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import msgspec
@@ -20,6 +21,7 @@ from consumer.observability.logs import get_logger
 from consumer.shared_state.redis_client import SharedStateUnavailable
 
 VALIDATION_ERROR = "validation_error"
+MARK_PATIENCE_SECONDS = 30.0
 _encoder = msgspec.json.Encoder()
 _log = get_logger()
 
@@ -76,15 +78,25 @@ class MeterVerdicts:
                 _log.warning("could not move cancelled usage", extra={"error": str(exc)})
 
     async def _mark(self, scope: LedgerScope, identifier: str, verdict: str) -> None:
-        """The verdict is the ledger's record, not the answer: without Redis it is logged,
-        and the request is answered all the same (its record on the topic says it too)."""
-        try:
-            await self.book.mark(scope, [(identifier, verdict)])
-        except SharedStateUnavailable as exc:
-            _log.warning(
-                "could not record a meter event's verdict",
-                extra={"verdict": verdict, "error": str(exc)},
-            )
+        """Record the verdict, waiting out a Redis blip as meter events do (backing off, up
+        to ``MARK_PATIENCE_SECONDS``); then it is logged and the request is answered all the
+        same (its record on the topic says it too)."""
+        deadline = time.monotonic() + MARK_PATIENCE_SECONDS
+        delay = 0.1
+        while True:
+            try:
+                await self.book.mark(scope, [(identifier, verdict)])
+            except SharedStateUnavailable as exc:
+                if time.monotonic() + delay > deadline:
+                    _log.warning(
+                        "could not record a meter event's verdict",
+                        extra={"verdict": verdict, "error": str(exc)},
+                    )
+                    return
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+            else:
+                return
 
 
 def _scope(request: CreateMeterEvent | CancelMeterEvent) -> LedgerScope:

@@ -278,3 +278,22 @@ async def test_a_rejection_moves_the_value_from_delivered_to_rejected() -> None:
         ("api_calls", "cus_1", "meter_event_customer_not_found"): 2.0,
         ("api_calls", "cus_1", "meter_event_customer_not_found", "n"): 1.0,
     }
+
+
+async def test_a_redis_blip_delays_the_refusals_verdict_but_does_not_lose_it() -> None:
+    """Redis fails twice while a refusal is recorded: the verdict is recorded after it."""
+    from consumer.shared_state.redis_client import SharedStateUnavailable
+
+    class Blinking(MemoryVerdictBook):
+        failures = 2
+
+        async def mark(self, scope: LedgerScope, verdicts: Any) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise SharedStateUnavailable("Redis did not answer")
+            await super().mark(scope, verdicts)
+
+    book = Blinking(window_seconds=60, max_entries=10)
+    verdicts = MeterVerdicts(book, MeterCatalog(), topic="errors")
+    await verdicts.refused(event(identifier="use-7"), "use-7")
+    assert await book.verdicts(SCOPE, ["use-7"]) == ["rejected:validation_error"]
