@@ -55,13 +55,10 @@ _TYPE_BY_ERROR_CLASS: Final[Mapping[type[stripe.StripeError], str]] = {
 }
 
 
-_NETWORK_FAILURES: Final = (
-    OSError,  # refused, reset, unreachable (aiohttp's connector errors are OSErrors too)
-    TimeoutError,
-    aiohttp.ClientConnectionError,  # disconnected by the server
-    aiohttp.ClientPayloadError,  # a body cut short
-    aiohttp.ClientResponseError,  # a response that could not be parsed
-)
+# What the HTTP pool (http_pool.py) raises when the network or Stripe's end fails: refused,
+# reset, closed or cut short (ConnectionError, an OSError), TLS (ssl.SSLError, an OSError),
+# an answer that is not HTTP (ConnectionError), no answer in time (TimeoutError).
+_NETWORK_FAILURES: Final = (OSError, TimeoutError)
 
 
 def _network_failure(exc: BaseException) -> bool:

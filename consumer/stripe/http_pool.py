@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import ssl
 import time
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ import httptools
 
 _Origin = tuple[str, str, int]  # scheme, host, port
 _MAX_HEAD_BYTES: Final = 64 * 1024
+_UNSAFE_FIELD: Final = re.compile(r"[\r\n\x00]")  # what would end a header line early
+_UNSAFE_TARGET: Final = re.compile(r"[\x00-\x20\x7f]")  # the target is one token
 
 
 class _Headers(dict[str, str]):
@@ -251,6 +254,13 @@ class HttpPool:
 def _head(
     method: str, target: str, host: bytes, headers: Mapping[str, str], body: bytes | None
 ) -> bytes:
+    """The request line and headers. A line break or NUL in a header (an idempotency key
+    taken from a request, say) or a space in the target would let one request smuggle
+    another: ValueError, never sent (the gateway makes it a terminal failure)."""
+    if _UNSAFE_TARGET.search(target) or _UNSAFE_FIELD.search(
+        "".join((*headers, *headers.values()))
+    ):
+        raise ValueError("a header or the request target holds a line break or control character")
     lines = [f"{method.upper()} {target} HTTP/1.1\r\nHost: ".encode(), host, b"\r\n"]
     lines += [f"{name}: {value}\r\n".encode() for name, value in headers.items()]
     if body is not None:
