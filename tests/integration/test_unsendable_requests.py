@@ -1,5 +1,5 @@
-"""A request the HTTP client cannot send (it refuses a header value, say: the SDK reports
-that as a connection error) fails the same way on every retry. Through the real broker:
+"""A request the HTTP client cannot send (it refuses a header value, say) fails the same way
+on every retry. Through the real broker:
 such meter events go where failed usage goes (a reply, or the DLQ) instead of being retried
 for ever and stalling their partition, and the meter topic flows on."""
 
@@ -10,10 +10,10 @@ import time
 import uuid
 from typing import Any
 
-import aiohttp
 import msgspec
 import pytest
 
+from consumer.stripe.http_pool import HttpPool
 from tests.support.service import KafkaClient, Topics, running_service, service_settings
 from tests.support.stack import StandIn, standin_request
 
@@ -22,20 +22,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 @pytest.fixture
 def refused_meter_headers(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
-    """While on, aiohttp refuses the meter endpoints' requests as it refuses a header value
-    holding a control character (the ValueError it raises before sending anything)."""
+    """While on, the HTTP pool refuses the meter endpoints' requests as it refuses a header
+    value holding a line break (the ValueError it raises before sending anything)."""
     state = {"on": True}
-    original = aiohttp.ClientSession._request
+    original = HttpPool.request
 
-    async def request(self: aiohttp.ClientSession, method: str, url: Any, **kw: Any) -> Any:
-        if state["on"] and "/billing/meter_event" in str(url):
+    async def request(self: HttpPool, method: str, url: str, *args: Any) -> Any:
+        if state["on"] and "/billing/meter_event" in url:
             raise ValueError(
-                "Forbidden control character detected in headers. Potential header "
-                "injection attack."
+                "a header or the request target holds a line break or control character"
             )
-        return await original(self, method, url, **kw)
+        return await original(self, method, url, *args)
 
-    monkeypatch.setattr(aiohttp.ClientSession, "_request", request)
+    monkeypatch.setattr(HttpPool, "request", request)
     return state
 
 
