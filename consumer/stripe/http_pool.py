@@ -34,7 +34,8 @@ import httptools
 
 _Origin = tuple[str, str, int]  # scheme, host, port
 _MAX_HEAD_BYTES: Final = 64 * 1024
-_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # all C0 but tab, and DEL
+_UNSAFE_FIELD: Final = re.compile(r"[\r\n\x00]")  # what would end a header line early
+_UNSAFE_TARGET: Final = re.compile(r"[\x00-\x20\x7f]")  # the target is one token
 
 
 class _Headers(dict[str, str]):
@@ -255,10 +256,13 @@ class HttpPool:
 def _head(
     method: str, target: str, host: bytes, headers: Mapping[str, str], body: bytes | None
 ) -> bytes:
-    if _CONTROL.search(target) or any(
-        _CONTROL.search(name) or _CONTROL.search(value) for name, value in headers.items()
-    ):  # a CR or LF would end the header and start another one: header injection
-        raise ValueError("control character in the request line or a header (not sent)")
+    """The request line and headers. A line break or NUL in a header (an idempotency key
+    taken from a request, say) or a space in the target would let one request smuggle
+    another: ValueError, never sent (the gateway makes it a terminal failure)."""
+    if _UNSAFE_TARGET.search(target) or _UNSAFE_FIELD.search(
+        "".join((*headers, *headers.values()))
+    ):
+        raise ValueError("a header or the request target holds a line break or control character")
     lines = [f"{method.upper()} {target} HTTP/1.1\r\nHost: ".encode(), host, b"\r\n"]
     lines += [f"{name}: {value}\r\n".encode() for name, value in headers.items()]
     if body is not None:

@@ -234,8 +234,8 @@ async def test_headers_carry_key_account_and_version(
 async def test_a_request_the_http_client_cannot_send_is_terminal_not_a_connection_error(
     standin: StandIn, standin_gateway: tuple[StripeGateway, Settings]
 ) -> None:
-    """An idempotency key aiohttp refuses as header injection: the SDK reports it as a
-    connection error, but it fails the same way every time, so it is terminal (a retry loop
+    """An idempotency key the HTTP pool refuses as header injection: it fails the same way
+    every time, so it is terminal (a retry loop
     would hold its object's lock for the whole budget, or stall a meter partition for ever);
     the refused value is not quoted."""
     await standin_request(standin.url, "POST", "/_standin/reset")

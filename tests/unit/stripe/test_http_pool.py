@@ -245,3 +245,22 @@ async def test_https_is_verified_against_the_given_trust_and_names_the_host() ->
         await strict.close()
     finally:
         listening.close()
+
+
+async def test_a_header_or_target_that_would_smuggle_a_request_is_never_sent(
+    serve: Serve,
+) -> None:
+    """A line break or NUL in a header, or a space in the target, is refused before anything
+    is written (ValueError), so no second request rides inside the first."""
+    server, url = await serve(lambda _: ok())
+    client = pool()
+    for headers, path in (
+        ({"Idempotency-Key": "k\r\nX-Injected: yes"}, "/v1/charges"),
+        ({"X-Bad\nName": "v"}, "/v1/charges"),
+        ({"Idempotency-Key": "k\x00"}, "/v1/charges"),
+        ({}, "/v1/charges HTTP/1.1\r\nX-Injected: yes\r\n\r\nGET /"),
+    ):
+        with pytest.raises(ValueError, match="line break or control character"):
+            await client.request("post", f"{url}{path}", headers, b"a=1")
+    await client.close()
+    assert server.requests == []
