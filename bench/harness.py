@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
+import shutil
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -127,6 +130,28 @@ class Harness:
         command = ["-m", f"bench.baselines.{name}", "--bootstrap", self.bootstrap, *args]
         return await run_process(command)
 
+    @contextlib.asynccontextmanager
+    async def profiled(self, pid: int, name: str) -> AsyncIterator[None]:
+        """Sample ``pid`` with py-spy while the block runs, when ``BENCH_PROFILE`` asks for it
+        (and py-spy is installed): ``svg``, a flame graph in bench/results/<name>.svg;
+        ``raw``, collapsed stacks (one line per stack, for grep) beside the run's logs."""
+        kind = os.environ.get("BENCH_PROFILE", "")
+        py_spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.defpath}")
+        if kind not in {"svg", "raw"} or py_spy is None:
+            yield
+            return
+        out = ROOT / "bench" / "results" / f"{name}.svg" if kind == "svg" else self.work / name
+        command = [py_spy, "record", "--pid", str(pid), "--rate", "250", "--nonblocking"]
+        process = await asyncio.create_subprocess_exec(
+            *command, "--format", "flamegraph" if kind == "svg" else "raw", "--output", str(out),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            yield
+        finally:
+            process.send_signal(signal.SIGINT)
+            await asyncio.wait_for(process.wait(), 60)
+
     async def standin_config(self, **config: Any) -> None:
         """Reset the stand-in (counters and state), then configure it."""
         await standin_request(self.standin.url, "POST", "/_standin/reset")
@@ -136,6 +161,12 @@ class Harness:
         path = "/_standin/stats?full=1" if full else "/_standin/stats"
         stats: dict[str, Any] = await standin_request(self.standin.url, "GET", path)
         return stats
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rate(times: list[float]) -> float:

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import StandIn, add_conductor, load_stack_module, local_stack
+from tests.support.stack import (
+    StandIn,
+    add_conductor,
+    load_stack_module,
+    local_stack,
+    secured_kafka,
+)
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +55,11 @@ def redis_cluster_url(stack: dict[str, str], stack_dir: Path) -> Iterator[str]:
         yield local.start_redis_cluster(directory)
     finally:
         local.down(directory)
+
+
+@pytest.fixture(scope="session")
+def secured_kafka_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One private secured broker per test session (SASL_SSL, SSL with client certificates,
+    ACLs), shared by every security test; started only when one asks for it."""
+    with secured_kafka(tmp_path_factory.mktemp("secured-kafka")) as env:
+        yield env

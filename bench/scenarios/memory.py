@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Harness
+from bench.table import Row, at_most
 
 
 async def peak_rss_in_a_backlog(h: Harness) -> dict[str, Any]:
@@ -43,3 +44,11 @@ async def peak_rss_in_a_backlog(h: Harness) -> dict[str, Any]:
         "peak_rss_mib": round(peak / 1024, 1),
         "rss_mib_at_10_50_100_pct_of_run": [round(kib / 1024, 1) for kib in along],
     }
+
+
+def rows(r: dict[str, Any]) -> list[Row]:
+    peak = r.get("peak_rss_mib")
+    return [
+        Row("d", f"peak RSS MiB, {r.get('backlog_records')}-record backlog", peak, "< 250",
+            at_most(peak, 250)),
+    ]  # fmt: skip

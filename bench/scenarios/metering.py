@@ -12,6 +12,9 @@ from typing import Any
 import msgspec
 
 from bench.harness import Harness
+from bench.table import Row, at_least, at_most
+
+TARGET_EVENTS_PER_S = 50_000.0
 
 
 async def meter_events_through_the_stream(h: Harness) -> dict[str, Any]:
@@ -74,3 +77,13 @@ def meter_event(i: int, run: str) -> bytes:
             "value": 1,
         }
     )
+
+
+def rows(r: dict[str, Any]) -> list[Row]:
+    rate, twice = r.get("service_events_per_s"), r.get("delivered_more_than_once")
+    return [
+        Row("m", "meter events/s via the v2 stream (Redis ledger), 1 process", rate,
+            ">= 50000", at_least(rate, TARGET_EVENTS_PER_S)),
+        Row("m", "  aiokafka alone: read + decode records/s", r.get("aiokafka_read_decode_per_s")),
+        Row("m", "  identifiers delivered more than once", twice, "0", at_most(twice, 0)),
+    ]  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.harness import Harness
+from bench.table import Row, at_most
 
 
 async def calls_per_second_under_a_limit(h: Harness) -> dict[str, Any]:
@@ -26,3 +27,12 @@ async def calls_per_second_under_a_limit(h: Harness) -> dict[str, Any]:
         "max_calls_in_any_second": max(v for _, v in per_second),
         "responses_429": stats["status_counts"].get("429", 0),
     }
+
+
+def rows(r: dict[str, Any]) -> list[Row]:
+    most, refused = r.get("max_calls_in_any_second"), r.get("responses_429")
+    return [
+        Row("e", "STRIPE_RATE_LIMIT=50: most calls in any second", most, "<= 50",
+            at_most(most, 50)),
+        Row("e", "  429 responses", refused, "0", at_most(refused, 0)),
+    ]  # fmt: skip

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from bench.harness import Harness, steady_rate
+from bench.table import Row, at_least
 
 REPLICAS = (1, 2)
 PARTITIONS = 6
@@ -63,3 +64,14 @@ async def replicas_against_one(h: Harness) -> dict[str, Any]:
         "target": f">= {0.9 * n:.1f} (0.9 N) with N free cores",
         "note": "broker, stand-in and replicas share the machine's cores",
     }
+
+
+def rows(r: dict[str, Any]) -> list[Row]:
+    """(r): N replicas against one; met when the ratio reaches 0.9 N."""
+    rates = r.get("ops_per_s_by_replicas", {})
+    ratio, n = r.get("ratio"), r.get("replicas")
+    return [
+        Row("r", f"{n} replicas / one, 100 ms Stripe, {r.get('cores')} cores", ratio,
+            f">= {0.9 * n:.1f}" if n else "", at_least(ratio, 0.9 * n) if n else None),
+        Row("r", "  ops/s by replicas", " / ".join(str(v) for v in rates.values()) or None),
+    ]  # fmt: skip

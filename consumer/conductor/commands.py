@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from consumer.conductor.assets import asset_files, event_handlers, example_workflows
+from consumer.conductor.assets import all_event_handlers, all_workflows, asset_files
 from consumer.conductor.client import ConductorClient, ConductorError
 
 
@@ -39,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
         write_assets(Path(args.out))
         return 0
     client = ConductorClient(args.url)
-    handlers = event_handlers(args.reply_topic, suffix=args.handler_suffix)
+    handlers = all_event_handlers(args.reply_topic, suffix=args.handler_suffix)
     try:
         lines = client.upsert_event_handlers(handlers)
         if not args.no_examples:
-            lines += client.upsert_workflows(example_workflows(args.request_topic))
+            lines += client.upsert_workflows(all_workflows(args.request_topic, args.reply_topic))
         print("\n".join(lines), flush=True)
         if args.wait_seconds > 0:
             events = {handler["event"] for handler in handlers}

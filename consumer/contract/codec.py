@@ -127,6 +127,17 @@ class RequestDecoder:
         except RecursionError:  # nested past the decoder's depth, on either path
             return _too_deep(value)
 
+    def peek(self, value: bytes | None) -> OperationRequest | None:
+        """The request, if the record is a well-formed one (decoded, not yet checked); None
+        otherwise. For scheduling only: ``decode`` is what answers the record."""
+        if not value or len(value) > self._max_record_bytes:
+            return None
+        try:
+            request: OperationRequest = self._typed.decode(value)
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            return None
+        return request
+
     def _decode_object(self, value: bytes, now: float) -> Decoded:
         try:
             request: OperationRequest = self._typed.decode(value)

@@ -24,7 +24,10 @@ StripeObjectJson = Annotated[
 
 
 class ReplyError(msgspec.Struct, kw_only=True, frozen=True):
-    """Why a request did not complete. ``type`` is Stripe's error type or `validation_error`."""
+    """Why a request did not complete. ``type`` is Stripe's error type (a 401 or 403 typed by
+    its status: `authentication_error`, `permission_error`), `validation_error` for input the
+    service rejected itself (``param`` the JSON path), or the service's own:
+    `api_connection_error`, `internal_error`, `reply_undeliverable`."""
 
     type: str
     code: str | None = None
@@ -50,10 +53,26 @@ class Reply(ConductorFields, kw_only=True, frozen=True):
     """
 
     operation: str | None
-    status: ReplyStatus
+    status: Annotated[
+        ReplyStatus,
+        Meta(
+            description="COMPLETED; FAILED: transient, outlived the service's retries (also a "
+            "request held CONSUMER_CREDENTIAL_HOLD_SECONDS, default 900, while Stripe rejects "
+            "its integration's key: authentication_error); FAILED_WITH_TERMINAL_ERROR: "
+            "retrying cannot help"
+        ),
+    ]
     output: StripeObjectJson | None = None
     error: ReplyError | None = None
     reasonForIncompletion: str | None = None
     idempotency_key: str | None = None
-    deduplicated: bool = False
+    deduplicated: Annotated[
+        bool,
+        Meta(
+            description="Answered without a Stripe call: a copy of a request already answered "
+            "COMPLETED (same idempotency key), a copy of a task already answered FAILED or "
+            "FAILED_WITH_TERMINAL_ERROR (same taskId: answered the same, never run), or a "
+            "meter event whose identifier was already delivered"
+        ),
+    ] = False
     attempts: int = 0

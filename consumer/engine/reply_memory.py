@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
@@ -34,6 +33,7 @@ import msgspec
 
 from consumer.contract.reply import ReplyError, ReplyStatus
 from consumer.engine.replies import Outcome
+from consumer.metering.scopes import Expiring
 from consumer.settings import Settings
 from consumer.shared_state.redis_client import RedisConnection, SharedStateUnavailable
 
@@ -64,45 +64,20 @@ class AnswerKeys(msgspec.Struct, frozen=True):
         )
 
 
+class MemorySlot(msgspec.Struct, frozen=True):
+    """Where one request's answers are remembered, and the hash a remembered answer must
+    match (a caller reusing its ``idempotency_key`` for other parameters is not answered)."""
+
+    keys: AnswerKeys
+    request_hash: str
+
+
 class SharedAnswers(Protocol):
     """The memory replicas share (Redis); SharedStateUnavailable when it cannot answer."""
 
     async def recall(self, keys: Sequence[str]) -> list[RememberedAnswer | None]: ...
 
     async def remember(self, key: str, answer: RememberedAnswer, ttl_seconds: float) -> None: ...
-
-
-class LocalAnswers:
-    """This process's memory: bounded (least recently used entries go first) and expiring."""
-
-    def __init__(
-        self, max_entries: int, ttl_seconds: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._max_entries = max_entries
-        self._ttl = ttl_seconds
-        self._clock = clock
-        self._entries: OrderedDict[str, tuple[RememberedAnswer, float]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def recall(self, key: str) -> RememberedAnswer | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry[1] <= self._clock():
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
-        return entry[0]
-
-    def remember(self, key: str, answer: RememberedAnswer) -> None:
-        if self._max_entries == 0 or self._ttl <= 0:
-            return
-        self._entries[key] = (answer, self._clock() + self._ttl)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
 
 
 class ReplyMemory:
@@ -114,7 +89,9 @@ class ReplyMemory:
         shared: SharedAnswers | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._local = LocalAnswers(max_entries, ttl_seconds, clock)
+        # This process's memory: bounded (least recently used entries go first), expiring.
+        self._local: Expiring[str, RememberedAnswer] = Expiring(max_entries, clock)
+        self._clock = clock
         self._shared = shared
         self._ttl = ttl_seconds
 
@@ -123,7 +100,7 @@ class ReplyMemory:
 
     async def recall(self, keys: AnswerKeys, request_hash: str) -> Outcome | None:
         """A remembered failure of this task, else a remembered completion of this request."""
-        answers = {key: self._local.recall(key) for key in keys.in_order()}
+        answers = {key: self._local.get(key) for key in keys.in_order()}
         missing = [key for key, answer in answers.items() if answer is None]
         if missing and self._shared is not None:
             try:
@@ -133,11 +110,18 @@ class ReplyMemory:
             for key, answer in zip(missing, fetched, strict=False):
                 if answer is not None:
                     answers[key] = answer
-                    self._local.remember(key, answer)
+                    self._remember_here(key, answer)
         for answer in answers.values():
             if answer is not None and answer.request_hash == request_hash:
                 return answer.outcome
         return None
+
+    async def remember_failure(self, slot: MemorySlot, outcome: Outcome) -> None:
+        """A FAILED / FAILED_WITH_TERMINAL_ERROR answer about to be sent: remembered by taskId,
+        so a copy of the task is answered the same. The pipeline's delivery calls this for
+        every failure reply, whichever path built it (one place, so no path can forget)."""
+        if outcome.status != "COMPLETED" and not outcome.deduplicated:
+            await self.remember(slot.keys, slot.request_hash, outcome)
 
     async def remember(self, keys: AnswerKeys, request_hash: str, outcome: Outcome) -> None:
         """COMPLETED by idempotency key; a failure by taskId; nothing else."""
@@ -145,10 +129,13 @@ class ReplyMemory:
         if key is None or self._ttl <= 0:
             return
         answer = RememberedAnswer(outcome, request_hash)
-        self._local.remember(key, answer)
+        self._remember_here(key, answer)
         if self._shared is not None:
             with contextlib.suppress(SharedStateUnavailable):  # then in this process only
                 await self._shared.remember(key, answer, self._ttl)
+
+    def _remember_here(self, key: str, answer: RememberedAnswer) -> None:
+        self._local.put(key, answer, self._clock() + self._ttl)
 
 
 # -- in Redis: ``<prefix>reply:<completed|failed>:…`` holds the answer as JSON (a COMPLETED one

@@ -1,10 +1,19 @@
-"""Per-key scheduling: records with the same key run in order, different keys concurrently.
+"""Per-key scheduling: jobs sharing a key run in order, one at a time; others concurrently.
 
-Each key with work has a queue of jobs. Keys whose next job may start wait in a ready line;
-up to ``max_in_flight`` jobs run at once (``CONSUMER_MAX_IN_FLIGHT``), each as its own task.
-When a job finishes, its key goes to the back of the line if it has more work, so a busy key
-cannot starve the others, and a key whose request is retrying holds up only itself. Jobs
-that are waiting cost a queue entry, not a task.
+A job has one key or more: the pipeline gives a request its record key and, for a write to
+existing Stripe objects, one key per object it writes (Stripe answers concurrent writes to
+one object with 429 `lock_timeout`, so writes to one object go one at a time). Each key with
+work has a queue of jobs, in submission order. A job may start when it heads the queue of
+every one of its keys: no job sharing a key with it is running or was submitted before it.
+Such jobs wait in a ready line; up to ``max_in_flight`` run at once
+(``CONSUMER_MAX_IN_FLIGHT``), each as its own task.
+
+A job waiting for its turn costs a queue entry, never a task nor a worker slot: hundreds of
+writes to one busy customer wait in that customer's queue while requests for everyone else
+run. When a job finishes, the jobs it was holding up whose turn has come join the back of
+the ready line, so a busy key cannot starve the others. Submission order is one global
+order, so the oldest waiting job always heads all its queues: no two jobs ever wait for each
+other.
 
 Each job may name its owner (the pipeline passes the record): ``withdraw`` takes back the
 jobs not yet started whose owner is no longer wanted (a rebalance took their partition, or
@@ -15,21 +24,29 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
-from typing import TypeAlias
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 
 from consumer.observability.logs import get_logger
 
 Job = Callable[[], Awaitable[None]]
-_Entry: TypeAlias = tuple[Job, object]  # the job and its owner
 _log = get_logger()
+
+
+class _Entry:
+    __slots__ = ("job", "keys", "owner", "state")
+
+    def __init__(self, job: Job, keys: tuple[Hashable, ...], owner: object) -> None:
+        self.job = job
+        self.keys = keys
+        self.owner = owner
+        self.state = "waiting"  # waiting -> ready -> running; or withdrawn
 
 
 class KeyedScheduler:
     def __init__(self, max_in_flight: int) -> None:
         self._max_in_flight = max_in_flight
         self._queues: dict[Hashable, deque[_Entry]] = {}
-        self._ready: deque[Hashable] = deque()  # keys whose next job may start
+        self._ready: deque[_Entry] = deque()  # jobs whose turn has come, in order
         self._tasks: set[asyncio.Task[None]] = set()
         self._queued = 0
         self._idle = asyncio.Event()
@@ -44,28 +61,42 @@ class KeyedScheduler:
     def running(self) -> int:
         return len(self._tasks)
 
-    def submit(self, key: Hashable, job: Job, owner: object = None) -> None:
+    def submit(
+        self, key: Hashable, job: Job, owner: object = None, *, also: Iterable[Hashable] = ()
+    ) -> None:
+        """Queue ``job`` under ``key`` and the keys ``also`` (the objects it writes)."""
+        keys = (key,) if not also else tuple(dict.fromkeys((key, *also)))
+        entry = _Entry(job, keys, owner)
         self._queued += 1
         self._idle.clear()
-        queue = self._queues.get(key)
-        if queue is None:
-            self._queues[key] = deque(((job, owner),))
-            self._ready.append(key)
-            self._start_ready()
-        else:
-            queue.append((job, owner))  # the key is running or already in line
+        for k in keys:
+            queue = self._queues.get(k)
+            if queue is None:
+                self._queues[k] = deque((entry,))
+            else:
+                queue.append(entry)
+        self._if_ready(entry)
+        self._start_ready()
+
+    def _if_ready(self, entry: _Entry) -> None:
+        """Into the ready line if it heads every one of its queues and is not there yet."""
+        if entry.state == "waiting" and all(self._queues[k][0] is entry for k in entry.keys):
+            entry.state = "ready"
+            self._ready.append(entry)
 
     def withdraw(self, unwanted: Callable[[object], bool]) -> list[object]:
         """Take back the jobs not yet started whose owner is ``unwanted``: they never run.
         Running jobs are left alone. Returns the withdrawn jobs' owners."""
-        waiting = set(self._ready)  # keys whose head job has not started
         withdrawn: list[object] = []
         for key, queue in list(self._queues.items()):
-            running = () if key in waiting else (queue.popleft(),)
-            kept = deque(running)
+            kept: deque[_Entry] = deque()
             for entry in queue:
-                if unwanted(entry[1]):
-                    withdrawn.append(entry[1])
+                if entry.state == "withdrawn" or (
+                    entry.state != "running" and unwanted(entry.owner)
+                ):
+                    if entry.state != "withdrawn":
+                        entry.state = "withdrawn"
+                        withdrawn.append(entry.owner)
                 else:
                     kept.append(entry)
             if kept:
@@ -73,21 +104,25 @@ class KeyedScheduler:
             else:
                 del self._queues[key]
         if withdrawn:
-            self._ready = deque(key for key in self._ready if key in self._queues)
+            self._ready = deque(e for e in self._ready if e.state == "ready")
+            for queue in self._queues.values():  # a withdrawn job may have held others up
+                self._if_ready(queue[0])
             self._queued -= len(withdrawn)
             if self._queued == 0:
                 self._idle.set()
+            self._start_ready()
         return withdrawn
 
     def _start_ready(self) -> None:
         while self._ready and len(self._tasks) < self._max_in_flight:
-            key = self._ready.popleft()
-            task = asyncio.create_task(self._run(key, self._queues[key][0][0]))
+            entry = self._ready.popleft()
+            entry.state = "running"
+            task = asyncio.create_task(self._run(entry))
             self._tasks.add(task)
 
-    async def _run(self, key: Hashable, job: Job) -> None:
+    async def _run(self, entry: _Entry) -> None:
         try:
-            await job()
+            await entry.job()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -96,18 +131,20 @@ class KeyedScheduler:
             task = asyncio.current_task()
             if task is not None:
                 self._tasks.discard(task)
-            self._finished(key)
+            self._finished(entry)
 
-    def _finished(self, key: Hashable) -> None:
-        queue = self._queues.get(key)
-        if queue is None:  # cancelled: the queues were cleared
+    def _finished(self, entry: _Entry) -> None:
+        if entry.state != "running":  # cancelled: the queues were cleared
             return
-        queue.popleft()
+        entry.state = "done"
+        for key in entry.keys:
+            queue = self._queues[key]
+            queue.popleft()  # it headed every one of its queues
+            if queue:
+                self._if_ready(queue[0])
+            else:
+                del self._queues[key]
         self._queued -= 1
-        if queue:
-            self._ready.append(key)
-        else:
-            del self._queues[key]
         if self._queued == 0:
             self._idle.set()
         self._start_ready()
@@ -123,6 +160,9 @@ class KeyedScheduler:
     async def cancel(self) -> None:
         """Stop everything (shutdown after the grace period): unfinished jobs are abandoned,
         their offsets stay uncommitted, and Kafka redelivers them."""
+        for queue in self._queues.values():
+            for entry in queue:
+                entry.state = "cancelled"
         self._queues.clear()
         self._ready.clear()
         tasks = list(self._tasks)

@@ -1,33 +1,34 @@
-"""Per-Stripe-account state that must not grow with the number of accounts ever seen.
+"""State that must not grow with the number of keys ever seen: :class:`Expiring`, a map
+whose values expire, bounded to ``max_entries`` (least recently used first).
 
 A platform's producers may cycle through thousands of connected accounts; the meter lane
-keeps a little state per account (a session token, a fallback deadline). :class:`ExpiringScopes`
-holds such values with an expiry and a bound: an expired entry is gone when next looked up or
-when it reaches the least recently used end, and beyond ``max_entries`` the least recently
-used entry goes (it is only recreated if that account comes back: a new session, say).
+keeps a little state per account (a session token, a fallback deadline), and the reply
+memory an answer per request (engine/reply_memory.py). An expired entry is gone when next
+looked up or when it reaches the least recently used end, and beyond ``max_entries`` the
+least recently used entry goes (it is only recreated if that key comes back: a new
+session, say).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from consumer.metering.ledgers.protocol import LedgerScope
-
+K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-class ExpiringScopes(Generic[V]):
+class Expiring(Generic[K, V]):
     def __init__(self, max_entries: int, clock: Callable[[], float]) -> None:
         self._max_entries = max_entries
         self._clock = clock
-        self._entries: OrderedDict[LedgerScope, tuple[V, float]] = OrderedDict()
+        self._entries: OrderedDict[K, tuple[V, float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, scope: LedgerScope) -> V | None:
+    def get(self, scope: K) -> V | None:
         """The value while it has not expired (and mark it recently used); else None."""
         entry = self._entries.get(scope)
         if entry is None:
@@ -39,12 +40,12 @@ class ExpiringScopes(Generic[V]):
         self._entries.move_to_end(scope)
         return value
 
-    def put(self, scope: LedgerScope, value: V, expires_at: float) -> None:
+    def put(self, scope: K, value: V, expires_at: float) -> None:
         self._entries[scope] = (value, expires_at)
         self._entries.move_to_end(scope)
         self._prune()
 
-    def pop(self, scope: LedgerScope) -> V | None:
+    def pop(self, scope: K) -> V | None:
         entry = self._entries.pop(scope, None)
         return entry[0] if entry is not None else None
 

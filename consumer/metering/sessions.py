@@ -26,7 +26,7 @@ from typing import Final, Protocol
 import msgspec
 
 from consumer.metering.ledgers.protocol import LedgerScope
-from consumer.metering.scopes import ExpiringScopes
+from consumer.metering.scopes import Expiring
 from consumer.settings import StripeCredential
 from consumer.stripe.calls import StripeCall
 from consumer.stripe.executor import StripeCallExecutor
@@ -91,7 +91,7 @@ class MeterEventSessions:
     ) -> None:
         self._creator = creator
         self._clock = clock
-        self._sessions: ExpiringScopes[_Session] = ExpiringScopes(max_sessions, clock)
+        self._sessions: Expiring[LedgerScope, _Session] = Expiring(max_sessions, clock)
         self._creating: dict[LedgerScope, asyncio.Future[_Session]] = {}  # in progress only
         self.created = 0
 

@@ -19,7 +19,7 @@ from typing import Final, Protocol
 from consumer.contract.errors import StripeFailure
 from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metering.ledgers.protocol import LedgerScope
-from consumer.metering.scopes import ExpiringScopes
+from consumer.metering.scopes import Expiring
 from consumer.metering.sessions import MeterEventSessions
 from consumer.observability.logs import get_logger
 from consumer.operations.meter_events import create_meter_event, meter_event_params
@@ -80,7 +80,7 @@ class StreamTransport:
         self._fallback = fallback
         self._fallback_seconds = fallback_seconds
         self._clock = clock
-        self._falling_back: ExpiringScopes[bool] = ExpiringScopes(max_fallbacks, clock)
+        self._falling_back: Expiring[LedgerScope, bool] = Expiring(max_fallbacks, clock)
 
     @property
     def accounts_falling_back(self) -> int:
@@ -168,7 +168,9 @@ class SingleEventTransport:
                 operation=create_meter_event.name,
                 credential=credential,
                 stripe_account=scope.stripe_account,
-                idempotency_key=event.idempotency_key,
+                # The contract: Idempotency-Key is the identifier, so that Stripe's error
+                # reports (which name a request by its idempotency key) name the event.
+                idempotency_key=event.identifier,
                 attempts=attempts,
             )
         except CredentialHeld:

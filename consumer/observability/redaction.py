@@ -11,6 +11,10 @@ import re
 from collections.abc import Iterable
 
 _STRIPE_KEY_SHAPE = re.compile(r"\b(sk|rk|pk|whsec|ek)_(test_|live_)?[A-Za-z0-9]{6,}")
+# What every match of the shape contains: text without any of these has no key in it, which
+# a substring scan tells far sooner than the regex (the request log line: 3 % of the CPU per
+# request went to this regex alone).
+_SHAPE_MARKERS = ("sk_", "rk_", "pk_", "whsec_", "ek_")
 MASK = "[redacted]"
 
 
@@ -25,6 +29,8 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
+        if not any(marker in text for marker in _SHAPE_MARKERS):
+            return text
         return _STRIPE_KEY_SHAPE.sub(lambda m: f"{m.group(1)}_{m.group(2) or ''}{MASK}", text)
 
 

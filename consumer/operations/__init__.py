@@ -47,6 +47,7 @@ OPERATIONS: Final[tuple[Operation[Any], ...]] = (
     payment_methods.get_payment_method,
     payment_methods.detach_payment_method,
     meter_events.create_meter_event,
+    meter_events.cancel_meter_event,
 )
 
 OPERATION_BY_TYPE: Final[Mapping[type[OperationRequest], Operation[Any]]] = {
@@ -65,10 +66,16 @@ def stripe_call(request: OperationRequest) -> StripeCall:
     return OPERATION_BY_TYPE[type(request)].stripe_call(request)
 
 
+def written_objects(request: OperationRequest) -> tuple[str, ...]:
+    """The ids of the existing Stripe objects the request writes (its call's locks)."""
+    return OPERATION_BY_TYPE[type(request)].written(request)
+
+
 __all__ = [
     "OPERATIONS",
     "OPERATION_BY_TYPE",
     "Operation",
     "check_complete",
     "stripe_call",
+    "written_objects",
 ]

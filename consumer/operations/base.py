@@ -42,15 +42,19 @@ class Operation(Generic[R]):
 
     def stripe_call(self, request: R) -> StripeCall:
         path = self.path
-        locks: tuple[str, ...] = ()
         if self.resource_id is not None:
-            resource_id = self.resource_id(request)
             # Ids are validated to [A-Za-z0-9_]; quoting keeps the path safe regardless.
-            path = _PLACEHOLDER.sub(quote(resource_id, safe=""), path, count=1)
-            locks = (resource_id,) if self.http_method != "GET" else ()
+            path = _PLACEHOLDER.sub(quote(self.resource_id(request), safe=""), path, count=1)
+        return StripeCall(self.http_method, path, self.to_params(request), self.written(request))
+
+    def written(self, request: R) -> tuple[str, ...]:
+        """The ids of the existing Stripe objects this request writes (none for reads and
+        creates): the call's locks, and the pipeline's scheduling keys."""
         if self.writes_to is not None:
-            locks = self.writes_to(request)
-        return StripeCall(self.http_method, path, self.to_params(request), locks)
+            return self.writes_to(request)
+        if self.resource_id is not None and self.http_method != "GET":
+            return (self.resource_id(request),)
+        return ()
 
 
 def given(**params: Any) -> dict[str, Any]:

@@ -60,6 +60,7 @@ class ClientSettings:
     meter_topic: str
     reply_topic: str
     dlq_topic: str
+    meter_errors_topic: str
 
 
 def read_client_settings(reader: EnvironmentReader) -> ClientSettings:
@@ -72,6 +73,7 @@ def read_client_settings(reader: EnvironmentReader) -> ClientSettings:
         meter_topic=reader.topic("CONSUMER_METER_TOPIC", "stripe.meter-events"),
         reply_topic=reader.topic("CONSUMER_REPLY_TOPIC", "stripe.replies"),
         dlq_topic=reader.topic("CONSUMER_DLQ_TOPIC", "stripe.dlq"),
+        meter_errors_topic=reader.topic("CONSUMER_METER_ERRORS_TOPIC", "stripe.meter-errors"),
     )
 
 

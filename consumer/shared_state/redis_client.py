@@ -216,6 +216,11 @@ class RedisConnection:
         )
         return previous
 
+    async def hash_all(self, key: str, *, use: str) -> dict[str, str]:
+        """HGETALL, decoded."""
+        raw: dict[bytes, bytes] = await self._call(use, lambda: self._client.hgetall(key))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
     async def delete(self, key: str, *, use: str) -> None:
         await self._call(use, lambda: self._client.delete(key))
 

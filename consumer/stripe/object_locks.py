@@ -4,6 +4,11 @@ Stripe answers concurrent writes to one object with 429 `lock_timeout`. Requests
 different record keys run concurrently, so two workflows updating the same customer could
 collide; a lock per object (per credential and connected account) serialises them here
 instead. Locks exist only while someone holds or waits for them.
+
+The pipeline's scheduler already runs a request only when no other request writing the same
+objects runs (engine/scheduler.py: the objects are scheduling keys, so a write waiting for
+its turn holds no worker slot); these locks keep the rule for any other caller of the
+executor, and are then never contended.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ type, code, decline code, retryable or terminal, request id; secrets masked."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import msgspec
@@ -10,9 +11,11 @@ import pytest
 
 from consumer.contract.errors import StripeFailure
 from consumer.contract.requests import Request
+from consumer.observability.redaction import Redactor
 from consumer.operations import stripe_call
 from consumer.settings import Secret, Settings, StripeCredential
-from consumer.stripe.gateway import StripeGateway
+from consumer.stripe.gateway import StripeGateway, open_gateway
+from tests.contract.conftest import gateway_settings
 from tests.support.stack import StandIn, standin_request
 
 pytestmark = pytest.mark.contract
@@ -226,3 +229,30 @@ async def test_headers_carry_key_account_and_version(
     )
     assert (get["method"], get["idempotency_key"], get["stripe_account"]) == ("GET", None, None)
     assert post["stripe_version"]
+
+
+async def test_a_request_the_http_client_cannot_send_is_terminal_not_a_connection_error(
+    standin: StandIn, standin_gateway: tuple[StripeGateway, Settings]
+) -> None:
+    """An idempotency key aiohttp refuses as header injection: the SDK reports it as a
+    connection error, but it fails the same way every time, so it is terminal (a retry loop
+    would hold its object's lock for the whole budget, or stall a meter partition for ever);
+    the refused value is not quoted."""
+    await standin_request(standin.url, "POST", "/_standin/reset")
+    failure = await failure_of(standin_gateway, CHARGE, key="order-1\r\nX-Injected: yes")
+    assert (failure.detail.type, failure.retryable) == ("api_connection_error", False)
+    assert failure.status == "FAILED_WITH_TERMINAL_ERROR"
+    assert "X-Injected" not in failure.detail.message
+    stats = await standin_request(standin.url, "GET", "/_standin/stats?full=1")
+    assert stats["executions"] == {}  # it never reached Stripe
+
+
+async def test_a_refused_connection_stays_retryable() -> None:
+    """A real connection failure (nothing listens on the port) is still retryable."""
+    with socket.socket() as probe:  # a free port, then closed: connecting to it is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = gateway_settings(f"http://127.0.0.1:{port}")
+    async with open_gateway(settings, Redactor()) as gateway:
+        failure = await failure_of((gateway, settings), CHARGE, key="order-2")
+    assert (failure.detail.type, failure.retryable) == ("api_connection_error", True)

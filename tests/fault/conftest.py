@@ -48,6 +48,9 @@ class Harness:
             "STRIPE_TIMEOUT_SECONDS": "5",
             "CONSUMER_COMMIT_INTERVAL_SECONDS": "0.2",
             "CONSUMER_SHUTDOWN_GRACE_SECONDS": "20",
+            # The meter error poller's GETs would show in the stand-in's call counts; the
+            # verdict tests turn it on.
+            "CONSUMER_METER_ERRORS_POLL_SECONDS": "0",
             **self.topics.environ(),
             **overrides,
         }
@@ -137,20 +140,22 @@ async def harness(
                 process.close()
 
 
+def charge_requests(count: int, tag: str) -> dict[str, dict[str, Any]]:
+    """``count`` charges by taskId, each its own task of one workflow."""
+    return {
+        f"{tag}-{i:05d}": {
+            "operation": "create_charge",
+            "amount": 100 + i,
+            "currency": "usd",
+            "source": "tok_visa",
+            "taskId": f"{tag}-{i:05d}",
+            "workflowInstanceId": f"wf-{tag}",
+            "taskRefName": f"charge_{i}",
+        }
+        for i in range(count)
+    }
+
+
 @pytest.fixture
 def charges() -> Callable[[int, str], dict[str, dict[str, Any]]]:
-    def make(count: int, tag: str) -> dict[str, dict[str, Any]]:
-        return {
-            f"{tag}-{i:05d}": {
-                "operation": "create_charge",
-                "amount": 100 + i,
-                "currency": "usd",
-                "source": "tok_visa",
-                "taskId": f"{tag}-{i:05d}",
-                "workflowInstanceId": f"wf-{tag}",
-                "taskRefName": f"charge_{i}",
-            }
-            for i in range(count)
-        }
-
-    return make
+    return charge_requests

@@ -22,7 +22,7 @@ import pytest
 
 from consumer.kafka.producer import RecordSink
 from consumer.kafka.records import OutboundRecord
-from tests.fault.conftest import Harness
+from tests.fault.conftest import Harness, charge_requests
 from tests.support.process import ServiceProcess
 from tests.support.redis_server import RedisServer
 
@@ -36,21 +36,6 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
-
-
-def charges(tag: str, count: int) -> dict[str, dict[str, Any]]:
-    return {
-        f"{tag}-{i:03d}": {
-            "operation": "create_charge",
-            "amount": 100 + i,
-            "currency": "usd",
-            "source": "tok_visa",
-            "taskId": f"{tag}-{i:03d}",
-            "workflowInstanceId": f"wf-{tag}",
-            "taskRefName": f"charge_{i}",
-        }
-        for i in range(count)
-    }
 
 
 def meter_events(tag: str, count: int) -> list[dict[str, Any]]:
@@ -116,7 +101,8 @@ async def test_redis_stopped_then_restarted_empty_under_load(
     run = uuid.uuid4().hex[:6]
     environ = {"CONSUMER_REDIS_URL": redis.url, "CONSUMER_MAX_BUFFERED_METER_EVENTS": "200"}
     service = harness.service(**environ).start()
-    before, during = charges(f"before-{run}", 60), charges(f"during-{run}", 60)
+    before = charge_requests(60, f"before-{run}")
+    during = charge_requests(60, f"during-{run}")
     first_usage, waiting_usage = meter_events(f"u1-{run}", 300), meter_events(f"u2-{run}", 2000)
 
     # Redis up: the baseline.

@@ -104,3 +104,83 @@ async def test_a_restarted_service_remembers_the_failure_through_redis(
     )
     stats = await standin_request(standin.url, "GET", "/_standin/stats?full=1")
     assert stats["executions"] == {}
+
+
+async def test_a_copy_of_a_request_held_too_long_is_answered_failed_once_the_key_works(
+    stack: dict[str, str], standin: StandIn
+) -> None:
+    """A request held past the hold for a rejected key is answered FAILED; a copy of it
+    (Conductor republishing the pending task) published after the key works again is
+    answered FAILED from memory and charges nothing."""
+    await standin_request(standin.url, "POST", "/_standin/reset")
+    await standin_request(
+        standin.url, "POST", "/_standin/config", {"revoked_keys": ["sk_test_123"]}
+    )
+    topics = Topics()
+    task_id, workflow = str(uuid.uuid4()), str(uuid.uuid4())
+    settings = service_settings(
+        {**stack, "STRIPE_API_BASE": standin.url},
+        topics,
+        CONSUMER_CREDENTIAL_HOLD_SECONDS="1",
+        CONSUMER_CREDENTIAL_PROBE_SECONDS="0.2",
+    )
+    async with (
+        KafkaClient(stack["KAFKA_BOOTSTRAP_SERVERS"], topics) as client,
+        running_service(settings),
+    ):
+        await client.publish(charge(task_id, workflow), key=task_id)
+        [failed] = await replies_of(client, task_id, 1)
+        await standin_request(standin.url, "POST", "/_standin/config", {})  # the key works
+        other = str(uuid.uuid4())
+        await client.publish(charge(other, str(uuid.uuid4())), key=other)
+        [done] = await replies_of(client, other, 1)  # the gate is open again
+        await client.publish(charge(task_id, workflow), key=task_id)
+        copy = (await replies_of(client, task_id, 2))[-1]
+    assert (failed["status"], failed["error"]["type"]) == ("FAILED", "authentication_error")
+    assert done["status"] == "COMPLETED"
+    assert (copy["status"], copy["deduplicated"], copy["error"]) == (
+        "FAILED",
+        True,
+        failed["error"],
+    )
+    stats = await standin_request(standin.url, "GET", "/_standin/stats?full=1")
+    assert stats["executions"] == {done["idempotency_key"]: 1}  # the copy charged nothing
+
+
+async def test_a_copy_of_a_failed_meter_event_on_the_meter_topic_is_answered_failed(
+    stack: dict[str, str], standin: StandIn
+) -> None:
+    """A meter event on the meter topic with a taskId, refused by Stripe for good
+    (FAILED_WITH_TERMINAL_ERROR): a copy published once Stripe accepts again is answered
+    the same from memory, and the usage is never counted."""
+    await standin_request(standin.url, "POST", "/_standin/reset")
+    refused = {"faults": [{"status": 400, "times": -1, "path_prefix": "/v"}]}
+    await standin_request(standin.url, "POST", "/_standin/config", refused)
+    topics = Topics()
+    task_id = str(uuid.uuid4())
+    event = {
+        "operation": "create_meter_event",
+        "event_name": "api_requests",
+        "customer_id": "cus_1",
+        "value": 3,
+        "identifier": f"use-{task_id}",
+        "taskId": task_id,
+    }
+    settings = service_settings({**stack, "STRIPE_API_BASE": standin.url}, topics)
+    async with (
+        KafkaClient(stack["KAFKA_BOOTSTRAP_SERVERS"], topics) as client,
+        running_service(settings),
+    ):
+        await client.publish(event, key=task_id, topic=topics.meter)
+        [failed] = await replies_of(client, task_id, 1)
+        await standin_request(standin.url, "POST", "/_standin/config", {})  # Stripe accepts
+        await client.publish(event, key=task_id, topic=topics.meter)
+        copy = (await replies_of(client, task_id, 2))[-1]
+    assert failed["status"] == "FAILED_WITH_TERMINAL_ERROR"
+    assert (copy["status"], copy["deduplicated"], copy["error"]) == (
+        "FAILED_WITH_TERMINAL_ERROR",
+        True,
+        failed["error"],
+    )
+    stats = await standin_request(standin.url, "GET", "/_standin/stats?full=1")
+    assert f"use-{task_id}" not in stats["meter_deliveries"]

@@ -145,3 +145,37 @@ async def test_identifiers_the_earlier_layout_settled_still_answer(connect: Conn
     await connection.put(held, b"pending:old-replica", ttl_seconds=60, use="t")
     states = await ledger(connection, "new").claim(SCOPE, ["old-delivered", "old-pending", "x"])
     assert states == [DELIVERED, PENDING, CLAIMED]
+
+
+async def test_delivered_reads_and_forget_drops_only_delivered(connect: Connect) -> None:
+    """Stripe's later rejection: `delivered` says which identifiers settled delivered (a
+    claim is not), `forget` drops those so a corrected resend is claimable again, and leaves
+    a pending claim alone; across the batch's many cluster slots."""
+    first, second = ledger(connect(), "a"), ledger(connect(), "b")
+    sent = [f"sent-{i}" for i in range(150)]
+    assert await first.claim(SCOPE, [*sent, "held"]) == [CLAIMED] * 151
+    await first.mark_delivered(SCOPE, sent)
+    assert await second.delivered(SCOPE, [*sent, "held", "never"]) == [True] * 150 + [False] * 2
+    rejected = sent[::3]
+    await second.forget(SCOPE, [*rejected, "held"])
+    assert await second.delivered(SCOPE, sent) == [i % 3 != 0 for i in range(150)]
+    states = await second.claim(SCOPE, [*sent, "held"])
+    assert states == [CLAIMED if i % 3 == 0 else DELIVERED for i in range(150)] + [PENDING]
+
+
+async def test_forget_drops_a_delivered_key_of_the_earlier_layout(stack: dict[str, str]) -> None:
+    """An identifier the key-per-identifier layout settled is forgotten too (single Redis,
+    where that layout was read)."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    connection = RedisConnection(
+        stack["REDIS_URL"], ServiceMetrics(CollectorRegistry()), prefix=prefix
+    )
+    try:
+        old = f"{prefix}meter:{SCOPE.key('old-delivered')}"
+        await connection.put(old, b"delivered", ttl_seconds=60, use="t")
+        book = ledger(connection, "new")
+        assert await book.delivered(SCOPE, ["old-delivered"]) == [True]
+        await book.forget(SCOPE, ["old-delivered"])
+        assert await book.claim(SCOPE, ["old-delivered"]) == [CLAIMED]
+    finally:
+        await connection.close()

@@ -19,6 +19,7 @@ from consumer.engine.pipeline.delivery import Delivery
 from consumer.engine.pipeline.held_requests import Held, HeldRequests
 from consumer.engine.pipeline.in_flight import InFlight
 from consumer.engine.pipeline.ports import (
+    FailureMemory,
     MeterBatcher,
     PipelineLimits,
     Processor,
@@ -65,6 +66,7 @@ class Pipeline:
         meter_topic: str | None = None,
         meter_batcher: MeterBatcher | None = None,
         gate: CredentialGate | None = None,
+        memory: FailureMemory | None = None,
     ) -> None:
         self._source = source
         self._processor = processor
@@ -86,6 +88,7 @@ class Pipeline:
             metrics,
             reply_topic=reply_topic,
             custom_reply_topic_timeout_seconds=limits.custom_reply_topic_timeout_seconds,
+            memory=memory,
         )
         self._backpressure = Backpressure(
             source,
@@ -140,7 +143,12 @@ class Pipeline:
             if record.key is not None
             else (record.topic_partition, record.offset)
         )
-        self._work.scheduler.submit(key, lambda: self._handle(record, timing), record)
+        self._work.scheduler.submit(
+            key,
+            lambda: self._handle(record, timing),
+            record,
+            also=self._processor.written_objects(record),  # one write per object at a time
+        )
 
     # -- the meter lane -------------------------------------------------------------------
 
@@ -151,11 +159,35 @@ class Pipeline:
         if prepared is None or self._meter_batcher is None:
             return False
         timing.started = timing.received  # batched at once
+        if prepared.prepared.reply_due:  # it may have been answered FAILED before: ask first
+            task = asyncio.create_task(self._recall_meter_event(record, prepared, timing))
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
+        else:
+            self._batch_meter_event(record, prepared, timing)
+        return True
+
+    async def _recall_meter_event(
+        self, record: InboundRecord, prepared: PreparedMeterEvent, timing: Timing
+    ) -> None:
+        """A copy of a meter event whose task was already answered (FAILED, say) is answered
+        the same from memory, never batched; any other goes on to the batcher."""
+        handled = await self._processor.remembered(record, prepared.prepared)
+        if record.topic_partition not in self._assigned:
+            self._work.abandoned(record)  # revoked meanwhile: the new owner answers it
+        elif handled is None:
+            self._batch_meter_event(record, prepared, timing)
+        else:
+            timing.processed = time.perf_counter()
+            await self._deliver_and_finish(record, handled, timing)
+
+    def _batch_meter_event(
+        self, record: InboundRecord, prepared: PreparedMeterEvent, timing: Timing
+    ) -> None:
         if self._work.held.is_rejected(prepared.prepared.credential.integration):
             self._park(record, prepared.prepared, timing, prepared)
         else:
             self._submit_meter_event(record, prepared, timing)
-        return True
 
     def _submit_meter_event(
         self, record: InboundRecord, prepared: PreparedMeterEvent, timing: Timing

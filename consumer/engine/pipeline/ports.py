@@ -1,10 +1,10 @@
-"""What the pipeline is given: its limits, and the four parts it drives, as protocols (Kafka's
-source and sink, the processor, the meter batcher; fakes in unit tests). And the timing each
-record carries for its log line."""
+"""What the pipeline is given: its limits, and the parts it drives, as protocols (Kafka's
+source and sink, the processor, the meter batcher, the failure memory; fakes in unit
+tests). And the timing each record carries for its log line."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,6 +14,7 @@ from consumer.engine.processing.answer import Handled
 from consumer.engine.processing.prepare import Prepared, PreparedMeterEvent
 from consumer.engine.processing.processor import HeldRequest
 from consumer.engine.replies import Outcome
+from consumer.engine.reply_memory import MemorySlot
 from consumer.kafka.records import InboundRecord, OutboundRecord, TopicPartition
 from consumer.metering.events import MeterEvent, MeterResult
 
@@ -57,6 +58,14 @@ class Processor(Protocol):
     async def process(self, record: InboundRecord) -> Handled | HeldRequest: ...
     def prepare_meter_event(self, record: InboundRecord) -> PreparedMeterEvent | None: ...
     def answer(self, record: InboundRecord, prepared: Prepared, outcome: Outcome) -> Handled: ...
+    async def remembered(self, record: InboundRecord, prepared: Prepared) -> Handled | None: ...
+    def written_objects(self, record: InboundRecord) -> tuple[Hashable, ...]: ...
+
+
+class FailureMemory(Protocol):
+    """Remembers a failure reply by taskId as it is sent (engine/reply_memory.py)."""
+
+    async def remember_failure(self, slot: MemorySlot, outcome: Outcome) -> None: ...
 
 
 class MeterBatcher(Protocol):

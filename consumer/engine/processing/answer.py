@@ -14,6 +14,7 @@ from consumer.contract.reply import ReplyError, ReplyStatus
 from consumer.contract.requests import ConductorFields
 from consumer.engine.processing.prepare import Prepared, RequestRouter
 from consumer.engine.replies import Outcome, ReplyAddress, dead_letter_record, reply_record
+from consumer.engine.reply_memory import MemorySlot
 from consumer.kafka.records import InboundRecord, OutboundRecord
 from consumer.settings import Settings
 
@@ -34,21 +35,29 @@ class Handled(msgspec.Struct, frozen=True):
     dead_letter: OutboundRecord | None = None
     dead_letter_reason: str | None = None
     address: ReplyAddress | None = None
+    # Where a failure reply is remembered by taskId as it is sent (the request's memory
+    # slot); None for a record that is no request (not JSON, invalid): its copy is refused
+    # again the same way by the same codec.
+    memory: MemorySlot | None = None
+    meter_error: OutboundRecord | None = None  # a meter event refused before sending
 
     @property
     def status(self) -> ReplyStatus:
         return self.outcome.status
 
-    def undeliverable(self, default_topic: str, why: str) -> OutboundRecord:
-        """A small terminal reply on the default topic, when the real one cannot be delivered
-        (its topic refuses it, or it is larger than the broker accepts)."""
-        address = self.address or ReplyAddress(default_topic, None, self.conductor, {})
+    def undeliverable_outcome(self, why: str) -> Outcome:
+        """The failure that replaces a reply that cannot be delivered."""
         failure = ServiceError(
             ReplyError(
                 type="reply_undeliverable", message=f"The reply could not be delivered: {why}"
             )
         )
-        outcome = msgspec.structs.replace(Outcome.failed(failure), attempts=self.outcome.attempts)
+        return msgspec.structs.replace(Outcome.failed(failure), attempts=self.outcome.attempts)
+
+    def undeliverable(self, default_topic: str, outcome: Outcome) -> OutboundRecord:
+        """A small terminal reply on the default topic, when the real one cannot be delivered
+        (its topic refuses it, or it is larger than the broker accepts)."""
+        address = self.address or ReplyAddress(default_topic, None, self.conductor, {})
         return reply_record(
             ReplyAddress(default_topic, address.record_key, address.conductor, {}),
             self.operation,
@@ -83,6 +92,7 @@ class Answers:
             dead_letter=self._kept(record, coordinates, REFUSED, outcome) if refused else None,
             dead_letter_reason=REFUSED if refused else None,
             address=address,
+            memory=prepared.memory,
         )
 
     def rejected(
@@ -96,6 +106,7 @@ class Answers:
         passthrough: dict[str, Any],
         topic: str,
         reply_due: bool,
+        memory: MemorySlot | None = None,
     ) -> Handled:
         outcome = Outcome.failed(rejection)
         address = ReplyAddress(topic, record.key, conductor, passthrough)
@@ -108,6 +119,7 @@ class Answers:
             dead_letter=None if reply_due else self._kept(record, coordinates, REJECTED, outcome),
             dead_letter_reason=None if reply_due else REJECTED,
             address=address,
+            memory=memory,
         )
 
     def _kept(
@@ -142,7 +154,11 @@ class Answers:
         )
 
     def internal_error(
-        self, record: InboundRecord, coordinates: RecordCoordinates, exc: Exception
+        self,
+        record: InboundRecord,
+        coordinates: RecordCoordinates,
+        exc: Exception,
+        memory: MemorySlot | None = None,
     ) -> Handled:
         failure = ServiceError(
             ReplyError(
@@ -168,4 +184,5 @@ class Answers:
             ),
             dead_letter_reason=INTERNAL_ERROR,
             address=address,
+            memory=memory,
         )

@@ -1,6 +1,7 @@
 """The Stripe stage: a prepared request's outcome, from memory when it was answered before,
 else from Stripe (through the executor, or a meter event through the batcher), then
-remembered: a completion by idempotency key, a failure by taskId (``reply_memory.py``).
+remembered: a completion by idempotency key here; a failure by taskId as its reply is sent
+(the pipeline's delivery, the one place every failure reply passes; ``reply_memory.py``).
 While Stripe rejects the integration's key the request is not answered:
 :class:`~consumer.stripe.credential_gate.CredentialHeld` is raised and the pipeline holds it."""
 
@@ -10,12 +11,13 @@ import msgspec
 
 from consumer.contract.errors import StripeFailure
 from consumer.contract.reply import ReplyError
-from consumer.contract.requests import CreateMeterEvent, OperationRequest
+from consumer.contract.requests import CancelMeterEvent, CreateMeterEvent, OperationRequest
 from consumer.engine.processing.prepare import Prepared, meter_event
 from consumer.engine.replies import Outcome
-from consumer.engine.reply_memory import AnswerKeys, ReplyMemory
+from consumer.engine.reply_memory import ReplyMemory
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.events import MeterEvent, MeterResult
+from consumer.metering.verdicts.refusals import MeterVerdicts
 from consumer.observability.metrics import ServiceMetrics
 from consumer.operations import stripe_call
 from consumer.settings import StripeCredential
@@ -34,7 +36,9 @@ class Execution:
         *,
         memory: ReplyMemory,
         meter_events: MeterEventBatcher,
+        verdicts: MeterVerdicts | None = None,
     ) -> None:
+        self._verdicts = verdicts
         self._executor = executor
         self._metrics = metrics
         self._memory = memory
@@ -43,16 +47,9 @@ class Execution:
     async def outcome(self, prepared: Prepared) -> Outcome:
         """CredentialHeld when Stripe rejects the integration's key (nothing remembered)."""
         request = prepared.request
-        memory_keys = AnswerKeys.of(
-            request.credential_name,
-            request.stripe_account if isinstance(request.stripe_account, str) else None,
-            prepared.idempotency_key,
-            prepared.task_id,
-        )
-        remembered = await self._memory.recall(memory_keys, prepared.request_hash)
+        remembered = await self.remembered(prepared)
         if remembered is not None:
-            self._metrics.deduplicated.labels("reply_memory").inc()
-            return remembered.remembered()
+            return remembered
         if isinstance(request, CreateMeterEvent):
             event = meter_event(request, prepared)
             result = await self._meter_events.deliver(event)
@@ -61,8 +58,27 @@ class Execution:
             outcome = meter_outcome(event, result)
         else:
             outcome = await self._execute(request, prepared.credential, prepared.idempotency_key)
-        await self._memory.remember(memory_keys, prepared.request_hash, outcome)
+            if isinstance(request, CancelMeterEvent) and outcome.status == "COMPLETED":
+                await self._cancelled(request)
+        if outcome.status == "COMPLETED":  # a failure is remembered as its reply is sent
+            slot = prepared.memory
+            await self._memory.remember(slot.keys, slot.request_hash, outcome)
         return outcome
+
+    async def _cancelled(self, request: CancelMeterEvent) -> None:
+        """The ledger's `cancelled`: Stripe took the adjustment."""
+        if self._verdicts is not None:
+            await self._verdicts.cancelled(request)
+
+    async def remembered(self, prepared: Prepared) -> Outcome | None:
+        """The answer already given to this request (a failure of this task, or a completion
+        of this request), marked as from memory; None when there is none."""
+        slot = prepared.memory
+        remembered = await self._memory.recall(slot.keys, slot.request_hash)
+        if remembered is None:
+            return None
+        self._metrics.deduplicated.labels("reply_memory").inc()
+        return remembered.remembered()
 
     async def _execute(
         self, request: OperationRequest, credential: StripeCredential, key: str

@@ -22,8 +22,10 @@ from consumer.contract.idempotency import (
 )
 from consumer.contract.requests import ConductorFields, CreateMeterEvent, OperationRequest
 from consumer.engine.replies import ReplyAddress
+from consumer.engine.reply_memory import AnswerKeys, MemorySlot
 from consumer.kafka.records import InboundRecord
 from consumer.metering.events import MeterEvent
+from consumer.metering.verdicts.catalog import MeterCatalog
 from consumer.settings import Settings, StripeCredential
 
 
@@ -43,6 +45,11 @@ class Prepared(msgspec.Struct, frozen=True):
     def address(self, record: InboundRecord) -> ReplyAddress:
         return ReplyAddress(self.reply_topic, record.key, self.request, self.passthrough)
 
+    @property
+    def memory(self) -> MemorySlot:
+        """Where this request's answers are remembered (reply_memory.py)."""
+        return memory_slot(self.request, self.idempotency_key, self.request_hash, self.task_id)
+
 
 class PreparedMeterEvent(msgspec.Struct, frozen=True):
     """A meter event for the meter lane: prepared like any request, and ready to batch."""
@@ -54,8 +61,9 @@ class PreparedMeterEvent(msgspec.Struct, frozen=True):
 class RequestRouter:
     """Where a request goes and whether it may: the settings' rules, applied to one record."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, catalog: MeterCatalog | None = None) -> None:
         self._settings = settings
+        self._catalog = catalog  # the active meters: refuse what no meter would count
 
     def allowed_reply_topic(self, requested: str | None) -> str:
         if requested and self._settings.reply_topic_allowed(requested):
@@ -98,10 +106,11 @@ class RequestRouter:
                 "$.integration",
                 f"Unknown integration {request.credential_name!r}; configured: {known}",
             )
-        digest = request_hash(request)
-        key = derive_key(request, digest, record.key, coordinates)
+        digest, key, task_id = _derived(request, record, coordinates)
         identifier: str | None = None
         if isinstance(request, CreateMeterEvent):
+            if self._catalog is not None:
+                self._catalog.check(request)
             identifier = (
                 request.identifier
                 if isinstance(request.identifier, str)
@@ -118,8 +127,34 @@ class RequestRouter:
             idempotency_key=key,
             request_hash=digest,
             meter_identifier=identifier,
-            task_id=request.taskId if isinstance(request.taskId, str) else key_text(record.key),
+            task_id=task_id,
         )
+
+    def memory_slot(
+        self, record: InboundRecord, coordinates: RecordCoordinates, request: OperationRequest
+    ) -> MemorySlot:
+        """Where a request's answers are remembered, for one refused before it was prepared
+        (its failure is remembered like any other: a copy is answered the same)."""
+        digest, key, task_id = _derived(request, record, coordinates)
+        return memory_slot(request, key, digest, task_id)
+
+
+def _derived(
+    request: OperationRequest, record: InboundRecord, coordinates: RecordCoordinates
+) -> tuple[str, str, str | None]:
+    """The request's hash, its idempotency key and its taskId (else its record key)."""
+    digest = request_hash(request)
+    key = derive_key(request, digest, record.key, coordinates)
+    task_id = request.taskId if isinstance(request.taskId, str) else key_text(record.key)
+    return digest, key, task_id
+
+
+def memory_slot(
+    request: OperationRequest, idempotency_key: str, digest: str, task_id: str | None
+) -> MemorySlot:
+    account = request.stripe_account if isinstance(request.stripe_account, str) else None
+    keys = AnswerKeys.of(request.credential_name, account, idempotency_key, task_id)
+    return MemorySlot(keys, digest)
 
 
 def meter_event(request: CreateMeterEvent, prepared: Prepared) -> MeterEvent:

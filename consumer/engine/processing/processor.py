@@ -17,14 +17,14 @@ never raises on input; an unexpected error becomes a `FAILED` reply and a DLQ re
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import msgspec
 
 from consumer.contract.codec import DeadLetter, InvalidRequest, RequestDecoder, ValidRequest
 from consumer.contract.errors import RequestRejected
 from consumer.contract.idempotency import RecordCoordinates
-from consumer.contract.requests import CreateMeterEvent
+from consumer.contract.requests import ConductorFields, CreateMeterEvent
 from consumer.engine.processing.answer import Answers, Handled
 from consumer.engine.processing.execute import Execution
 from consumer.engine.processing.prepare import (
@@ -37,8 +37,10 @@ from consumer.engine.replies import Outcome
 from consumer.engine.reply_memory import ReplyMemory
 from consumer.kafka.records import InboundRecord
 from consumer.metering.batcher import MeterEventBatcher
+from consumer.metering.verdicts.refusals import MeterVerdicts
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics
+from consumer.operations import written_objects
 from consumer.settings import Settings
 from consumer.stripe.credential_gate import CredentialHeld
 from consumer.stripe.executor import StripeCallExecutor
@@ -69,45 +71,74 @@ class RequestProcessor:
         *,
         memory: ReplyMemory,
         meter_events: MeterEventBatcher,
+        verdicts: MeterVerdicts | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._wall_clock = wall_clock
         self._decoder = RequestDecoder(settings.max_record_bytes)
-        self._router = RequestRouter(settings)
-        self._execution = Execution(executor, metrics, memory=memory, meter_events=meter_events)
+        self._verdicts = verdicts
+        self._router = RequestRouter(settings, verdicts.catalog if verdicts else None)
+        self._execution = Execution(
+            executor, metrics, memory=memory, meter_events=meter_events, verdicts=verdicts
+        )
         self._answers = Answers(settings, self._router)
 
     async def process(self, record: InboundRecord) -> Handled | HeldRequest:
         coordinates = RecordCoordinates(record.topic, record.partition, record.offset)
+        seen: list[Prepared] = []  # the request, once prepared: its failure is remembered
         try:
-            return await self._process(record, coordinates)
+            return await self._process(record, coordinates, seen)
         except Exception as exc:
             _log.exception(
                 "unexpected error while processing a record", extra={"record": str(coordinates)}
             )
-            return self._answers.internal_error(record, coordinates, exc)
+            memory = seen[0].memory if seen else None
+            return self._answers.internal_error(record, coordinates, exc, memory)
 
     async def _process(
-        self, record: InboundRecord, coordinates: RecordCoordinates
+        self, record: InboundRecord, coordinates: RecordCoordinates, seen: list[Prepared]
     ) -> Handled | HeldRequest:
         decoded = self._decoder.decode(record.value, self._wall_clock())
         if isinstance(decoded, DeadLetter):
             return self._answers.dead_letter(record, coordinates, decoded.reason, decoded.detail)
         if isinstance(decoded, InvalidRequest):
-            return self._invalid(record, coordinates, decoded)
+            handled = self._invalid(record, coordinates, decoded)
+            return await self._refused(handled, decoded.error, decoded.conductor)
         try:
             prepared = self._router.prepare(record, coordinates, decoded)
         except RequestRejected as rejection:
-            return self._not_routable(record, coordinates, decoded, rejection)
+            handled = self._not_routable(record, coordinates, decoded, rejection)
+            return await self._refused(handled, rejection, decoded.request)
+        seen.append(prepared)
         try:
             outcome = await self._execution.outcome(prepared)
         except CredentialHeld:
             return HeldRequest(prepared)
         return self.answer(record, prepared, outcome)
 
+    async def _refused(
+        self, handled: Handled, rejection: RequestRejected, request: ConductorFields
+    ) -> Handled:
+        """A meter event refused before sending: on stripe.meter-errors too, and `rejected`
+        in the ledger (by its identifier, when it has one)."""
+        if self._verdicts is None or handled.operation != "create_meter_event":
+            return handled
+        identifier = getattr(request, "identifier", None)
+        identifier = identifier if isinstance(identifier, str) else None
+        if identifier is not None:
+            await self._verdicts.refused(request, identifier)
+        record = self._verdicts.refusal(rejection, request, identifier)
+        return msgspec.structs.replace(handled, meter_error=record)
+
     def answer(self, record: InboundRecord, prepared: Prepared, outcome: Outcome) -> Handled:
         """The reply when one is due; a failure with no reply to carry it goes to the DLQ."""
         return self._answers.answer(record, prepared, outcome)
+
+    async def remembered(self, record: InboundRecord, prepared: Prepared) -> Handled | None:
+        """The answer already given to this request, answered again; None when there is none
+        (the meter lane asks before batching an event whose reply is due)."""
+        outcome = await self._execution.remembered(prepared)
+        return None if outcome is None else self.answer(record, prepared, outcome)
 
     def _invalid(
         self, record: InboundRecord, coordinates: RecordCoordinates, decoded: InvalidRequest
@@ -144,7 +175,21 @@ class RequestProcessor:
                 request.reply_topic if isinstance(request.reply_topic, str) else None
             ),
             reply_due=self._router.reply_due(record, request, request.reply_topic),
+            memory=self._router.memory_slot(record, coordinates, request),
         )
+
+    def written_objects(self, record: InboundRecord) -> tuple[Hashable, ...]:
+        """The Stripe objects the record's request writes, as scheduling keys (its integration,
+        connected account and object id, as the executor locks them): writes to one object
+        wait their turn in the scheduler, without a worker slot. Empty for anything else."""
+        request = self._decoder.peek(record.value)
+        if request is None:
+            return ()
+        objects = written_objects(request)
+        if not objects:
+            return ()
+        account = request.stripe_account if isinstance(request.stripe_account, str) else None
+        return tuple(("object", request.credential_name, account, oid) for oid in objects)
 
     def prepare_meter_event(self, record: InboundRecord) -> PreparedMeterEvent | None:
         """The meter lane's fast path: a valid, routable meter event ready to batch, or None

@@ -71,7 +71,9 @@ end
 # ARGV: tag start, base end, shared meta base or '', pending value, lease ms, buckets to look
 # back, bucket seconds, legacy 1/0, then each identifier's digest. Answers per identifier:
 # 'claimed', 'pending' or the code of the state it settled in.
-_CLAIM: Final = (
+# Shared by the scripts that read settled identifiers (ARGV as _CLAIM's): where an identifier
+# settled, in the buckets of the window, newest first: its state code and its hash, or nil.
+_FIND: Final = (
     _PLACE
     + """
 local now = redis.call('TIME')
@@ -88,8 +90,9 @@ local function settled(digest)
       shards[meta] = n
     end
     if n > 0 then
-      local state = redis.call('HGET', base .. ':' .. b .. ':' .. (shard % n), digest)
-      if state then return state end
+      local key = base .. ':' .. b .. ':' .. (shard % n)
+      local state = redis.call('HGET', key, digest)
+      if state then return state, key end
     end
   end
   return nil
@@ -97,6 +100,11 @@ end
 local legacy = ARGV[8] == '1'
 local count = #KEYS
 if legacy then count = count / 2 end
+"""
+)
+_CLAIM: Final = (
+    _FIND
+    + """
 local states = {}
 for i = 1, count do
   local state = settled(ARGV[8 + i])
@@ -153,6 +161,37 @@ for _, key in ipairs(KEYS) do
 end
 return released
 """
+# KEYS and ARGV as _CLAIM's. Answers per identifier: its settled state code, or '' when the
+# window has none (a pending claim is not settled).
+_READ: Final = (
+    _FIND
+    + """
+local states = {}
+for i = 1, count do
+  local state = settled(ARGV[8 + i])
+  if state == nil and legacy and redis.call('GET', KEYS[count + i]) == 'delivered' then
+    state = '1'
+  end
+  states[i] = state or ''
+end
+return states
+"""
+)
+# KEYS and ARGV as _CLAIM's: drop each identifier settled `delivered` (Stripe rejected it
+# later, so a corrected resend must be sent); other states stay.
+_FORGET: Final = (
+    _FIND
+    + """
+for i = 1, count do
+  local state, key = settled(ARGV[8 + i])
+  if state == '1' then redis.call('HDEL', key, ARGV[8 + i]) end
+  if legacy and redis.call('GET', KEYS[count + i]) == 'delivered' then
+    redis.call('DEL', KEYS[count + i])
+  end
+end
+return count
+"""
+)
 
 
 class RedisIdentifierLedger:
@@ -178,6 +217,8 @@ class RedisIdentifierLedger:
         self._claim = connection.script(_CLAIM)
         self._settle = connection.script(_SETTLE)
         self._release = connection.script(_RELEASE)
+        self._read = connection.script(_READ)
+        self._forget = connection.script(_FORGET)
         self._fanout = asyncio.Semaphore(CLUSTER_FANOUT)
 
     def _places(self, scope: LedgerScope) -> list[str]:
@@ -186,6 +227,13 @@ class RedisIdentifierLedger:
         return [layout.tag_start(scope), layout.base_end(), shared]
 
     async def claim(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[ClaimState]:
+        answers = await self._looked_up(self._claim, scope, identifiers)
+        return [_state(answer) for answer in answers]
+
+    async def _looked_up(
+        self, script: LuaScript, scope: LedgerScope, identifiers: Sequence[str]
+    ) -> list[Any]:
+        """Run a script that finds identifiers in the window (_FIND's KEYS and ARGV)."""
         layout = self._layout
         head: list[str | bytes] = [*self._places(scope), self._pending, self._lease_ms]
         head += [str(layout.lookback_buckets), str(layout.bucket_seconds)]
@@ -197,8 +245,7 @@ class RedisIdentifierLedger:
                 keys = keys + [legacy[i] for i in indexes]
             return keys, [*head, *digests]
 
-        answers = await self._run(self._claim, scope, identifiers, call)
-        return [_state(answer) for answer in answers]
+        return await self._run(script, scope, identifiers, call)
 
     async def mark_delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> None:
         await self._settled(scope, identifiers, ClaimState.DELIVERED)
@@ -206,6 +253,13 @@ class RedisIdentifierLedger:
     async def release(self, scope: LedgerScope, identifiers: Sequence[str]) -> None:
         pending = [self._pending]
         await self._run(self._release, scope, identifiers, lambda _, k, _d: (k, pending))
+
+    async def delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:
+        answers = await self._looked_up(self._read, scope, identifiers)
+        return [_state(answer) is ClaimState.DELIVERED if answer else False for answer in answers]
+
+    async def forget(self, scope: LedgerScope, identifiers: Sequence[str]) -> None:
+        await self._looked_up(self._forget, scope, identifiers)
 
     async def close(self) -> None:
         return None  # the connection is closed by its owner (it serves every use)

@@ -5,10 +5,13 @@ venv); a component never imports the orchestrator. This face names what other fi
 
 from .cli import main
 from .downloads import apt_install, cache_dir, complete, file_lock, installing
+from .kafka_acls import ServiceGrants
 from .kafka_broker import KAFKA_VERSION, install_kafka
+from .kafka_cluster import kill_node, start_node
 from .kafka_config import KAFKA_LOG4J, kafka_cluster_id
 from .lifecycle import (
     down,
+    grant_acls,
     install,
     kill_kafka,
     restart_kafka,
@@ -27,6 +30,7 @@ __all__ = [
     "KAFKA_VERSION",
     "REPO_ROOT",
     "STRIPE_MOCK_VERSION",
+    "ServiceGrants",
     "StackError",
     "apt_install",
     "as_root",
@@ -34,17 +38,20 @@ __all__ = [
     "complete",
     "down",
     "file_lock",
+    "grant_acls",
     "install",
     "install_kafka",
     "install_stripe_mock",
     "installing",
     "kafka_cluster_id",
     "kill_kafka",
+    "kill_node",
     "main",
     "restart_kafka",
     "run",
     "say",
     "start_kafka",
+    "start_node",
     "start_redis_cluster",
     "status",
     "stop_kafka",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import msgspec
@@ -96,6 +96,12 @@ class Processor:
             f"key-{inbound.offset}",
         )
         return PreparedMeterEvent(ready, event)
+
+    async def remembered(self, inbound: InboundRecord, ready: Prepared) -> Handled | None:
+        return None  # nothing answered before
+
+    def written_objects(self, inbound: InboundRecord) -> tuple[Hashable, ...]:
+        return ()  # writes to no existing object
 
     def answer(self, inbound: InboundRecord, ready: Prepared, outcome: Outcome) -> Handled:
         address = ReplyAddress(ready.reply_topic, inbound.key, ready.request, {})

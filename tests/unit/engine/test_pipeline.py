@@ -4,7 +4,7 @@ when a reply cannot be delivered, what it does on revoke."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import msgspec
 from prometheus_client import CollectorRegistry
@@ -16,6 +16,7 @@ from consumer.engine.pipeline import Pipeline, PipelineLimits
 from consumer.engine.processing.answer import Handled
 from consumer.engine.processing.prepare import Prepared, PreparedMeterEvent
 from consumer.engine.replies import Outcome, ReplyAddress, reply_record
+from consumer.engine.reply_memory import AnswerKeys, MemorySlot, ReplyMemory
 from consumer.kafka.records import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.events import MeterEvent, MeterResult
@@ -102,11 +103,19 @@ class Sink:
 
 
 class Processor:
-    """Replies COMPLETED to every record (on `topic`), after `delay` seconds."""
+    """Replies to every record (on `topic`) after `delay` seconds: a rejection, or `outcome`."""
 
-    def __init__(self, topic: str = "replies", delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        topic: str = "replies",
+        delay: float = 0.0,
+        outcome: Outcome | None = None,
+        memory: MemorySlot | None = None,
+    ) -> None:
         self.topic = topic
         self.delay = delay
+        self.outcome = outcome or Outcome.failed(RequestRejected("$", "x"))
+        self.memory = memory
         self.order: list[int] = []
 
     async def process(self, inbound: InboundRecord) -> Handled:
@@ -115,7 +124,7 @@ class Processor:
 
     def handled(self, inbound: InboundRecord) -> Handled:
         self.order.append(inbound.offset)
-        outcome = Outcome.failed(RequestRejected("$", "x"))
+        outcome = self.outcome
         address = ReplyAddress(self.topic, inbound.key, ConductorFields(), {})
         coordinates = RecordCoordinates(inbound.topic, inbound.partition, inbound.offset)
         return Handled(
@@ -124,10 +133,17 @@ class Processor:
             outcome,
             reply=reply_record(address, "get_balance", outcome, None),
             address=address,
+            memory=self.memory,
         )
 
     def prepare_meter_event(self, inbound: InboundRecord) -> PreparedMeterEvent | None:
         return None
+
+    async def remembered(self, inbound: InboundRecord, ready: Prepared) -> Handled | None:
+        return None  # nothing answered before
+
+    def written_objects(self, inbound: InboundRecord) -> tuple[Hashable, ...]:
+        return ()  # writes to no existing object
 
     def answer(self, inbound: InboundRecord, prepared: Prepared, outcome: Outcome) -> Handled:
         raise NotImplementedError
@@ -477,3 +493,33 @@ async def test_meter_lane_counts_towards_back_pressure() -> None:
     assert source.paused
     stop.set()
     await task
+
+
+async def test_the_failure_that_replaces_an_undeliverable_reply_is_remembered() -> None:
+    """A COMPLETED reply its topic refuses is replaced by a FAILED one on the default topic;
+    that FAILED is what the workflow reads, so it is remembered by taskId before it is sent
+    (a copy of the task is then answered FAILED, never COMPLETED after it)."""
+    slot = MemorySlot(AnswerKeys.of("default", None, "wf:ref:h", "task-1"), "h")
+
+    def refuse(out: OutboundRecord) -> DeliveryFailed | None:
+        if out.topic == "replies.billing":
+            return DeliveryFailed("TopicAuthorizationFailedError", retriable=False)
+        return None
+
+    memory = ReplyMemory(100, 3600)
+    source, sink = Source([record(0)]), Sink(refuse)
+    p = Pipeline(
+        source,
+        sink,
+        Processor(topic="replies.billing", outcome=Outcome("COMPLETED"), memory=slot),
+        ServiceMetrics(CollectorRegistry()),
+        reply_topic="replies",
+        limits=PipelineLimits(commit_interval_seconds=0.01, shutdown_grace_seconds=2),
+        memory=memory,
+    )
+    await run_until(p, lambda: bool(sink.sent))
+    remembered = await memory.recall(slot.keys, "h")
+    assert remembered is not None
+    assert remembered.status == "FAILED_WITH_TERMINAL_ERROR"
+    assert remembered.error is not None
+    assert remembered.error.type == "reply_undeliverable"

@@ -4,6 +4,7 @@ when it should be, with the derived idempotency key."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -41,7 +42,12 @@ CHARGE: dict[str, Any] = {
 
 
 class Harness:
-    def __init__(self, config: Settings | None = None, stripe: FakeStripe | None = None) -> None:
+    def __init__(
+        self,
+        config: Settings | None = None,
+        stripe: FakeStripe | None = None,
+        memory: ReplyMemory | None = None,
+    ) -> None:
         self.settings = config or settings()
         self.stripe = stripe or FakeStripe()
         self.registry = CollectorRegistry()
@@ -57,11 +63,12 @@ class Harness:
         self.ledger = MemoryIdentifierLedger(
             window_seconds=3600, lease_seconds=5, max_entries=1000, owner="t"
         )
+        self.memory = ReplyMemory(1000, 3600) if memory is None else memory
         self.processor = RequestProcessor(
             self.settings,
             self.executor,
             self.metrics,
-            memory=ReplyMemory(1000, 3600),
+            memory=self.memory,
             meter_events=MeterEventBatcher(
                 SingleEventTransport(self.executor), self.ledger, self.metrics, linger_seconds=0.001
             ),
@@ -81,6 +88,9 @@ class Harness:
         record = InboundRecord(topic, 0, self.offset, key, raw, (("h", b"v"),), 0)
         handled = await self.processor.process(record)
         assert isinstance(handled, Handled), "held for a rejected key, not answered"
+        if handled.reply is not None and handled.memory is not None:
+            # As the pipeline's delivery does before sending a reply: a failure is remembered.
+            await self.memory.remember_failure(handled.memory, handled.outcome)
         return handled
 
     def metric(self, name: str, **labels: str) -> float:
@@ -503,6 +513,47 @@ async def test_unexpected_error_fails_the_task_and_keeps_the_record() -> None:
     assert reply["error"]["type"] == "internal_error"
     assert handled.dead_letter is not None
     assert handled.dead_letter_reason == "internal_error"
+
+
+async def test_an_internal_error_is_remembered_and_a_copy_answered_the_same() -> None:
+    """An internal error answers the task FAILED; once the bug is gone (or Stripe is back) a
+    copy of that task is answered the same from memory, never run."""
+
+    class BrokenOnce(FakeStripe):
+        broken = True
+
+        async def call(self, *args: Any, **kwargs: Any) -> Any:
+            if self.broken:
+                raise RuntimeError("bug")
+            return await super().call(*args, **kwargs)
+
+    stripe = BrokenOnce()
+    h = Harness(stripe=stripe)
+    first = reply_of(await h.process(CHARGE))
+    stripe.broken = False
+    copy = reply_of(await h.process(CHARGE))
+    assert (first["status"], first["error"]["type"]) == ("FAILED", "internal_error")
+    assert (copy["status"], copy["deduplicated"], copy["error"]) == ("FAILED", True, first["error"])
+    assert stripe.calls == []
+
+
+async def test_a_request_rejected_for_an_unknown_integration_stays_failed_once_configured(
+    tmp_path: Path,
+) -> None:
+    """Refused for an unknown integration (FAILED_WITH_TERMINAL_ERROR); after a rollout that
+    configures it (the memory shared through Redis), a copy of the task is answered the same,
+    never charged."""
+    memory = ReplyMemory(1000, 3600)
+    before = Harness(memory=memory)
+    request = {**CHARGE, "integration": "billing"}
+    first = reply_of(await before.process(request))
+    (tmp_path / "billing").write_text("sk_test_51BillingKeyForUnitTests")
+    after = Harness(config=settings(STRIPE_CREDENTIALS_DIR=str(tmp_path)), memory=memory)
+    copy = reply_of(await after.process(request))
+    assert first["status"] == "FAILED_WITH_TERMINAL_ERROR"
+    assert "Unknown integration" in first["error"]["message"]
+    assert (copy["status"], copy["deduplicated"]) == ("FAILED_WITH_TERMINAL_ERROR", True)
+    assert after.stripe.calls == []
 
 
 METER = {"operation": "create_meter_event", "event_name": "api_requests", "customer_id": "cus_1"}

@@ -127,3 +127,85 @@ async def test_withdraw_takes_back_jobs_not_started_and_leaves_running_ones() ->
     assert await scheduler.wait_idle(2)
     assert ran == ["a0", "b0", "b1", "b2"]
     assert scheduler.queued == 0
+
+
+async def test_jobs_sharing_an_object_key_run_one_at_a_time_in_order() -> None:
+    """Two records (different record keys) writing one object: never at once, in order;
+    a record writing another object runs beside them."""
+    scheduler = KeyedScheduler(max_in_flight=10)
+    log: list[str] = []
+
+    def job(name: str) -> object:
+        async def run() -> None:
+            log.append(f"start {name}")
+            await asyncio.sleep(0.02)
+            log.append(f"end {name}")
+
+        return run
+
+    scheduler.submit("r1", job("a"), also=["cus_1"])  # type: ignore[arg-type]
+    scheduler.submit("r2", job("b"), also=["cus_1"])  # type: ignore[arg-type]
+    scheduler.submit("r3", job("c"), also=["cus_2"])  # type: ignore[arg-type]
+    assert await scheduler.wait_idle(2)
+    assert log.index("end a") < log.index("start b")
+    assert log.index("start c") < log.index("end a")  # the other object did not wait
+
+
+async def test_writes_waiting_for_a_busy_object_hold_no_worker_slot() -> None:
+    """Fifty writes to one object wait for it without taking a slot: with two slots, twenty
+    ordinary jobs submitted after them all finish while the first write still runs."""
+    scheduler = KeyedScheduler(max_in_flight=2)
+    release = asyncio.Event()
+    ordinary: list[int] = []
+
+    async def hot() -> None:
+        await release.wait()
+
+    def plain(i: int) -> object:
+        async def run() -> None:
+            ordinary.append(i)
+
+        return run
+
+    for i in range(50):
+        scheduler.submit(f"hot-{i}", hot, also=["cus_hot"])
+    for i in range(20):
+        scheduler.submit(f"other-{i}", plain(i))  # type: ignore[arg-type]
+    for _ in range(200):
+        if len(ordinary) == 20:
+            break
+        await asyncio.sleep(0.005)
+    assert sorted(ordinary) == list(range(20))
+    assert scheduler.running == 1  # the first hot write only
+    assert scheduler.queued == 50
+    release.set()
+    assert await scheduler.wait_idle(5)
+
+
+async def test_withdrawing_a_job_lets_the_one_it_held_up_run() -> None:
+    """A queued write withdrawn: the next write to that object (another owner) runs after
+    the running one, and the withdrawn job never runs."""
+    scheduler = KeyedScheduler(max_in_flight=4)
+    release = asyncio.Event()
+    ran: list[str] = []
+
+    def job(name: str, wait: bool = False) -> object:
+        async def run() -> None:
+            ran.append(name)
+            if wait:
+                await release.wait()
+
+        return run
+
+    scheduler.submit("r1", job("first", wait=True), "keep", also=["obj"])  # type: ignore[arg-type]
+    scheduler.submit("r2", job("gone"), "drop", also=["obj"])  # type: ignore[arg-type]
+    scheduler.submit("r2", job("same-record"), "keep")  # type: ignore[arg-type]
+    scheduler.submit("r3", job("second"), "keep", also=["obj"])  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    assert scheduler.withdraw(lambda owner: owner == "drop") == ["drop"]
+    await asyncio.sleep(0.01)
+    assert ran == ["first", "same-record"]  # r2's next job no longer waits behind "gone"
+    release.set()
+    assert await scheduler.wait_idle(2)
+    assert ran == ["first", "same-record", "second"]
+    assert scheduler.queued == 0

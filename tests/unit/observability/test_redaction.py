@@ -26,3 +26,11 @@ def test_ordinary_text_is_untouched() -> None:
     """Ids and words that merely start like keys are not masked."""
     text = "charge ch_3MmlLrLkdIwHu7ix0snN0B15 for customer cus_NffrFeUfNV2Hib; skip_this"
     assert Redactor()(text) == text
+
+
+def test_each_key_shape_alone_is_masked() -> None:
+    """Every shape is masked when it is the only key-like text in a line (the quick scan
+    that skips the regex must know every prefix)."""
+    for prefix in ("sk", "rk", "pk", "whsec", "ek"):
+        text = f'{{"error": "bad key {prefix}_live_abcdef123"}}'
+        assert Redactor()(text) == f'{{"error": "bad key {prefix}_live_[redacted]"}}'
