@@ -148,7 +148,17 @@ class RedisConnection:
                 if not self._learned:
                     await self._learn_nodes()
                 result = await command()
-        except (redis.RedisError, OSError, TimeoutError) as exc:
+        except TimeoutError as exc:
+            if timeout_seconds is not None and not probe:
+                # The caller's own deadline (waiting for a free connection counts): it gives
+                # up on this call, but that says nothing of Redis to its other users (a hung
+                # Redis trips the socket timeout, or the probe).
+                raise SharedStateUnavailable(
+                    f"Redis did not answer within {timeout_seconds} s"
+                ) from exc
+            self._failed(use, exc)
+            raise SharedStateUnavailable(f"Redis did not answer ({type(exc).__name__})") from exc
+        except (redis.RedisError, OSError) as exc:
             self._failed(use, exc)
             raise SharedStateUnavailable(f"Redis did not answer ({type(exc).__name__})") from exc
         self._succeeded()

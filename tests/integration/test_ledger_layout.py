@@ -59,7 +59,7 @@ def ledger(connection: RedisConnection, owner: str, lease: float = 30) -> RedisI
 
 
 async def test_a_batch_across_many_groups_answers_in_its_order(connect: Connect) -> None:
-    """300 identifiers (spread over the 256 groups) claim, settle and answer per identifier,
+    """300 identifiers (spread over the 64 groups) claim, settle and answer per identifier,
     in the order given, for another replica too."""
     one, two = ledger(connect(), "one"), ledger(connect(), "two")
     ids = [f"evt-{i}" for i in range(300)]

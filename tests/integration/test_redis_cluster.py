@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.engine.replies import Outcome
 from consumer.engine.reply_memory import AnswerKeys, RedisAnswers, RememberedAnswer, ReplyMemory
+from consumer.metering.ledgers.ledger_layout import GROUPS
 from consumer.metering.ledgers.protocol import ClaimState, LedgerScope
 from consumer.metering.ledgers.redis import RedisIdentifierLedger
 from consumer.observability.metrics import ServiceMetrics
@@ -121,6 +122,8 @@ async def test_a_batch_of_identifiers_lands_on_every_primary(connect: Connect) -
     await one.mark_delivered(scope, ids)
     assert await two.claim(scope, ids) == [ClaimState.DELIVERED] * 100
     where = connection.script("return redis.call('CLUSTER', 'MYID')")
-    pending_keys = [f"{connection.prefix}meter:{{default:-:{group}}}:p:x" for group in range(256)]
+    pending_keys = [
+        f"{connection.prefix}meter:{{default:-:{group}}}:p:x" for group in range(GROUPS)
+    ]
     nodes = {await connection.run(where, [key], [], use="t") for key in pending_keys}
     assert len(nodes) == 3

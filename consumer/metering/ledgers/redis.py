@@ -11,7 +11,7 @@ The layout (``ledger_layout.LedgerLayout`` computes the names) is sized for bill
 identifiers: an identifier is hashed to 16 bytes (BLAKE2b) and a settled one is a field of a
 small hash in a time bucket: ``<base>:<bucket>:<shard>`` where ``<base>`` is
 ``<prefix>meter:{<integration>:<account>:<group>}:<bucket seconds>`` (the hash tag puts each
-of 256 groups on one cluster slot), a bucket is an eighth of the window (by Redis's clock),
+of 64 groups on one cluster slot), a bucket is an eighth of the window (by Redis's clock),
 and a meta key ``...:<bucket>:n`` (one per account on a single Redis, one per group on a
 cluster) says how many shards that bucket has (fixed when the bucket opens,
 from the rate the layout is sized for, so that a hash holds at most ~96 fields and Redis
@@ -37,11 +37,14 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Final
 
-from consumer.metering.ledgers.ledger_layout import LedgerLayout
+from consumer.metering.ledgers.ledger_layout import GROUPS, LedgerLayout
 from consumer.metering.ledgers.protocol import ClaimState, LedgerScope
 from consumer.shared_state.redis_client import LuaScript, RedisConnection
 
 _USE: Final = "meter_ledger"
+# On a cluster a batch is one call per slot it touches: at most this many at once per
+# process, so the ledger never takes every connection from the rate limit and the memories.
+CLUSTER_FANOUT: Final = 16
 _CODES: Final = {ClaimState.DELIVERED: "1"}
 _STATES: Final = {code: state for state, code in _CODES.items()}
 
@@ -52,7 +55,7 @@ _STATES: Final = {code: state for state, code in _CODES.items()}
 _PLACE: Final = """
 local tag_start, base_end, shared_meta = ARGV[1], ARGV[2], ARGV[3]
 local function base_of(digest)
-  return tag_start .. (string.byte(digest, 7) % 256) .. base_end
+  return tag_start .. (string.byte(digest, 7) % GROUPS) .. base_end
 end
 local function shard_of(digest)
   local n = 0
@@ -63,7 +66,7 @@ local function meta_of(base, bucket)
   if shared_meta ~= '' then return shared_meta .. ':' .. bucket .. ':n' end
   return base .. ':' .. bucket .. ':n'
 end
-"""
+""".replace("GROUPS", str(GROUPS))
 # KEYS: each identifier's pending key, then (legacy on) each one's key of the earlier layout.
 # ARGV: tag start, base end, shared meta base or '', pending value, lease ms, buckets to look
 # back, bucket seconds, legacy 1/0, then each identifier's digest. Answers per identifier:
@@ -216,6 +219,7 @@ class RedisIdentifierLedger:
         self._release = connection.script(_RELEASE)
         self._read = connection.script(_READ)
         self._forget = connection.script(_FORGET)
+        self._fanout = asyncio.Semaphore(CLUSTER_FANOUT)
 
     def _places(self, scope: LedgerScope) -> list[str]:
         layout = self._layout
@@ -290,10 +294,14 @@ class RedisIdentifierLedger:
             answer = await self._redis.run(script, keys, args, use=_USE)
             return list(answer) if isinstance(answer, list) else [answer] * len(indexes)
 
+        async def bounded(indexes: list[int]) -> list[Any]:
+            async with self._fanout:
+                return await one(indexes)
+
         if len(groups) == 1:
             return await one(groups[0])
         answers: list[Any] = [None] * len(placed)
-        results = await asyncio.gather(*(one(indexes) for indexes in groups))
+        results = await asyncio.gather(*(bounded(indexes) for indexes in groups))
         for indexes, result in zip(groups, results, strict=True):
             for index, answer in zip(indexes, result, strict=False):
                 answers[index] = answer

@@ -26,7 +26,7 @@ def test_an_identifier_always_lands_in_the_same_place() -> None:
 
 
 def test_identifiers_spread_over_every_group() -> None:
-    """The 256 hash-tag groups all fill (what spreads one account over a cluster)."""
+    """The 64 hash-tag groups all fill (what spreads one account over a cluster)."""
     layout = LedgerLayout("p:", window_seconds=86_400, events_per_second=1)
     groups = {layout.place(SCOPE, f"evt-{i}").base for i in range(20_000)}
     assert len(groups) == GROUPS
