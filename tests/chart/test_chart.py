@@ -55,6 +55,25 @@ VARIANTS = {
             "kafka": {"clientRack": "eu-west-1a"},
         },
     ),
+    # Stripe's verdict: the webhook's signing secret, its Ingress, the NetworkPolicy
+    # letting the ingress controller in (tests/chart/test_meter_verdicts.py).
+    "meter_webhook": merge(
+        merge(BASE_VALUES, {"networkPolicy": {"enabled": True}}),
+        {
+            "meterVerdicts": {
+                "webhook": {
+                    "existingSecret": "stripe-webhook",
+                    "ingress": {
+                        "enabled": True,
+                        "className": "nginx",
+                        "host": "hooks.example.com",
+                        "tlsSecret": "hooks-tls",
+                    },
+                },
+                "pollSeconds": 120,
+            }
+        },
+    ),
     "deprecated_dedup_secret": merge(BASE_VALUES, {"dedup": {"existingSecret": "old-redis"}}),
     "chart_made_secret": merge(
         {"kafka": BASE_VALUES["kafka"]},
