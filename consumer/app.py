@@ -247,6 +247,7 @@ def _verdict_parts(
         ledger=shared.ledger,
         metrics=metrics,
         usage=shared.usage,
+        redis=shared.redis,
     )
 
 

@@ -19,6 +19,7 @@ class MeterVerdictSettings:
     poll_seconds: float = 60.0  # 0: no poller
     lookback_hours: float = 24.0
     meters_refresh_seconds: float = 0.0  # 0: no pre-validation against the meters list
+    known_customers_seconds: float = 0.0  # 0: meter events' customers are not looked up
     reconcile_every_seconds: float = 0.0  # 0: the periodic reconcile is off
     reconcile_since_hours: float = 6.0
     reconcile_tolerance: float = 0.0
@@ -30,6 +31,9 @@ def read_meter_verdict_settings(reader: EnvironmentReader) -> MeterVerdictSettin
         poll_seconds=reader.number("CONSUMER_METER_ERRORS_POLL_SECONDS", 60.0, 0.0, 86_400.0),
         lookback_hours=reader.number("CONSUMER_METER_ERRORS_LOOKBACK_HOURS", 24.0, 0.0, 720.0),
         meters_refresh_seconds=reader.number("CONSUMER_METERS_REFRESH_SECONDS", 0.0, 0.0, 86_400.0),
+        known_customers_seconds=reader.number(
+            "CONSUMER_METER_KNOWN_CUSTOMERS_SECONDS", 0.0, 0.0, 7 * 86_400.0
+        ),
     )
 
 

@@ -69,6 +69,21 @@ async def test_a_customer_is_deleted_once(client: TestClient[Any, Any]) -> None:
         assert (again.status, error["code"], error["param"]) == (404, "resource_missing", "id")
 
 
+async def test_a_customer_is_retrieved_as_stripe_answers(client: TestClient[Any, Any]) -> None:
+    """GET a created customer: 200; one never made: 404 resource_missing; a deleted one:
+    Stripe's `deleted: true` stub."""
+    created = await (await client.post("/v1/customers", data={}, headers=AUTH)).json()
+    path = f"/v1/customers/{created['id']}"
+    found = await client.get(path, headers=AUTH)
+    assert (found.status, (await found.json())["id"]) == (200, created["id"])
+    never = await client.get("/v1/customers/cus_neverMade", headers=AUTH)
+    error = (await never.json())["error"]
+    assert (never.status, error["code"], error["param"]) == (404, "resource_missing", "id")
+    await client.delete(path, headers=AUTH)
+    gone = await client.get(path, headers=AUTH)
+    assert (gone.status, (await gone.json())["deleted"]) == (200, True)
+
+
 async def test_a_fault_after_the_effect_hides_a_done_delete(client: TestClient[Any, Any]) -> None:
     """With `after_effect`, Stripe executes the call and the client sees only the fault."""
     created = await (

@@ -24,7 +24,7 @@ import msgspec
 from consumer.contract.codec import DeadLetter, InvalidRequest, RequestDecoder, ValidRequest
 from consumer.contract.errors import RequestRejected
 from consumer.contract.idempotency import RecordCoordinates
-from consumer.contract.requests import ConductorFields, CreateMeterEvent
+from consumer.contract.requests import ConductorFields, CreateMeterEvent, OperationRequest
 from consumer.engine.processing.answer import Answers, Handled
 from consumer.engine.processing.execute import Execution
 from consumer.engine.processing.prepare import (
@@ -106,6 +106,7 @@ class RequestProcessor:
             return await self._refused(handled, decoded.error, decoded.conductor)
         try:
             prepared = self._router.prepare(record, coordinates, decoded)
+            await self._check_customer(decoded.request)
         except RequestRejected as rejection:
             handled = self._not_routable(record, coordinates, decoded, rejection)
             return await self._refused(handled, rejection, decoded.request)
@@ -115,6 +116,13 @@ class RequestProcessor:
         except CredentialHeld:
             return HeldRequest(prepared)
         return self.answer(record, prepared, outcome)
+
+    async def _check_customer(self, request: OperationRequest) -> None:
+        """With known customers on, a meter event for a customer Stripe does not have is
+        refused here (RequestRejected), before it is batched."""
+        customers = self._verdicts.customers if self._verdicts else None
+        if customers is not None and isinstance(request, CreateMeterEvent):
+            await customers.check(request)
 
     async def _refused(
         self, handled: Handled, rejection: RequestRejected, request: ConductorFields
@@ -206,6 +214,9 @@ class RequestProcessor:
             decoded.request, CreateMeterEvent
         ):
             return None
+        customers = self._verdicts.customers if self._verdicts else None
+        if customers is not None and not customers.known_locally(decoded.request):
+            return None  # the ordinary path looks the customer up (and refuses it)
         coordinates = RecordCoordinates(record.topic, record.partition, record.offset)
         try:
             prepared = self._router.prepare(record, coordinates, decoded)

@@ -12,4 +12,6 @@ stripe.meter-errors, each identifier's verdict. Imports stripe, kafka records, s
 - ``webhook.py``: ``POST /stripe/webhook`` (signature checked by stripe-python's helper).
 - ``poller.py``: ``GET /v2/core/events`` from a durable cursor, the backstop.
 - ``catalog.py``: the active meters, read at start and refreshed: pre-validation.
+- ``customers.py``: known customers (off by default): each id looked up once with Stripe,
+  shared through Redis, so an event for a customer Stripe does not have is refused.
 """

@@ -17,6 +17,7 @@ from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.metering.usage import UsageBook
 from consumer.metering.verdicts.book import CANCELLED, REJECTED, VerdictBook
 from consumer.metering.verdicts.catalog import MeterCatalog
+from consumer.metering.verdicts.customers import KnownCustomers
 from consumer.observability.logs import get_logger
 from consumer.shared_state.redis_client import SharedStateUnavailable
 
@@ -34,10 +35,12 @@ class MeterVerdicts:
         *,
         topic: str,
         usage: UsageBook | None = None,
+        customers: KnownCustomers | None = None,
     ) -> None:
         self._usage = usage
         self.book = book
         self.catalog = catalog
+        self.customers = customers  # None: customers are not looked up before sending
         self._topic = topic
 
     def refusal(

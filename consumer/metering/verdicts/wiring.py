@@ -17,12 +17,14 @@ from consumer.metering.reconcile import Reconciler, reconcile_every
 from consumer.metering.usage import UsageBook
 from consumer.metering.verdicts.book import VerdictBook
 from consumer.metering.verdicts.catalog import MeterCatalog
+from consumer.metering.verdicts.customers import KnownCustomers
 from consumer.metering.verdicts.intake import ErrorIntake, StripeReader
 from consumer.metering.verdicts.poller import ReportPoller
 from consumer.metering.verdicts.refusals import MeterVerdicts
 from consumer.metering.verdicts.webhook import webhook_routes
 from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import Settings
+from consumer.shared_state.redis_client import RedisConnection
 from consumer.stripe.gateway import StripeGateway
 
 
@@ -64,6 +66,7 @@ def verdict_parts(
     ledger: IdentifierLedger,
     metrics: ServiceMetrics,
     usage: UsageBook,
+    redis: RedisConnection | None = None,
 ) -> VerdictParts:
     reader = StripeReader(gateway, settings)
     intake = ErrorIntake(
@@ -94,11 +97,21 @@ def verdict_parts(
                 stop=stop,
             )
 
+    customers = None
+    if config.known_customers_seconds > 0:
+        customers = KnownCustomers(
+            lambda integration, path: reader.get(integration, path, {}),
+            redis,
+            found_seconds=config.known_customers_seconds,
+        )
+    request_side = MeterVerdicts(
+        book, MeterCatalog(), topic=settings.meter_errors_topic, usage=usage, customers=customers
+    )
     return VerdictParts(
         intake,
         webhook_routes(intake, config.webhook_secrets, metrics),
         poller,
-        MeterVerdicts(book, MeterCatalog(), topic=settings.meter_errors_topic, usage=usage),
+        request_side,
         reader,
         config.meters_refresh_seconds,
         reconcile,

@@ -1,6 +1,7 @@
 """Stripe's v1 resources the service calls: balance, customers (created ones can be deleted
 once: again, or an id never made, is 404 ``resource_missing``, as Stripe answers; DELETE
-carries no idempotency key), coupons, payment intents, charges (source
+carries no idempotency key; GET of an id never made is 404 too, of a deleted one the
+``deleted: true`` stub, as Stripe answers), coupons, payment intents, charges (source
 ``tok_chargeDeclined`` is declined), refunds, payment methods (``pm_card_chargeDeclined``
 is declined on attach). Objects echo their parameters; only customers are remembered."""
 
@@ -14,16 +15,18 @@ from .wire import Handler, decline, error, form, new_id, ok
 class Resources:
     def __init__(self) -> None:
         self.customers: set[str] = set()  # created and not deleted (billing.py reads it)
+        self.deleted: set[str] = set()
 
     def reset(self) -> None:
         self.customers.clear()
+        self.deleted.clear()
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/v1/balance", _balance),
             web.get("/v1/customers", _list("customer")),
             web.post("/v1/customers", self._create_customer),
-            web.get("/v1/customers/{id}", _retrieve("customer")),
+            web.get("/v1/customers/{id}", self._retrieve_customer),
             web.post("/v1/customers/{id}", _update("customer")),
             web.delete("/v1/customers/{id}", self._delete_customer),
             web.get("/v1/coupons", _list("coupon")),
@@ -48,18 +51,31 @@ class Resources:
         self.customers.add(customer_id)
         return ok({"id": customer_id, "object": "customer", "livemode": False, **params})
 
+    async def _retrieve_customer(self, request: web.Request) -> web.Response:
+        customer_id = request.match_info["id"]
+        if customer_id in self.deleted:
+            return ok({"id": customer_id, "object": "customer", "deleted": True})
+        if customer_id not in self.customers:
+            return _no_such_customer(customer_id)
+        return ok({"id": customer_id, "object": "customer", "livemode": False})
+
     async def _delete_customer(self, request: web.Request) -> web.Response:
         customer_id = request.match_info["id"]
         if customer_id not in self.customers:
-            return error(
-                404,
-                "invalid_request_error",
-                f"No such customer: '{customer_id}'",
-                "resource_missing",
-                param="id",
-            )
+            return _no_such_customer(customer_id)
         self.customers.discard(customer_id)
+        self.deleted.add(customer_id)
         return ok({"id": customer_id, "object": "customer", "deleted": True})
+
+
+def _no_such_customer(customer_id: str) -> web.Response:
+    return error(
+        404,
+        "invalid_request_error",
+        f"No such customer: '{customer_id}'",
+        "resource_missing",
+        param="id",
+    )
 
 
 async def _balance(_: web.Request) -> web.Response:
