@@ -78,27 +78,33 @@ def test_integrations_secrets_are_mounted_where_the_service_reads_them(
 
 
 def test_poller_settings_reach_the_service(helm: Helm, tmp_path: Path) -> None:
-    """pollSeconds, lookbackHours, metersRefreshSeconds and topics.meterErrors become the
-    settings the service reads; the defaults are the service's own."""
+    """pollSeconds, lookbackHours, metersRefreshSeconds, knownCustomersSeconds and
+    topics.meterErrors become the settings the service reads; the defaults are its own."""
     keys = tmp_path / "stripe"
     keys.mkdir()
     (keys / "default").write_text("sk_test_51Placeholder")
     changed = merge(
         BASE_VALUES,
         {
-            "meterVerdicts": {"pollSeconds": 0, "lookbackHours": 48, "metersRefreshSeconds": 300},
+            "meterVerdicts": {
+                "pollSeconds": 0,
+                "lookbackHours": 48,
+                "metersRefreshSeconds": 300,
+                "knownCustomersSeconds": 21600,
+            },
             "topics": {"meterErrors": "billing.meter-errors"},
         },
     )
-    for values, poll, lookback, refresh, topic in (
-        (BASE_VALUES, 60.0, 24.0, 0.0, "stripe.meter-errors"),
-        (changed, 0.0, 48.0, 300.0, "billing.meter-errors"),
+    for values, poll, lookback, refresh, known, topic in (
+        (BASE_VALUES, 60.0, 24.0, 0.0, 0.0, "stripe.meter-errors"),
+        (changed, 0.0, 48.0, 300.0, 21600.0, "billing.meter-errors"),
     ):
         config = _config(by_kind(helm.template(values)))
         settings = load_settings({**config, "STRIPE_CREDENTIALS_DIR": str(keys)})
         verdicts = settings.meter_verdicts
         assert (verdicts.poll_seconds, verdicts.lookback_hours) == (poll, lookback)
         assert verdicts.meters_refresh_seconds == refresh
+        assert verdicts.known_customers_seconds == known
         assert settings.meter_errors_topic == topic
 
 

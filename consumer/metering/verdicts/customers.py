@@ -30,6 +30,9 @@ MISSING_SECONDS: Final = 60.0
 FAIL_OPEN_SECONDS: Final = 30.0
 LOOKUP_TIMEOUT_SECONDS: Final = 10.0
 MAX_LOCAL_ENTRIES: Final = 100_000
+# Lookups in flight at once: a burst of new ids (a cold start) must not flood Stripe's read
+# limit, which these GETs share with the operations (STRIPE_RATE_LIMIT does not count them).
+LOOKUPS_AT_ONCE: Final = 8
 _USE: Final = "known_customers"
 _FOUND, _MISSING = b"1", b"0"
 _log = get_logger()
@@ -59,6 +62,7 @@ class KnownCustomers:
         self._clock = clock
         self._local: OrderedDict[tuple[str, str], tuple[bool, float]] = OrderedDict()
         self._pending: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        self._lookups_at_once = asyncio.Semaphore(LOOKUPS_AT_ONCE)
         self.stripe_lookups = 0  # GETs sent (the bench and the tests read it)
 
     def known_locally(self, request: CreateMeterEvent) -> bool:
@@ -139,10 +143,11 @@ class KnownCustomers:
     async def _ask_stripe(self, key: tuple[str, str]) -> bool | None:
         """True: it exists; False: Stripe says there is none; None: no answer (fail open)."""
         integration, customer_id = key
-        self.stripe_lookups += 1
         try:
-            async with asyncio.timeout(LOOKUP_TIMEOUT_SECONDS):
-                body = await self._lookup(integration, f"/v1/customers/{customer_id}")
+            async with self._lookups_at_once:  # waiting for a turn is not the timeout's
+                self.stripe_lookups += 1
+                async with asyncio.timeout(LOOKUP_TIMEOUT_SECONDS):
+                    body = await self._lookup(integration, f"/v1/customers/{customer_id}")
         except StripeFailure as failure:
             if failure.detail.http_status == 404 and failure.detail.code == "resource_missing":
                 return False

@@ -11,7 +11,12 @@ import pytest
 from consumer.contract.errors import RequestRejected, StripeFailure
 from consumer.contract.reply import ReplyError
 from consumer.contract.requests import CreateMeterEvent
-from consumer.metering.verdicts.customers import FAIL_OPEN_SECONDS, MISSING_SECONDS, KnownCustomers
+from consumer.metering.verdicts.customers import (
+    FAIL_OPEN_SECONDS,
+    LOOKUPS_AT_ONCE,
+    MISSING_SECONDS,
+    KnownCustomers,
+)
 
 FOUND = b'{"id": "cus_Known", "object": "customer"}'
 
@@ -105,6 +110,20 @@ async def test_concurrent_events_of_a_new_customer_share_one_lookup() -> None:
     results = await asyncio.gather(*checks, return_exceptions=True)
     assert all(isinstance(r, RequestRejected) for r in results)
     assert len(stripe.paths) == 1
+
+
+async def test_a_burst_of_new_customers_is_looked_up_a_few_at_a_time() -> None:
+    """50 new ids at once: at most LOOKUPS_AT_ONCE GETs in flight; all answered after."""
+    stripe = Stripe({f"cus_{i}" for i in range(50)})
+    stripe.gate.clear()
+    customers = cache(stripe)
+    checks = [asyncio.ensure_future(customers.check(event(f"cus_{i}"))) for i in range(50)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(stripe.paths) == LOOKUPS_AT_ONCE
+    stripe.gate.set()
+    await asyncio.gather(*checks)
+    assert len(stripe.paths) == 50
 
 
 @pytest.mark.parametrize(
