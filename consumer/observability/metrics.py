@@ -191,6 +191,12 @@ class ServiceMetrics:
             "`stale` (timestamp older than the tolerance), `unknown_integration`, `malformed`.",
             ("reason",),
         )
+        self.meter_customer_lookups = counter(
+            "meter_customer_lookups",
+            "Customer ids looked up with Stripe for CONSUMER_METER_KNOWN_CUSTOMERS_SECONDS, by "
+            "result: `found`, `missing` (its events refused), `failed` (sent unchecked).",
+            ("result",),
+        )
         self.meter_drift = gauge(
             "meter_drift",
             "Per meter: what the ledger delivered minus what Stripe counted minus what Stripe "

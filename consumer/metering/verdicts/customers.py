@@ -54,12 +54,14 @@ class KnownCustomers:
         found_seconds: float,
         max_local: int = MAX_LOCAL_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
+        counted: Callable[[str], None] = lambda result: None,
     ) -> None:
         self._lookup = lookup
         self._redis = redis
         self._found_seconds = found_seconds
         self._max_local = max_local
         self._clock = clock
+        self._counted = counted  # each lookup's result: found, missing, failed
         self._local: OrderedDict[tuple[str, str], tuple[bool, float]] = OrderedDict()
         self._pending: dict[tuple[str, str], asyncio.Future[bool]] = {}
         self._lookups_at_once = asyncio.Semaphore(LOOKUPS_AT_ONCE)
@@ -142,6 +144,11 @@ class KnownCustomers:
 
     async def _ask_stripe(self, key: tuple[str, str]) -> bool | None:
         """True: it exists; False: Stripe says there is none; None: no answer (fail open)."""
+        exists = await self._ask_stripe_once(key)
+        self._counted("failed" if exists is None else "found" if exists else "missing")
+        return exists
+
+    async def _ask_stripe_once(self, key: tuple[str, str]) -> bool | None:
         integration, customer_id = key
         try:
             async with self._lookups_at_once:  # waiting for a turn is not the timeout's

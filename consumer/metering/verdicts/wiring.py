@@ -103,6 +103,7 @@ def verdict_parts(
             lambda integration, path: reader.get(integration, path, {}),
             redis,
             found_seconds=config.known_customers_seconds,
+            counted=lambda result: metrics.meter_customer_lookups.labels(result).inc(),
         )
     request_side = MeterVerdicts(
         book, MeterCatalog(), topic=settings.meter_errors_topic, usage=usage, customers=customers

@@ -69,8 +69,10 @@ class Clock:
         return self.now
 
 
-def cache(stripe: Stripe, clock: Clock | None = None, **options: int) -> KnownCustomers:
-    return KnownCustomers(stripe, None, found_seconds=3600, clock=clock or Clock(), **options)
+def cache(stripe: Stripe, clock: Clock | None = None, max_local: int = 100) -> KnownCustomers:
+    return KnownCustomers(
+        stripe, None, found_seconds=3600, clock=clock or Clock(), max_local=max_local
+    )
 
 
 async def test_a_known_customer_is_looked_up_once_then_known_locally() -> None:
@@ -87,9 +89,10 @@ async def test_a_known_customer_is_looked_up_once_then_known_locally() -> None:
 @pytest.mark.parametrize("customer", ["cus_Never", "cus_Deleted"])
 async def test_a_missing_customer_is_refused_naming_the_field(customer: str) -> None:
     """404 resource_missing, or a deleted customer: refused, naming $.customer_id; the answer
-    is remembered (no second lookup) and never taken as known."""
+    is remembered (no second lookup), never taken as known, and counted `missing`."""
     stripe = Stripe(set())
-    customers = cache(stripe)
+    results: list[str] = []
+    customers = KnownCustomers(stripe, None, found_seconds=3600, counted=results.append)
     for _ in range(2):
         with pytest.raises(RequestRejected) as refused:
             await customers.check(event(customer))
@@ -97,6 +100,7 @@ async def test_a_missing_customer_is_refused_naming_the_field(customer: str) -> 
         assert customer in refused.value.detail.message
     assert len(stripe.paths) == 1
     assert not customers.known_locally(event(customer))
+    assert results == ["missing"]
 
 
 async def test_concurrent_events_of_a_new_customer_share_one_lookup() -> None:
@@ -135,10 +139,14 @@ async def test_stripe_failing_never_refuses_usage(error: StripeFailure) -> None:
     sent (fail open), and the id is not asked again until FAIL_OPEN_SECONDS pass."""
     stripe = Stripe(set(), failing=error)
     clock = Clock()
-    customers = cache(stripe, clock)
+    results: list[str] = []
+    customers = KnownCustomers(
+        stripe, None, found_seconds=3600, clock=clock, counted=results.append
+    )
     await customers.check(event("cus_Whatever"))
     await customers.check(event("cus_Whatever"))
     assert len(stripe.paths) == 1
+    assert results == ["failed"]
     clock.now += FAIL_OPEN_SECONDS + 1
     await customers.check(event("cus_Whatever"))
     assert len(stripe.paths) == 2
