@@ -34,6 +34,11 @@ def read_meter_verdict_settings(reader: EnvironmentReader) -> MeterVerdictSettin
         known_customers_seconds=reader.number(
             "CONSUMER_METER_KNOWN_CUSTOMERS_SECONDS", 0.0, 0.0, 7 * 86_400.0
         ),
+        reconcile_every_seconds=reader.number(
+            "CONSUMER_RECONCILE_EVERY_SECONDS", 0.0, 0.0, 86_400.0
+        ),
+        reconcile_since_hours=reader.number("CONSUMER_RECONCILE_SINCE_HOURS", 6.0, 0.0, 720.0),
+        reconcile_tolerance=reader.number("CONSUMER_RECONCILE_TOLERANCE", 0.0, 0.0, 1e12),
     )
 
 
