@@ -1,5 +1,6 @@
-"""The verdict path's reads pass Stripe's own spec (stripe-mock): the active meters list and
-the event summaries reconciliation asks for, with their parameters as the SDK encodes them."""
+"""The verdict path's reads pass Stripe's own spec (stripe-mock): the active meters list, the
+event summaries reconciliation asks for, with their parameters as the SDK encodes them, and
+the known customers' lookup."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import time
 
 import pytest
 
+from consumer.contract.requests import CreateMeterEvent
 from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.metering.reconcile import Reconciler
 from consumer.metering.usage import MemoryUsageBook
 from consumer.metering.verdicts.catalog import Meter, MeterCatalog
+from consumer.metering.verdicts.customers import KnownCustomers
 from consumer.metering.verdicts.intake import StripeReader
 from consumer.settings import Settings
 from consumer.stripe.gateway import StripeGateway
@@ -43,3 +46,20 @@ async def test_the_event_summaries_reconcile_asks_for_pass_the_spec(
     counted = await reconciler.counted(meter, "cus_123", [hour - 3600, hour])
     assert counted
     assert all(isinstance(value, float) for value in counted.values())
+
+
+async def test_the_known_customer_lookup_passes_the_spec(
+    mock_gateway: tuple[StripeGateway, Settings],
+) -> None:
+    """`GET /v1/customers/{id}` as known customers sends it: accepted, the customer read as
+    found (stripe-mock answers every id), one lookup for two events."""
+    gateway, settings = mock_gateway
+    reader = StripeReader(gateway, settings)
+    customers = KnownCustomers(
+        lambda integration, path: reader.get(integration, path, {}), None, found_seconds=60
+    )
+    event = CreateMeterEvent(event_name="api_calls", customer_id="cus_NffrFeUfNV2Hib")
+    await customers.check(event)
+    await customers.check(event)
+    assert customers.known_locally(event)
+    assert customers.stripe_lookups == 1
