@@ -78,8 +78,8 @@ def test_integrations_secrets_are_mounted_where_the_service_reads_them(
 
 
 def test_poller_settings_reach_the_service(helm: Helm, tmp_path: Path) -> None:
-    """pollSeconds, lookbackHours, metersRefreshSeconds, knownCustomersSeconds and
-    topics.meterErrors become the settings the service reads; the defaults are its own."""
+    """pollSeconds, lookbackHours, metersRefreshSeconds, knownCustomersSeconds, reconcile.*
+    and topics.meterErrors become the settings the service reads; the defaults are its own."""
     keys = tmp_path / "stripe"
     keys.mkdir()
     (keys / "default").write_text("sk_test_51Placeholder")
@@ -91,13 +91,14 @@ def test_poller_settings_reach_the_service(helm: Helm, tmp_path: Path) -> None:
                 "lookbackHours": 48,
                 "metersRefreshSeconds": 300,
                 "knownCustomersSeconds": 21600,
+                "reconcile": {"everySeconds": 900, "sinceHours": 12, "tolerance": 1},
             },
             "topics": {"meterErrors": "billing.meter-errors"},
         },
     )
-    for values, poll, lookback, refresh, known, topic in (
-        (BASE_VALUES, 60.0, 24.0, 0.0, 0.0, "stripe.meter-errors"),
-        (changed, 0.0, 48.0, 300.0, 21600.0, "billing.meter-errors"),
+    for values, poll, lookback, refresh, known, reconcile, topic in (
+        (BASE_VALUES, 60.0, 24.0, 0.0, 0.0, (0.0, 6.0, 0.0), "stripe.meter-errors"),
+        (changed, 0.0, 48.0, 300.0, 21600.0, (900.0, 12.0, 1.0), "billing.meter-errors"),
     ):
         config = _config(by_kind(helm.template(values)))
         settings = load_settings({**config, "STRIPE_CREDENTIALS_DIR": str(keys)})
@@ -105,6 +106,9 @@ def test_poller_settings_reach_the_service(helm: Helm, tmp_path: Path) -> None:
         assert (verdicts.poll_seconds, verdicts.lookback_hours) == (poll, lookback)
         assert verdicts.meters_refresh_seconds == refresh
         assert verdicts.known_customers_seconds == known
+        every, since, tolerance = reconcile
+        assert verdicts.reconcile_every_seconds == every
+        assert (verdicts.reconcile_since_hours, verdicts.reconcile_tolerance) == (since, tolerance)
         assert settings.meter_errors_topic == topic
 
 
