@@ -9,7 +9,8 @@ STACK  := $(PYTHON) deploy/local/stack
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help install up up-lite down status demo run test test-unit test-contract \
-        test-integration test-fault test-e2e test-chart test-container tools stack-cache images \
+        test-integration test-fault test-cluster test-e2e test-chart test-container tools \
+        stack-cache images \
         lint format docs bench clean
 
 help:
@@ -53,8 +54,8 @@ run: install up-lite
 	STRIPE_API_KEY=$${STRIPE_API_KEY:-sk_test_123} LOG_FORMAT=text $(PY) -m consumer run
 
 test: install tools stack-cache images
-	$(PYTEST) tests/unit tests/contract tests/integration tests/fault tests/e2e tests/chart \
-		tests/container
+	$(PYTEST) tests/unit tests/contract tests/integration tests/fault tests/cluster tests/e2e \
+		tests/chart tests/container
 
 # helm and promtool (go install), the CRD schemas: built once into ~/.cache (7-9 min cold).
 tools:
@@ -86,6 +87,10 @@ test-integration: install
 
 test-fault: install
 	$(PYTEST) tests/fault
+
+# Its own brokers (a 3-node cluster, a single broker), killed and restarted: ~5 min here.
+test-cluster: install stack-cache
+	$(PYTEST) tests/cluster
 
 test-e2e: install stack-cache
 	$(PYTEST) tests/e2e

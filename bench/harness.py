@@ -19,13 +19,14 @@ from typing import Any
 
 import msgspec
 
+from consumer.conductor.client import ConductorClient
 from consumer.kafka.admin import ensure_topics
 from consumer.kafka.connection import KafkaConnection
 from consumer.kafka.producer import RecordSink
 from consumer.kafka.reader import topic_reader
-from consumer.kafka.records import OutboundRecord
+from consumer.kafka.records import InboundRecord, OutboundRecord
 from tests.support.process import ServiceProcess
-from tests.support.stack import ROOT, StandIn, standin_request
+from tests.support.stack import ROOT, StandIn, add_conductor, standin_request
 
 # send(topic, key, value): one record through a producer the harness opened.
 Send = Callable[[str, bytes, bytes], Awaitable[None]]
@@ -97,6 +98,16 @@ class Harness:
         async with topic_reader(self.connection, topic) as reader:
             records = await reader.collect(lambda rs: len(rs) >= count, timeout_s=timeout_s)
         return sorted(r.timestamp_ms / 1000 for r in records)[:count]
+
+    async def records(self, topic: str, count: int, timeout_s: float) -> list[InboundRecord]:
+        """The topic's records from the start, once `count` have arrived."""
+        async with topic_reader(self.connection, topic) as reader:
+            return await reader.collect(lambda rs: len(rs) >= count, timeout_s=timeout_s)
+
+    async def conductor(self) -> ConductorClient:
+        """Conductor, joining the stack (started now unless STACK_ENV_FILE names one with it)."""
+        env = await asyncio.to_thread(add_conductor, self.work / "stack")
+        return ConductorClient(env["CONDUCTOR_URL"])
 
     def service(self, topics: dict[str, str], name: str, **env: str) -> ServiceProcess:
         """The service as its own process, on the stack and the stand-in (not started)."""

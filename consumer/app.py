@@ -41,15 +41,20 @@ from consumer.kafka.admin import BrokerProbe, ensure_topics
 from consumer.kafka.connection import KafkaConnection
 from consumer.kafka.consumer import RecordSource
 from consumer.kafka.producer import RecordSink
+from consumer.kafka.startup import wait_for_brokers
 from consumer.metering.ledgers.protocol import IdentifierLedger
+from consumer.metering.usage import UsageBook, usage_book
+from consumer.metering.verdicts.book import VerdictBook, verdict_book
+from consumer.metering.verdicts.webhook import WEBHOOK_ROUTES
+from consumer.metering.verdicts.wiring import VerdictParts, verdict_parts
 from consumer.metering.wiring import identifier_ledger, meter_batchers
-from consumer.observability.health import HealthProbe
-from consumer.observability.http import http_server
+from consumer.observability.health import HealthProbe, StartingProbe
+from consumer.observability.http import LateRoutes, http_server
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics
 from consumer.observability.redaction import Redactor
 from consumer.operations import check_complete
-from consumer.settings import Settings
+from consumer.settings import ConfigurationProblem, Settings
 from consumer.shared_state.redis_client import RedisConnection, redis_connection
 from consumer.stripe.deletes import RecordedDeletes, delete_records
 from consumer.stripe.executor import stripe_executor
@@ -65,18 +70,74 @@ BROKER_CHECK_SECONDS: Final = 10.0
 async def run_service(
     settings: Settings, stop: asyncio.Event, registry: CollectorRegistry | None = None
 ) -> None:
-    """Run until ``stop`` is set, then shut down cleanly."""
+    """Run until ``stop`` is set, then shut down cleanly. A setting the brokers refuse (or
+    no broker within KAFKA_STARTUP_TIMEOUT_SECONDS) raises ConfigurationProblem."""
     check_complete()
     registry = registry or CollectorRegistry()
     metrics = ServiceMetrics(registry)
     connection = kafka_connection(settings)
-    await _create_topics(settings, connection)
-    async with contextlib.AsyncExitStack() as stack:
-        shared = await _open_shared_parts(stack, settings, connection, metrics)
-        await _consume(
-            settings, shared, registry=registry, metrics=metrics, connection=connection, stop=stop
-        )
+    probe = StartingProbe()
+    late = LateRoutes(WEBHOOK_ROUTES)  # served at once; handed over once the consumer is built
+    serving = http_server(
+        settings.http_host, settings.http_port, registry, probe, late.definitions()
+    )
+    async with serving as port:
+        await _wait_for_kafka(settings, connection, probe, missing_ok=settings.create_topics)
+        if settings.create_topics:
+            await _create_topics(settings, connection)
+            await _wait_for_kafka(settings, connection, probe, missing_ok=False)
+        async with contextlib.AsyncExitStack() as stack:
+            shared = await _open_shared_parts(stack, settings, connection, metrics)
+            parts = _Endpoints(registry, metrics, probe, late, port)
+            await _consume(settings, shared, parts, connection=connection, stop=stop)
     _log.info("stopped")
+
+
+async def _wait_for_kafka(
+    settings: Settings, connection: KafkaConnection, probe: StartingProbe, *, missing_ok: bool
+) -> None:
+    """Until a broker answers and the topics exist (or are about to be created: bounded);
+    /healthz and /readyz say what it waits for."""
+    said: set[str] = set()
+
+    def waiting(problem: ConfigurationProblem) -> None:
+        probe.waiting_for = f"waiting for Kafka: {problem}"
+        if problem.cause not in said:  # once per cause, not once per retry
+            said.add(problem.cause)
+            _log.warning(
+                "waiting for Kafka", extra={"setting": problem.setting, "cause": problem.cause}
+            )
+
+    probe.waiting_for = f"connecting to Kafka at {settings.kafka_bootstrap_servers}"
+    await wait_for_brokers(
+        connection,
+        topic_settings(settings),
+        timeout_s=settings.kafka_startup_timeout_seconds,
+        waiting=waiting,
+        missing_ok=missing_ok,
+    )
+    probe.waiting_for = "joining the consumer group"
+
+
+def topic_settings(settings: Settings) -> dict[str, str]:
+    """Each topic the service uses, and the setting that names it."""
+    named = dict.fromkeys(settings.request_topics, "CONSUMER_REQUEST_TOPICS")
+    named[settings.meter_topic] = "CONSUMER_METER_TOPIC"
+    named[settings.reply_topic] = "CONSUMER_REPLY_TOPIC"
+    named[settings.dlq_topic] = "CONSUMER_DLQ_TOPIC"
+    named[settings.meter_errors_topic] = "CONSUMER_METER_ERRORS_TOPIC"
+    return named
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoints:
+    """What the HTTP endpoints serve: the metrics, and the probe the consumer takes over."""
+
+    registry: CollectorRegistry
+    metrics: ServiceMetrics
+    probe: StartingProbe
+    late: LateRoutes  # the Stripe webhook's routes
+    port: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +148,8 @@ class _SharedParts:
     sink: RecordSink
     redis: RedisConnection | None
     ledger: IdentifierLedger
+    verdicts: VerdictBook  # each identifier's verdict, reports processed, the poller's cursor
+    usage: UsageBook  # delivered and rejected sums per event name, customer, hour
     owner: str  # this process, in the ledger's claims and the group's rate limit
 
 
@@ -107,26 +170,35 @@ async def _open_shared_parts(
     stack.push_async_callback(_close_redis, redis, watching)
     stack.push_async_callback(ledger.close)
     stack.push_async_callback(sink.stop)
-    return _SharedParts(gateway, sink, redis, ledger, owner)
+    book = verdict_book(settings, redis, owner)
+    return _SharedParts(gateway, sink, redis, ledger, book, usage_book(redis), owner)
 
 
 async def _consume(
     settings: Settings,
     shared: _SharedParts,
+    endpoints: _Endpoints,
     *,
-    registry: CollectorRegistry,
-    metrics: ServiceMetrics,
     connection: KafkaConnection,
     stop: asyncio.Event,
 ) -> None:
-    """Build the consumer's parts, serve the endpoints, run the pipeline until ``stop``."""
+    """Build the consumer's parts, hand the endpoints over, run the pipeline until ``stop``."""
+    metrics = endpoints.metrics
     deletes = RecordedDeletes(shared.gateway, delete_records(shared.redis), metrics)
     limiters = rate_limiters(settings, shared.redis, shared.owner)
     executor = stripe_executor(settings, deletes, metrics, limiters)
-    single_events, lane = meter_batchers(settings, shared.gateway, executor, shared.ledger, metrics)
+    single_events, lane = meter_batchers(
+        settings, shared.gateway, executor, shared.ledger, metrics, usage=shared.usage
+    )
+    verdicts = _verdict_parts(settings, shared, metrics)
     memory = reply_memory(settings, shared.redis)
     processor = RequestProcessor(
-        settings, executor, metrics, memory=memory, meter_events=single_events
+        settings,
+        executor,
+        metrics,
+        memory=memory,
+        meter_events=single_events,
+        verdicts=verdicts.request_side,
     )
     source = record_source(settings, connection)
     pipeline = Pipeline(
@@ -143,19 +215,39 @@ async def _consume(
     )
     broker = BrokerProbe(connection)
     checking = asyncio.create_task(_check_broker_every(broker, BROKER_CHECK_SECONDS))
-    probe = HealthProbe(pipeline, executor.gate, broker)
-    async with http_server(settings.http_host, settings.http_port, registry, probe) as port:
+    endpoints.probe.running = HealthProbe(pipeline, executor.gate, broker, shared.sink)
+    endpoints.late.hand_over(verdicts.routes)
+    try:
+        await verdicts.start()
         await source.start(rebalance=pipeline)
-        _log_started(settings, port)
+        _log_started(settings, endpoints.port)
+        background = [asyncio.create_task(task) for task in verdicts.tasks(stop)]
         try:
             await pipeline.run(stop)
         finally:
-            checking.cancel()
-            await broker.close()
+            for task in background:
+                task.cancel()
             await source.stop()
-            for batcher in {single_events, lane}:
-                await batcher.close(timeout_s=1.0)
-            await executor.gate.close()
+    finally:
+        checking.cancel()
+        await broker.close()
+        for batcher in {single_events, lane}:
+            await batcher.close(timeout_s=1.0)
+        await executor.gate.close()
+
+
+def _verdict_parts(
+    settings: Settings, shared: _SharedParts, metrics: ServiceMetrics
+) -> VerdictParts:
+    return verdict_parts(
+        settings,
+        gateway=shared.gateway,
+        sink=shared.sink,
+        book=shared.verdicts,
+        ledger=shared.ledger,
+        metrics=metrics,
+        usage=shared.usage,
+    )
 
 
 def _log_started(settings: Settings, port: int) -> None:
@@ -181,10 +273,13 @@ async def _check_broker_every(broker: BrokerProbe, seconds: float) -> None:
 async def _create_topics(settings: Settings, connection: KafkaConnection) -> None:
     """Create missing topics when allowed; where the platform manages topics (no permission),
     say so and carry on: consuming and producing work the same on existing topics."""
-    if not settings.create_topics:
-        return
     topics = dict.fromkeys(
-        (*settings.consumed_topics, settings.reply_topic, settings.dlq_topic),
+        (
+            *settings.consumed_topics,
+            settings.reply_topic,
+            settings.dlq_topic,
+            settings.meter_errors_topic,
+        ),
         settings.topic_partitions,
     )
     try:
@@ -249,6 +344,10 @@ def record_source(settings: Settings, connection: KafkaConnection) -> RecordSour
         # The group waits for our revoke (bounded by its timeout) plus time to rejoin.
         rebalance_timeout_ms=int((settings.revoke_timeout_seconds + 10) * 1000),
         group_instance_id=settings.group_instance_id,
+        session_timeout_ms=int(settings.session_timeout_seconds * 1000),
+        heartbeat_interval_ms=int(settings.heartbeat_interval_seconds * 1000),
+        max_poll_interval_ms=int(settings.max_poll_interval_seconds * 1000),
+        client_rack=settings.kafka_client_rack,
     )
 
 

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import StandIn, add_conductor, local_stack
+from tests.support.stack import (
+    StandIn,
+    add_conductor,
+    load_stack_module,
+    local_stack,
+    secured_kafka,
+)
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +41,25 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
         yield process
     finally:
         process.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(stack: dict[str, str], stack_dir: Path) -> Iterator[str]:
+    """The stack's three-primary Redis Cluster; a private one when the stack predates it."""
+    if "REDIS_CLUSTER_URL" in stack:
+        yield stack["REDIS_CLUSTER_URL"]
+        return
+    directory = stack_dir / "redis-cluster-only"
+    local = load_stack_module()
+    try:
+        yield local.start_redis_cluster(directory)
+    finally:
+        local.down(directory)
+
+
+@pytest.fixture(scope="session")
+def secured_kafka_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One private secured broker per test session (SASL_SSL, SSL with client certificates,
+    ACLs), shared by every security test; started only when one asks for it."""
+    with secured_kafka(tmp_path_factory.mktemp("secured-kafka")) as env:
+        yield env

@@ -1,5 +1,5 @@
-"""Generated documents: the JSON Schemas in ``schemas/``, the README's operation table and its
-project layout (``layout.py``).
+"""Generated documents: the JSON Schemas and the AsyncAPI document (``asyncapi.py``) in
+``schemas/``, the README's operation table and its project layout (``layout.py``).
 
 Both come from the request Structs and the operation table, so they cannot say something the
 decoder does not do; a test regenerates them and fails when the checked-in files drift.
@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import msgspec
 
+from consumer.cli.asyncapi import ASYNCAPI_FILE, asyncapi_document, render_yaml
 from consumer.cli.layout import replace_layout
 from consumer.contract.meter_errors import MeterErrorRecord
 from consumer.contract.reply import Reply
@@ -84,11 +85,13 @@ def render(document: dict[str, Any]) -> str:
 
 
 def write_schemas(out: str | Path) -> None:
+    """The JSON Schemas and the AsyncAPI document (``asyncapi.yaml``)."""
     root = Path(out)
     for name, document in schema_documents().items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render(document), encoding="utf-8")
+    (root / ASYNCAPI_FILE).write_text(render_yaml(asyncapi_document()), encoding="utf-8")
 
 
 def _parameters(request_type: type[msgspec.Struct]) -> str:

@@ -8,6 +8,8 @@ fails when the files drift) and registered with ``python -m consumer conductor r
   record as ``{"key", "headers", "payload"}``, so OSS expressions read ``${payload.taskId}``;
   Orkes roots them at the record value (``${taskId}``) and names the event
   ``kafka:<integration>:<topic>``.
+- The KAFKA_PUBLISH style (``kafka_publish.py``): its handlers complete a WAIT task by
+  ``workflowInstanceId`` and ``taskRefName`` from the replies on ``<reply topic>.wait``.
 - Example workflows: one per operation, each an EVENT task whose inputs come from the
   workflow's input, two chains whose ids flow from task to task, and a DO_WHILE loop whose
   EVENT task passes the loop's ``iteration`` (so equal iterations are separate operations).
@@ -19,6 +21,7 @@ from typing import Any, Final
 
 import msgspec
 
+from consumer.conductor.kafka_publish import kafka_publish_workflow, wait_event_handlers
 from consumer.contract.examples import EXAMPLE_PARAMETERS
 from consumer.contract.requests import COMMON_FIELDS, CONDUCTOR_FIELDS, REQUEST_TYPES
 
@@ -299,12 +302,28 @@ CHAIN_EXAMPLE_INPUTS: Final[dict[str, dict[str, Any]]] = {
 }
 
 
+def all_event_handlers(reply_topic: str, *, suffix: str = "") -> list[dict[str, Any]]:
+    """OSS Conductor's handlers for both producer styles: EVENT tasks and KAFKA_PUBLISH."""
+    return event_handlers(reply_topic, suffix=suffix) + wait_event_handlers(
+        reply_topic, suffix=suffix
+    )
+
+
+def all_workflows(request_topic: str, reply_topic: str) -> list[dict[str, Any]]:
+    """The EVENT-task examples and the KAFKA_PUBLISH one."""
+    return [
+        *example_workflows(request_topic),
+        kafka_publish_workflow(request_topic, reply_topic, OWNER_EMAIL),
+    ]
+
+
 def asset_files(request_topic: str, reply_topic: str) -> dict[str, Any]:
     """Relative path -> JSON document, as written to deploy/conductor/."""
     files: dict[str, Any] = {
         "event-handlers/oss.json": event_handlers(reply_topic),
+        "event-handlers/oss-kafka-publish.json": wait_event_handlers(reply_topic),
         "event-handlers/orkes.json": orkes_event_handlers(reply_topic, "kafka"),
     }
-    for workflow in example_workflows(request_topic):
+    for workflow in all_workflows(request_topic, reply_topic):
         files[f"workflows/{workflow['name']}.json"] = workflow
     return files

@@ -8,10 +8,11 @@ updates. Standard library HTTP, so ``register`` runs anywhere the package is ins
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -62,6 +63,33 @@ class ConductorClient:
         if workflows:
             self._call("PUT", "/metadata/workflow", list(workflows))
         return [f"registered workflow {workflow['name']}" for workflow in workflows]
+
+    def listened_events(self) -> set[str]:
+        """The events Conductor listens to now (``kafka:<topic>``): its event queue manager's
+        queues (``GET /api/admin/queues``). A new handler's event joins them only at the
+        manager's next refresh, every 60 s (not configurable in Conductor 3.x)."""
+        queues = self._call("GET", "/admin/queues")
+        return set(queues) if isinstance(queues, dict) else set()
+
+    def wait_listening(
+        self,
+        events: set[str],
+        timeout_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> float:
+        """Block until Conductor listens to every event; the seconds it took. ConductorError
+        when it does not within timeout_s (saying which events are still missing)."""
+        started = clock()
+        while missing := events - self.listened_events():
+            if clock() - started > timeout_s:
+                raise ConductorError(
+                    f"Conductor does not listen to {', '.join(sorted(missing))} after "
+                    f"{timeout_s:.0f} s (it picks up new event handlers every 60 s)"
+                )
+            sleep(1.0)
+        return clock() - started
 
     def start_workflow(
         self, name: str, workflow_input: dict[str, Any], *, correlation_id: str | None = None

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from consumer.conductor.assets import asset_files, event_handlers, example_workflows
+from consumer.conductor.assets import all_event_handlers, all_workflows, asset_files
 from consumer.conductor.client import ConductorClient, ConductorError
 
 
@@ -23,6 +23,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     register.add_argument(
         "--handler-suffix", default="", help="appended to handler names (several reply topics)"
     )
+    register.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=90.0,
+        help="return once Conductor listens to the reply topic (it picks up new handlers every "
+        "60 s), failing after this long; 0: return at once",
+    )
     write = actions.add_parser("write", help="write the JSON files to a directory")
     write.add_argument("--out", default="deploy/conductor")
 
@@ -32,16 +39,20 @@ def run(args: argparse.Namespace) -> int:
         write_assets(Path(args.out))
         return 0
     client = ConductorClient(args.url)
+    handlers = all_event_handlers(args.reply_topic, suffix=args.handler_suffix)
     try:
-        lines = client.upsert_event_handlers(
-            event_handlers(args.reply_topic, suffix=args.handler_suffix)
-        )
+        lines = client.upsert_event_handlers(handlers)
         if not args.no_examples:
-            lines += client.upsert_workflows(example_workflows(args.request_topic))
+            lines += client.upsert_workflows(all_workflows(args.request_topic, args.reply_topic))
+        print("\n".join(lines), flush=True)
+        if args.wait_seconds > 0:
+            events = {handler["event"] for handler in handlers}
+            print(f"waiting for Conductor to listen to {', '.join(sorted(events))}...", flush=True)
+            waited = client.wait_listening(events, args.wait_seconds)
+            print(f"Conductor listens to it ({waited:.0f} s)")
     except (ConductorError, OSError) as exc:
         print(f"conductor: {exc}")
         return 1
-    print("\n".join(lines))
     return 0
 
 

@@ -78,6 +78,7 @@ EXAMPLE_PARAMETERS: Final[dict[str, dict[str, Any]]] = {
         "customer_id": "cus_NffrFeUfNV2Hib",
         "value": 3,
     },
+    "cancel_meter_event": {"event_name": "api_requests", "identifier": "order-6735:api-call-17"},
 }
 
 # The Stripe object type each operation's reply carries in `output.object`.
@@ -103,6 +104,7 @@ EXPECTED_OBJECT: Final[dict[str, str]] = {
     "get_payment_method": "payment_method",
     "detach_payment_method": "payment_method",
     "create_meter_event": "billing.meter_event",
+    "cancel_meter_event": "billing.meter_event_adjustment",
 }
 
 

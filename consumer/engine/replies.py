@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import msgspec
 
+from consumer.contract import dead_letters
 from consumer.contract.codec import encode_reply
 from consumer.contract.errors import ServiceError
 from consumer.contract.idempotency import RecordCoordinates, key_text
@@ -110,17 +111,26 @@ def dead_letter_record(
     reason: str,
     detail: str,
 ) -> OutboundRecord:
-    """The record as it arrived (key, value, headers), plus headers saying where and why."""
+    """The record as it arrived (key, value, headers), plus headers saying where and why.
+
+    A replayed record (``python -m consumer dlq replay``) that fails again keeps its replay
+    count and trail (``dlq.replayed-from``), so the next replay can refuse it past a limit;
+    any other ``dlq.`` header it arrived with is an earlier visit's, replaced by this one's.
+    """
     provenance: Headers = (
-        ("dlq.source.topic", coordinates.topic.encode()),
-        ("dlq.source.partition", str(coordinates.partition).encode()),
-        ("dlq.source.offset", str(coordinates.offset).encode()),
-        ("dlq.reason", reason.encode()),
-        ("dlq.detail", detail.encode("utf-8", "replace")[:1000]),
+        (dead_letters.SOURCE_TOPIC, coordinates.topic.encode()),
+        (dead_letters.SOURCE_PARTITION, str(coordinates.partition).encode()),
+        (dead_letters.SOURCE_OFFSET, str(coordinates.offset).encode()),
+        (dead_letters.REASON, reason.encode()),
+        (dead_letters.DETAIL, detail.encode("utf-8", "replace")[:1000]),
     )
+    count = dead_letters.replay_count(record.headers)
+    if count:
+        provenance += ((dead_letters.REPLAY_COUNT, str(count).encode()),)
+    carried = tuple(h for h in record.headers if dead_letters.is_history(h[0]))
     return OutboundRecord(
         topic=dlq_topic,
         key=record.key,
         value=record.value or b"",
-        headers=provenance + record.headers,
+        headers=provenance + carried,
     )

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from consumer.kafka.connection import KafkaConnection
 from consumer.kafka.records import TopicPartition
@@ -23,8 +24,8 @@ async def ensure_topics(
     one-broker test cluster and a production one.
     """
     admin = AIOKafkaAdminClient(**connection.client_options())
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         brokers = len((await admin.describe_cluster()).get("brokers", [])) or 1
         wanted = [
@@ -32,12 +33,26 @@ async def ensure_topics(
             for name, partitions in topics.items()
             if name not in existing
         ]
-        if wanted:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(wanted)
-        return [topic.name for topic in wanted]
+        if not wanted:
+            return []
+        with contextlib.suppress(TopicAlreadyExistsError):
+            response = await admin.create_topics(wanted)
+            return _created(response.topic_errors)
+        return []
     finally:
         await admin.close()
+
+
+def _created(topic_errors: list[tuple[Any, ...]]) -> list[str]:
+    """The topics the response says were created; raise the first refusal (the broker
+    answers a missing Create ACL per topic, not with an error response)."""
+    created = []
+    for name, error_code, *_ in topic_errors:
+        if error_code == 0:
+            created.append(name)
+        elif error_code != TopicAlreadyExistsError.errno:
+            raise for_code(error_code)(f"create topic {name}")
+    return created
 
 
 async def committed_offsets(
@@ -45,8 +60,8 @@ async def committed_offsets(
 ) -> dict[TopicPartition, int]:
     """The group's committed offsets (the next offset to read), per partition."""
     admin = AIOKafkaAdminClient(**connection.client_options())
-    await admin.start()
     try:
+        await admin.start()
         offsets = await admin.list_consumer_group_offsets(group_id)
     finally:
         await admin.close()
@@ -73,6 +88,13 @@ class BrokerProbe:
         self.reachable = False
 
     async def check(self) -> bool:
+        """A failure on the kept connection (its broker may be the one that died, while the
+        others serve) is retried once on a fresh one, through the bootstrap servers, before
+        readiness says no broker answers."""
+        self.reachable = await self._ask() or await self._ask()
+        return self.reachable
+
+    async def _ask(self) -> bool:
         try:
             if self._admin is None:
                 self._admin = AIOKafkaAdminClient(
@@ -83,10 +105,8 @@ class BrokerProbe:
             await asyncio.wait_for(self._admin.describe_cluster(), self._timeout_s)
         except (KafkaError, OSError, TimeoutError):
             await self.close()
-            self.reachable = False
-        else:
-            self.reachable = True
-        return self.reachable
+            return False
+        return True
 
     async def close(self) -> None:
         admin, self._admin = self._admin, None

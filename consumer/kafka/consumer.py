@@ -12,10 +12,16 @@ from typing import Any, Protocol
 
 import aiokafka
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+)
 from aiokafka.structs import OffsetAndMetadata
 
 from consumer.kafka.connection import KafkaConnection
 from consumer.kafka.records import InboundRecord, TopicPartition
+from consumer.kafka.startup import classify, stop_quietly
 
 
 class RebalanceHandler(Protocol):
@@ -61,13 +67,18 @@ class RecordSource:
         session_timeout_ms: int = 10_000,
         rebalance_timeout_ms: int | None = None,
         group_instance_id: str | None = None,
+        heartbeat_interval_ms: int | None = None,
+        client_rack: str | None = None,
     ) -> None:
         """``rebalance_timeout_ms``: how long the group waits for this member to rejoin in a
         rebalance, which includes its revoke handler. aiokafka's default is the session
         timeout; a revoke that waits longer gets the member dropped from the group, and its
         revoke-time commit refused. ``group_instance_id``: static membership, so a member
-        restarted within the session timeout keeps its partitions without a rebalance."""
+        restarted within the session timeout keeps its partitions without a rebalance.
+        ``client_rack``: fetch from the in-sync replica in this rack (KIP-392) where the
+        brokers have a rack-aware replica selector."""
         self._topics = tuple(topics)
+        self._connection = connection
         self._consumer = aiokafka.AIOKafkaConsumer(
             group_id=group_id,
             group_instance_id=group_instance_id,
@@ -77,23 +88,35 @@ class RecordSource:
             max_poll_interval_ms=max_poll_interval_ms,
             session_timeout_ms=session_timeout_ms,
             rebalance_timeout_ms=rebalance_timeout_ms or session_timeout_ms,
-            heartbeat_interval_ms=max(1_000, session_timeout_ms // 3),
+            heartbeat_interval_ms=heartbeat_interval_ms or max(1_000, session_timeout_ms // 3),
             # Notice new partitions and late-created topics within 30 s, not aiokafka's 5 min.
             metadata_max_age_ms=30_000,
+            # Only when set: not every aiokafka the constraints allow has it (0.14 does).
+            **({"client_rack": client_rack} if client_rack else {}),
             **connection.client_options(),
         )
 
     async def start(self, rebalance: RebalanceHandler) -> None:
-        await self._consumer.start()
+        """Connect and subscribe; a refusal raises ConfigurationProblem, consumer closed."""
+        try:
+            await self._consumer.start()
+        except (KafkaError, OSError) as exc:
+            await stop_quietly(self._consumer)
+            raise classify(exc, self._connection) from None
         self._consumer.subscribe(self._topics, listener=_ListenerAdapter(rebalance))
 
     async def stop(self) -> None:
         await self._consumer.stop()
 
     async def fetch(self, timeout_s: float, max_records: int) -> list[InboundRecord]:
-        batches = await self._consumer.getmany(
-            timeout_ms=int(timeout_s * 1000), max_records=max_records
-        )
+        """The next records; an ACL the broker denies (Read on a topic or on the group)
+        raises ConfigurationProblem naming it, rather than a traceback."""
+        try:
+            batches = await self._consumer.getmany(
+                timeout_ms=int(timeout_s * 1000), max_records=max_records
+            )
+        except (GroupAuthorizationFailedError, TopicAuthorizationFailedError) as exc:
+            raise classify(exc, self._connection) from None
         return [to_inbound(r) for records in batches.values() for r in records]
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:

@@ -61,11 +61,37 @@ async def _partitions_of(consumer: Any, topic: str) -> list[int]:
     raise DeliveryFailed(f"topic {topic} has no partitions", retriable=True)
 
 
+async def read_to_end(
+    connection: KafkaConnection, topic: str, *, timeout_s: float = 60.0
+) -> list[InboundRecord]:
+    """Every record the topic holds now, from the beginning to the end offsets taken when
+    the reading starts (records arriving meanwhile are left for the next read)."""
+    async with topic_reader(connection, topic) as reader:
+        return await reader.read_to_current_end(timeout_s=timeout_s)
+
+
 class TopicReader:
     """Records of one topic, in arrival order per partition."""
 
     def __init__(self, consumer: Any) -> None:
         self._consumer = consumer
+
+    async def read_to_current_end(self, *, timeout_s: float) -> list[InboundRecord]:
+        """Read until every partition's position reaches its end offset as of now."""
+        partitions = list(self._consumer.assignment())
+        ends = await self._consumer.end_offsets(partitions)
+        collected: list[InboundRecord] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        pending = {tp for tp in partitions if ends[tp] > 0}
+        while pending:
+            if loop.time() > deadline:
+                raise TimeoutError(f"only {len(collected)} records arrived in {timeout_s}s")
+            batches = await self._consumer.getmany(*pending, timeout_ms=200)
+            for tp, records in batches.items():
+                collected.extend(to_inbound(r) for r in records if r.offset < ends[tp])
+            pending = {tp for tp in pending if await self._consumer.position(tp) < ends[tp]}
+        return collected
 
     async def read(self, timeout_s: float = 0.5) -> list[InboundRecord]:
         batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000))

@@ -43,6 +43,7 @@ from consumer.contract.reply import ReplyError
 from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metering.ledgers.protocol import ClaimState, IdentifierLedger, LedgerScope
 from consumer.metering.transports import MeterTransport
+from consumer.metering.usage import UsageBook
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics
 from consumer.stripe.credential_gate import CredentialHeld
@@ -77,7 +78,9 @@ class MeterEventBatcher:
         concurrency: int = 8,
         pending_recheck_seconds: float = 0.25,
         max_backoff_seconds: float = 10.0,
+        usage: UsageBook | None = None,
     ) -> None:
+        self._usage = usage  # what was delivered, summed for reconciliation
         self._transport = transport
         self._ledger = ledger
         self._metrics = metrics
@@ -260,6 +263,25 @@ class MeterEventBatcher:
                 self._resolve(entry, result)
         if transient:
             self._retry_later(transient)
+        # After the answers: the sums for reconciliation never delay a reply or a commit.
+        sent = [e.event for e, r in zip(claimed, results, strict=True) if r.status == "delivered"]
+        await self._sum_delivered(scope, sent)
+
+    async def _sum_delivered(self, scope: LedgerScope, events: list[MeterEvent]) -> None:
+        """Add to the reconciliation sums, waiting out a short Redis blip; a longer failure
+        is logged (the events are delivered: `reconcile` shows the gap as drift)."""
+        if self._usage is None or not events:
+            return
+        for delay in (0.1, 0.5, 2.0, 5.0, None):  # a Redis blip is waited out, briefly
+            try:
+                await self._usage.delivered(scope, events)
+            except Exception as exc:
+                if delay is None or self._closing:
+                    _log.warning("could not add delivered usage", extra={"error": repr(exc)})
+                    return
+                await asyncio.sleep(delay)
+            else:
+                return
 
     async def _mark_delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> None:
         """Stripe has them: record that, retrying while the ledger is unreachable (an entry

@@ -23,7 +23,7 @@ class MeterEvent(msgspec.Struct, frozen=True):
     identifier: str
     payload: dict[str, str]
     timestamp: int | None
-    idempotency_key: str  # the contract's derived key, for the v1 endpoint's POST
+    idempotency_key: str  # the contract's derived key (the reply shows it); v1 sends `identifier`
 
     @classmethod
     def from_request(

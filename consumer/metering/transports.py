@@ -168,7 +168,9 @@ class SingleEventTransport:
                 operation=create_meter_event.name,
                 credential=credential,
                 stripe_account=scope.stripe_account,
-                idempotency_key=event.idempotency_key,
+                # The contract: Idempotency-Key is the identifier, so that Stripe's error
+                # reports (which name a request by its idempotency key) name the event.
+                idempotency_key=event.identifier,
                 attempts=attempts,
             )
         except CredentialHeld:

@@ -9,6 +9,7 @@ from consumer.metering.ledgers.protocol import IdentifierLedger
 from consumer.metering.ledgers.redis import RedisIdentifierLedger
 from consumer.metering.sessions import ExecutorSessionCreator, MeterEventSessions
 from consumer.metering.transports import SingleEventTransport, StreamTransport
+from consumer.metering.usage import UsageBook
 from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import Settings
 from consumer.shared_state.redis_client import RedisConnection
@@ -27,6 +28,7 @@ def identifier_ledger(
             window_seconds=settings.meter_dedup_window_seconds,
             lease_seconds=settings.meter_claim_seconds,
             owner=owner,
+            events_per_second=settings.meter_ledger_events_per_second,
         )
     return MemoryIdentifierLedger(
         window_seconds=settings.meter_dedup_window_seconds,
@@ -42,6 +44,8 @@ def meter_batchers(
     executor: StripeCallExecutor,
     ledger: IdentifierLedger,
     metrics: ServiceMetrics,
+    *,
+    usage: UsageBook | None = None,
 ) -> tuple[MeterEventBatcher, MeterEventBatcher]:
     """(v1 batcher for meter events on the request topics, the meter topic's batcher).
 
@@ -49,7 +53,12 @@ def meter_batchers(
     synchronous validation); the meter topic uses the v2 stream unless CONSUMER_METER_API=v1.
     """
     single_events = MeterEventBatcher(
-        SingleEventTransport(executor), ledger, metrics, linger_seconds=0.002, concurrency=64
+        SingleEventTransport(executor),
+        ledger,
+        metrics,
+        linger_seconds=0.002,
+        concurrency=64,
+        usage=usage,
     )
     if settings.meter_api == "v1":
         return single_events, single_events
@@ -64,5 +73,6 @@ def meter_batchers(
         batch_size=settings.meter_batch_size,
         linger_seconds=settings.meter_linger_seconds,
         concurrency=settings.meter_stream_concurrency,
+        usage=usage,
     )
     return single_events, stream

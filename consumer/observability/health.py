@@ -34,11 +34,41 @@ class Credentials(Protocol):
     def rejected(self) -> set[str]: ...
 
 
+class Outputs(Protocol):
+    def denied_topics(self) -> set[str]: ...
+
+
+class Probe(Protocol):
+    def alive(self) -> tuple[bool, str]: ...
+
+    def ready(self) -> tuple[bool, str]: ...
+
+
+class StartingProbe:
+    """What the endpoints answer from the first moment: during start-up (bounded by its own
+    deadline, so alive) not ready, with what it waits for; then what ``running`` answers."""
+
+    def __init__(self) -> None:
+        self.waiting_for = "starting"
+        self.running: Probe | None = None
+
+    def alive(self) -> tuple[bool, str]:
+        if self.running is not None:
+            return self.running.alive()
+        return True, f"starting: {self.waiting_for}"
+
+    def ready(self) -> tuple[bool, str]:
+        if self.running is not None:
+            return self.running.ready()
+        return False, f"starting: {self.waiting_for}"
+
+
 @dataclass(slots=True)
 class HealthProbe:
     loop: ConsumerLoop
     credentials: Credentials
     broker: Broker
+    outputs: Outputs | None = None
 
     def alive(self) -> tuple[bool, str]:
         silent = time.monotonic() - self.loop.last_fetch_monotonic
@@ -54,6 +84,9 @@ class HealthProbe:
             return False, "not yet a member of the consumer group"
         if not self.broker.reachable:
             return False, "no Kafka broker answers"
+        denied = self.outputs.denied_topics() if self.outputs is not None else set()
+        if denied:
+            return False, f"Kafka denies Write on topic(s): {', '.join(sorted(denied))} (ACL)"
         rejected = self.credentials.rejected()
         if rejected:
             return False, f"Stripe rejects the key of: {', '.join(sorted(rejected))}"

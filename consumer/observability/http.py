@@ -1,18 +1,52 @@
 """The HTTP endpoints: ``/metrics`` (Prometheus), ``/healthz`` (liveness), ``/readyz``
-(readiness), served by aiohttp on ``CONSUMER_HTTP_HOST``:``CONSUMER_HTTP_PORT``."""
+(readiness), served by aiohttp on ``CONSUMER_HTTP_HOST``:``CONSUMER_HTTP_PORT`` from the
+first moment of start-up; and routes of other packages (the Stripe webhook) whose handlers
+exist only once the consumer is built (:class:`LateRoutes`)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from consumer.observability.health import HealthProbe
+from consumer.observability.health import Probe
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _http_app(registry: CollectorRegistry, probe: HealthProbe) -> web.Application:
+class LateRoutes:
+    """Routes served from the start whose handlers are handed over later (the webhook needs
+    the producer, which needs Kafka). Until then each answers 503 "starting", which its
+    caller retries (Stripe redelivers an event until it gets a 2xx)."""
+
+    def __init__(self, routes: Sequence[tuple[str, str]]) -> None:
+        self._paths = list(routes)  # (method, path)
+        self._handlers: dict[tuple[str, str], Handler] = {}
+
+    def hand_over(self, routes: Sequence[web.RouteDef]) -> None:
+        for route in routes:
+            if (route.method, route.path) not in self._paths:
+                raise ValueError(f"{route.method} {route.path} was not served from the start")
+            self._handlers[(route.method, route.path)] = route.handler
+
+    def definitions(self) -> list[web.RouteDef]:
+        def delegate(method: str, path: str) -> Handler:
+            async def handle(request: web.Request) -> web.StreamResponse:
+                handler = self._handlers.get((method, path))
+                if handler is None:
+                    return web.json_response({"error": "starting, try again"}, status=503)
+                return await handler(request)
+
+            return handle
+
+        return [web.route(method, path, delegate(method, path)) for method, path in self._paths]
+
+
+def _http_app(
+    registry: CollectorRegistry, probe: Probe, routes: Sequence[web.RouteDef]
+) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
             body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
@@ -28,17 +62,27 @@ def _http_app(registry: CollectorRegistry, probe: HealthProbe) -> web.Applicatio
 
     app = web.Application()
     app.add_routes(
-        [web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)]
+        [
+            web.get("/metrics", metrics),
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            *routes,
+        ]
     )
     return app
 
 
 @contextlib.asynccontextmanager
 async def http_server(
-    host: str, port: int, registry: CollectorRegistry, probe: HealthProbe
+    host: str,
+    port: int,
+    registry: CollectorRegistry,
+    probe: Probe,
+    routes: Sequence[web.RouteDef] = (),
 ) -> AsyncIterator[int]:
-    """Serve until exit; yields the port (the one the OS chose when ``port`` is 0)."""
-    runner = web.AppRunner(_http_app(registry, probe), access_log=None)
+    """Serve until exit; yields the port (the one the OS chose when ``port`` is 0). ``routes``
+    adds endpoints of other packages (the Stripe webhook, through :class:`LateRoutes`)."""
+    runner = web.AppRunner(_http_app(registry, probe, routes), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

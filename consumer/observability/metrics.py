@@ -168,3 +168,32 @@ class ServiceMetrics:
             "Times Redis came back without the data it held (restarted empty, a failover "
             "without persistence, flushed).",
         )
+        self._add_meter_verdict_metrics(counter, gauge)
+
+    def _add_meter_verdict_metrics(self, counter: Any, gauge: Any) -> None:
+        """Stripe's verdict on meter events (metering/verdicts/)."""
+        self.meter_errors = counter(
+            "meter_errors",
+            "Meter events that did not count, by code: Stripe's error code from its error "
+            "reports, or `validation_error` (refused before sending). Each is on "
+            "stripe.meter-errors.",
+            ("code",),
+        )
+        self.meter_error_reports = counter(
+            "meter_error_reports",
+            "Stripe error reports (thin events), by how they arrived (`webhook`, `poller`) and "
+            "result (`processed`, `duplicate`: processed before, by this or another replica).",
+            ("source", "result"),
+        )
+        self.meter_webhook_refused = counter(
+            "meter_webhook_refused",
+            "Requests to POST /stripe/webhook refused with 400: `signature` (missing or bad), "
+            "`stale` (timestamp older than the tolerance), `unknown_integration`, `malformed`.",
+            ("reason",),
+        )
+        self.meter_drift = gauge(
+            "meter_drift",
+            "Per meter: what the ledger delivered minus what Stripe counted minus what Stripe "
+            "rejected, at the last reconcile.",
+            ("meter",),
+        )

@@ -47,6 +47,7 @@ OPERATIONS: Final[tuple[Operation[Any], ...]] = (
     payment_methods.get_payment_method,
     payment_methods.detach_payment_method,
     meter_events.create_meter_event,
+    meter_events.cancel_meter_event,
 )
 
 OPERATION_BY_TYPE: Final[Mapping[type[OperationRequest], Operation[Any]]] = {

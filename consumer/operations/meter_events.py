@@ -1,4 +1,4 @@
-"""Meter events: usage recorded for a customer on a meter.
+"""Meter events: usage recorded for a customer on a meter, and its cancellation.
 
 The payload keys are Stripe's defaults for a meter (`stripe_customer_id`, `value`); values are
 strings, as Stripe requires. The identifier is always sent: the processor fills in the derived
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.contract.requests import CreateMeterEvent
+from consumer.contract.requests import CancelMeterEvent, CreateMeterEvent
 from consumer.operations.base import Operation, given
 
 
@@ -29,3 +29,21 @@ def _create_params(r: CreateMeterEvent) -> dict[str, Any]:
 
 
 create_meter_event = Operation(CreateMeterEvent, "POST", "/v1/billing/meter_events", _create_params)
+
+
+def _cancel_params(r: CancelMeterEvent) -> dict[str, Any]:
+    return {"event_name": r.event_name, "type": "cancel", "cancel": {"identifier": r.identifier}}
+
+
+def _cancelled_event(r: CancelMeterEvent) -> tuple[str, ...]:
+    """The lock: the event cancelled, so two cancels of one event never meet at Stripe."""
+    return (f"meter_event:{r.event_name}:{r.identifier}",)
+
+
+cancel_meter_event = Operation(
+    CancelMeterEvent,
+    "POST",
+    "/v1/billing/meter_event_adjustments",
+    _cancel_params,
+    writes_to=_cancelled_event,
+)

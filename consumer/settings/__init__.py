@@ -10,6 +10,8 @@ Secrets (Stripe keys, Kafka passwords) are wrapped in :class:`Secret`, whose ``r
 """
 
 from consumer.settings.kafka import ClientSettings, KafkaSecurity, load_client_settings
+from consumer.settings.meter_verdicts import WEBHOOK_TOLERANCE_SECONDS, MeterVerdictSettings
+from consumer.settings.problems import ConfigurationProblem
 from consumer.settings.reader import SettingsError
 from consumer.settings.secret import Secret
 from consumer.settings.service import (
@@ -24,8 +26,11 @@ __all__ = [
     "DEFAULT_INTEGRATION",
     "DEFAULT_STRIPE_API_BASE",
     "DEFAULT_STRIPE_METER_EVENTS_BASE",
+    "WEBHOOK_TOLERANCE_SECONDS",
     "ClientSettings",
+    "ConfigurationProblem",
     "KafkaSecurity",
+    "MeterVerdictSettings",
     "Secret",
     "Settings",
     "SettingsError",

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from consumer.settings.kafka import KafkaSecurity, read_client_settings
+from consumer.settings.meter_verdicts import MeterVerdictSettings, read_meter_verdict_settings
 from consumer.settings.reader import TOPIC_NAME, EnvironmentReader, SettingsError
 from consumer.settings.secret import Secret
 from consumer.settings.stripe_credentials import StripeCredential, read_credentials
@@ -25,6 +26,11 @@ class Settings:
     kafka_bootstrap_servers: str
     kafka_security: KafkaSecurity
     kafka_client_id: str
+    kafka_startup_timeout_seconds: float  # how long start-up waits for a broker to answer
+    kafka_client_rack: str | None  # KIP-392: fetch from the replica in this rack (zone)
+    session_timeout_seconds: float  # the group drops a member silent this long
+    heartbeat_interval_seconds: float
+    max_poll_interval_seconds: float
     credentials: Mapping[str, StripeCredential]
     stripe_api_base: str
     stripe_meter_events_base: str
@@ -69,9 +75,12 @@ class Settings:
     meter_stream_concurrency: int
     redis_url: Secret | None  # None: shared state (ledger, limit, memories) in process only
     redis_key_prefix: str  # every key this service writes in Redis starts with it
+    redis_cluster: bool  # the URL names a node of a Redis Cluster
+    meter_ledger_events_per_second: float  # the rate the ledger's Redis layout is sized for
     meter_dedup_window_seconds: float
     meter_claim_seconds: float
     meter_dedup_max_entries: int
+    meter_verdicts: MeterVerdictSettings = field(default_factory=MeterVerdictSettings)
 
     @property
     def consumed_topics(self) -> tuple[str, ...]:
@@ -130,12 +139,27 @@ def _reply_pattern(reader: EnvironmentReader, reply_topic: str) -> re.Pattern[st
         raise SettingsError(f"CONSUMER_REPLY_TOPIC_PATTERN: not a valid regex ({exc})") from None
 
 
+def _heartbeat(reader: EnvironmentReader, session: float) -> float:
+    """A third of the session timeout (at least 1 s) unless set; below the session timeout."""
+    heartbeat = reader.number(
+        "CONSUMER_HEARTBEAT_INTERVAL_SECONDS", max(1.0, session / 3), 0.1, 600.0
+    )
+    if heartbeat >= session:
+        raise SettingsError(
+            f"CONSUMER_HEARTBEAT_INTERVAL_SECONDS: must be below CONSUMER_SESSION_TIMEOUT_SECONDS "
+            f"({session:g}), got {heartbeat:g}"
+        )
+    return heartbeat
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Read and validate every setting; raise SettingsError naming the first bad variable."""
     reader = EnvironmentReader(environ)
     client = read_client_settings(reader)
     log_format = reader.choice("LOG_FORMAT", "auto", ("json", "text", "auto"))
     max_in_flight = reader.integer("CONSUMER_MAX_IN_FLIGHT", 256, 1, 10_000)
+    # The broker's group.min/max.session.timeout.ms bound it (6 s and 30 min by default).
+    session = reader.number("CONSUMER_SESSION_TIMEOUT_SECONDS", 10.0, 6.0, 1800.0)
     return Settings(
         kafka_bootstrap_servers=client.kafka_bootstrap_servers,
         credentials=read_credentials(reader),
@@ -168,6 +192,18 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         log_format=log_format,  # type: ignore[arg-type]  # checked by choice()
         kafka_security=client.kafka_security,
         kafka_client_id=reader.text("KAFKA_CLIENT_ID", "stripe-consumer"),
+        # Long enough for a broker started beside the service (compose, a cluster's rollout).
+        kafka_startup_timeout_seconds=reader.number(
+            "KAFKA_STARTUP_TIMEOUT_SECONDS", 120.0, 0.0, 3600.0
+        ),
+        kafka_client_rack=reader.raw("KAFKA_CLIENT_RACK"),
+        session_timeout_seconds=session,
+        heartbeat_interval_seconds=_heartbeat(reader, session),
+        # The loop fetches every 0.2 s whatever Stripe's latency (calls run beside it): this
+        # only catches a stuck loop, which liveness restarts sooner anyway.
+        max_poll_interval_seconds=reader.number(
+            "CONSUMER_MAX_POLL_INTERVAL_SECONDS", 300.0, 1.0, 3600.0
+        ),
         max_in_flight=max_in_flight,
         max_buffered=reader.integer(
             "CONSUMER_MAX_BUFFERED", max(1000, 4 * max_in_flight), max_in_flight, 1_000_000
@@ -199,6 +235,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         meter_stream_concurrency=reader.integer("CONSUMER_METER_STREAM_CONCURRENCY", 8, 1, 256),
         redis_url=_redis_url(reader),
         redis_key_prefix=_redis_key_prefix(reader),
+        redis_cluster=reader.boolean("CONSUMER_REDIS_CLUSTER", False),
+        meter_ledger_events_per_second=reader.number(
+            "CONSUMER_METER_LEDGER_EVENTS_PER_SECOND", 1_000.0, 1.0, 10_000_000.0
+        ),
         meter_dedup_window_seconds=reader.number(
             "CONSUMER_METER_DEDUP_WINDOW_SECONDS", 35 * 86_400.0, 60.0, 400 * 86_400.0
         ),
@@ -206,4 +246,5 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         meter_dedup_max_entries=reader.integer(
             "CONSUMER_METER_DEDUP_MAX_ENTRIES", 200_000, 1_000, 100_000_000
         ),
+        meter_verdicts=read_meter_verdict_settings(reader),
     )

@@ -16,6 +16,11 @@ exception, :class:`SharedStateUnavailable`, and keeps the health of the connecti
 
 redis-py's own retries are off: each caller decides how to wait. Errors are logged with the
 redactor in front (a URL may hold a password).
+
+On a Redis Cluster (``cluster=True``: the URL names any node) every operation stays on one
+hash slot: the users' keys carry hash tags (``{...}``), :meth:`slot_groups` splits a batch by
+slot, and :meth:`get_many` reads across slots. The data marker lives on one node only, so a
+lost node is noticed when it is the marker's.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics
@@ -57,7 +64,7 @@ class LuaScript:
     def __init__(self, script: Any) -> None:
         self._script = script
 
-    async def __call__(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+    async def __call__(self, keys: Sequence[str], args: Sequence[str | bytes | int]) -> Any:
         return await self._script(keys=list(keys), args=list(args))
 
 
@@ -71,19 +78,22 @@ class RedisConnection:
         command_timeout_seconds: float = 2.0,
         retry_after_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        cluster: bool = False,
     ) -> None:
-        # A bounded pool that makes callers wait for a free connection: the default pool
-        # refuses at 100 connections ("Too many connections"), which hundreds of requests in
-        # flight reach at once, and each refusal would count as Redis failing.
-        pool = redis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=command_timeout_seconds,
-            socket_timeout=command_timeout_seconds,
-            socket_connect_timeout=min(1.0, command_timeout_seconds),
-            retry=Retry(NoBackoff(), 0),
+        self.clustered = cluster
+        # At most MAX_CONNECTIONS commands at once; the others wait for a free connection: the
+        # pools refuse beyond their size, which hundreds of requests in flight reach at once,
+        # and each refusal would count as Redis failing.
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        # A cluster client learns the nodes once; many first calls at once each start to (and
+        # break each other's connections), so the first call does it alone.
+        self._learning = asyncio.Lock()
+        self._learned = not cluster
+        self._client: Any = (
+            _cluster_client(url, command_timeout_seconds)
+            if cluster
+            else _single_client(url, command_timeout_seconds)
         )
-        self._client: Any = redis.Redis.from_pool(pool)
         self._metrics = metrics
         self.prefix = prefix
         self._retry_after = retry_after_seconds
@@ -134,13 +144,31 @@ class RedisConnection:
         if not probe and not self.available:
             raise SharedStateUnavailable("Redis failed recently; retrying shortly")
         try:
-            async with asyncio.timeout(timeout_seconds):
+            async with asyncio.timeout(timeout_seconds), self._slots:
+                if not self._learned:
+                    await self._learn_nodes()
                 result = await command()
-        except (redis.RedisError, OSError, TimeoutError) as exc:
+        except TimeoutError as exc:
+            if timeout_seconds is not None and not probe:
+                # The caller's own deadline (waiting for a free connection counts): it gives
+                # up on this call, but that says nothing of Redis to its other users (a hung
+                # Redis trips the socket timeout, or the probe).
+                raise SharedStateUnavailable(
+                    f"Redis did not answer within {timeout_seconds} s"
+                ) from exc
+            self._failed(use, exc)
+            raise SharedStateUnavailable(f"Redis did not answer ({type(exc).__name__})") from exc
+        except (redis.RedisError, OSError) as exc:
             self._failed(use, exc)
             raise SharedStateUnavailable(f"Redis did not answer ({type(exc).__name__})") from exc
         self._succeeded()
         return result
+
+    async def _learn_nodes(self) -> None:
+        async with self._learning:
+            if not self._learned:
+                await self._client.initialize()
+                self._learned = True
 
     # -- commands -------------------------------------------------------------------------
 
@@ -151,7 +179,7 @@ class RedisConnection:
         self,
         script: LuaScript,
         keys: Sequence[str],
-        args: Sequence[str | int],
+        args: Sequence[str | bytes | int],
         *,
         use: str,
         timeout_seconds: float | None = None,
@@ -159,8 +187,20 @@ class RedisConnection:
         """Run a Lua script (atomic in Redis); SharedStateUnavailable when Redis fails."""
         return await self._call(use, lambda: script(keys, args), timeout_seconds=timeout_seconds)
 
+    def slot_groups(self, keys: Sequence[str]) -> list[list[int]]:
+        """The keys' indexes in groups that one script call may take: all of them on a single
+        Redis; those sharing a hash slot on a cluster."""
+        if not self.clustered:
+            return [list(range(len(keys)))]
+        groups: dict[int, list[int]] = {}
+        for index, key in enumerate(keys):
+            groups.setdefault(key_slot(key.encode()), []).append(index)
+        return list(groups.values())
+
     async def get_many(self, keys: Sequence[str], *, use: str) -> list[bytes | None]:
-        values: list[bytes | None] = await self._call(use, lambda: self._client.mget(list(keys)))
+        """MGET (on a cluster, one per slot: the keys need not share one)."""
+        read = self._client.mget_nonatomic if self.clustered else self._client.mget
+        values: list[bytes | None] = await self._call(use, lambda: read(list(keys)))
         return values
 
     async def put(self, key: str, value: bytes, *, ttl_seconds: float, use: str) -> None:
@@ -175,6 +215,11 @@ class RedisConnection:
             use, lambda: self._client.set(key, value, px=ttl_ms, get=True)
         )
         return previous
+
+    async def hash_all(self, key: str, *, use: str) -> dict[str, str]:
+        """HGETALL, decoded."""
+        raw: dict[bytes, bytes] = await self._call(use, lambda: self._client.hgetall(key))
+        return {k.decode(): v.decode() for k, v in raw.items()}
 
     async def delete(self, key: str, *, use: str) -> None:
         await self._call(use, lambda: self._client.delete(key))
@@ -217,6 +262,30 @@ class RedisConnection:
             await self._client.aclose()
 
 
+def _single_client(url: str, timeout_seconds: float) -> Any:
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=timeout_seconds,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=min(1.0, timeout_seconds),
+        retry=Retry(NoBackoff(), 0),
+    )
+    return redis.Redis.from_pool(pool)
+
+
+def _cluster_client(url: str, timeout_seconds: float) -> Any:
+    """A cluster client that learns the nodes from the one the URL names, and follows MOVED
+    (slots migrating) itself; no retries of its own otherwise."""
+    return RedisCluster.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=min(1.0, timeout_seconds),
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
 def redis_connection(settings: Settings, metrics: ServiceMetrics) -> RedisConnection | None:
     if settings.redis_url is None:
         _log.warning(
@@ -226,4 +295,9 @@ def redis_connection(settings: Settings, metrics: ServiceMetrics) -> RedisConnec
             extra={"replicas": settings.replicas},
         )
         return None
-    return RedisConnection(settings.redis_url.reveal(), metrics, prefix=settings.redis_key_prefix)
+    return RedisConnection(
+        settings.redis_url.reveal(),
+        metrics,
+        prefix=settings.redis_key_prefix,
+        cluster=settings.redis_cluster,
+    )

@@ -14,7 +14,9 @@ age out after ``keepalive_seconds``), at most ``max_connections`` open; a call t
 none free waits for one. A request on a reused connection that the server closed before
 answering a single byte is sent once more on a new connection (every POST carries an
 idempotency key, so that is safe); any other failure is raised, and the gateway makes it the
-SDK's ``APIConnectionError``, which the engine retries with the same key.
+SDK's ``APIConnectionError``, which the engine retries with the same key. A request line or
+header holding a control character is never sent (ValueError: header injection), as
+aiohttp refused it; the gateway makes that terminal.
 """
 
 from __future__ import annotations

@@ -127,9 +127,10 @@ class SharedRateLimiter:
     ) -> None:
         burst = max(1, min(limit, burst if burst is not None else default_burst(limit)))
         self._redis = connection
+        # One hash tag for both keys: a script's keys share a slot on a Redis Cluster.
         self._keys = [
-            f"{connection.prefix}rate:{integration}:window",
-            f"{connection.prefix}rate:{integration}:slowed",
+            f"{connection.prefix}rate:{{{integration}}}:window",
+            f"{connection.prefix}rate:{{{integration}}}:slowed",
         ]
         window_us = int((WINDOW_SECONDS + SAFETY_MARGIN_SECONDS) * _MICROS)
         cooldown_us = int(COOLDOWN_SECONDS * _MICROS)

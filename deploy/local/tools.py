@@ -4,8 +4,8 @@
 - ``helm`` (Helm 3) and ``promtool`` (Prometheus 3), built with ``go install`` from the Go
   module proxy; promtool takes about 7 minutes to build on two cores, the first time only;
 - the CRDs the chart's custom resources are validated against (ServiceMonitor,
-  PrometheusRule from prometheus-operator; ScaledObject from KEDA), taken from those projects'
-  Go module sources (downloaded, not built).
+  PrometheusRule from prometheus-operator; ScaledObject, TriggerAuthentication from KEDA),
+  taken from those projects' Go module sources (downloaded, not built).
 
 ``python3 deploy/local/tools.py install`` prints where they are; the chart tests read the
 same paths. Cache: ``${XDG_CACHE_HOME:-~/.cache}/stripe-consumer/tools/``.
@@ -14,6 +14,7 @@ same paths. Cache: ``${XDG_CACHE_HOME:-~/.cache}/stripe-consumer/tools/``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -46,6 +47,11 @@ CRDS = {
         "github.com/kedacore/keda/v2",
         "v2.21.0",
         "config/crd/bases/keda.sh_scaledobjects.yaml",
+    ),
+    "keda.sh_triggerauthentications.yaml": (
+        "github.com/kedacore/keda/v2",
+        "v2.21.0",
+        "config/crd/bases/keda.sh_triggerauthentications.yaml",
     ),
 }
 
@@ -88,7 +94,9 @@ def install_go_tool(name: str) -> Path:
 
 
 def install_crds() -> Path:
-    target = tools_dir() / "crds"
+    # Named by the list, so a CRD added here is fetched into a fresh directory.
+    listed = hashlib.sha256(json.dumps(CRDS, sort_keys=True).encode()).hexdigest()[:8]
+    target = tools_dir() / f"crds-{listed}"
     if stack.complete(target):
         return target
     with stack.file_lock(tools_dir() / ".lock-crds"), stack.installing(target) as partial:

@@ -21,6 +21,20 @@ from tests.chart.conftest import ALL_ON, BASE_VALUES, CHART, Helm, merge
 
 pytestmark = [pytest.mark.chart, pytest.mark.timeout(1200)]
 KUBERNETES = "1.33.0"
+SASL_WITHOUT_SECRET: dict[str, Any] = {"securityProtocol": "SASL_SSL", "sasl": {"username": "u"}}
+
+
+def mtls(**ssl: str) -> dict[str, Any]:
+    """SSL with a client certificate, its key and the key's password, from one Secret."""
+    files = {
+        "existingSecret": "kafka-user",
+        "certKey": "user.crt",
+        "keyKey": "user.key",
+        "keyPasswordKey": "user.password",
+    }
+    return {"securityProtocol": "SSL", "ssl": {**files, **ssl}}
+
+
 VARIANTS = {
     "defaults": BASE_VALUES,
     "all_flags_on": merge(BASE_VALUES, ALL_ON),
@@ -28,6 +42,18 @@ VARIANTS = {
     "flags_off": merge(
         BASE_VALUES,
         {"podDisruptionBudget": {"enabled": False}, "serviceAccount": {"create": False}},
+    ),
+    "mtls": merge(BASE_VALUES, {"kafka": mtls()}),
+    "static_group": merge(
+        BASE_VALUES,
+        {
+            "consumer": {
+                "staticMembership": True,
+                "sessionTimeoutSeconds": 45,
+                "heartbeatIntervalSeconds": 5,
+            },
+            "kafka": {"clientRack": "eu-west-1a"},
+        },
     ),
     "deprecated_dedup_secret": merge(BASE_VALUES, {"dedup": {"existingSecret": "old-redis"}}),
     "chart_made_secret": merge(
@@ -101,6 +127,7 @@ def test_flags_choose_the_objects(helm: Helm) -> None:
         "ServiceMonitor",
         "PrometheusRule",
         "ScaledObject",
+        "TriggerAuthentication",  # KEDA reads the lag on the SASL_SSL broker
         "NetworkPolicy",
     }
     assert len(on["ConfigMap"]) == 2  # settings and the dashboard
@@ -153,6 +180,46 @@ def test_rendered_settings_are_accepted_by_the_service(
     settings = load_settings(environ)
     assert settings.kafka_bootstrap_servers == config["KAFKA_BOOTSTRAP_SERVERS"]
     assert settings.http_host == "0.0.0.0"
+
+
+def test_client_certificate_is_mounted_and_named(helm: Helm) -> None:
+    """SSL with a client certificate: the Secret mounted read-only, the three files named,
+    the key's password read from the Secret (never a value in the ConfigMap)."""
+    docs = by_kind(helm.template(VARIANTS["mtls"]))
+    [deployment] = docs["Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["KAFKA_SSL_CA_FILE"]["value"] == "/var/run/secrets/kafka/ca.crt"
+    assert env["KAFKA_SSL_CERT_FILE"]["value"] == "/var/run/secrets/kafka/user.crt"
+    assert env["KAFKA_SSL_KEY_FILE"]["value"] == "/var/run/secrets/kafka/user.key"
+    password = env["KAFKA_SSL_KEY_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert password == {"name": "kafka-user", "key": "user.password"}
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "kafka-tls"]
+    assert mount["readOnly"] is True
+    config = next(c for c in docs["ConfigMap"] if "KAFKA_BOOTSTRAP_SERVERS" in c["data"])["data"]
+    assert config["KAFKA_SECURITY_PROTOCOL"] == "SSL"
+    assert not [key for key in config if "PASSWORD" in key]
+
+
+@pytest.mark.parametrize(("variant", "static"), [("defaults", False), ("static_group", True)])
+def test_static_membership_names_each_member_after_its_pod(
+    variant: str, static: bool, helm: Helm
+) -> None:
+    """consumer.staticMembership: CONSUMER_GROUP_INSTANCE_ID is the pod's own name (the
+    downward API), so no two replicas share one; off by default."""
+    docs = by_kind(helm.template(VARIANTS[variant]))
+    [deployment] = docs["Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container.get("env") or []}
+    if not static:
+        assert "CONSUMER_GROUP_INSTANCE_ID" not in env
+        return
+    field = env["CONSUMER_GROUP_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert field == "metadata.name"
+    config = next(c for c in docs["ConfigMap"] if "KAFKA_BOOTSTRAP_SERVERS" in c["data"])["data"]
+    assert config["CONSUMER_SESSION_TIMEOUT_SECONDS"] == "45"
+    assert config["CONSUMER_HEARTBEAT_INTERVAL_SECONDS"] == "5"
+    assert config["KAFKA_CLIENT_RACK"] == "eu-west-1a"
 
 
 def redis_secret(helm: Helm, values: dict[str, Any]) -> tuple[str, str] | None:
@@ -209,6 +276,22 @@ def test_without_redis_each_replica_keeps_to_its_share_of_the_limit(
     [
         ({"stripe": {"existingSecret": "k"}}, "kafka.bootstrapServers is required"),
         ({"kafka": {"bootstrapServers": "k:9092"}}, "set stripe.existingSecret"),
+        (merge(BASE_VALUES, {"kafka": SASL_WITHOUT_SECRET}), "/kafka/sasl/existingSecret"),
+        (
+            merge(BASE_VALUES, {"kafka": {**SASL_WITHOUT_SECRET, "sasl": {"existingSecret": "p"}}}),
+            "/kafka/sasl/username",
+        ),
+        (merge(BASE_VALUES, {"kafka": mtls(keyKey="")}), "/kafka/ssl/keyKey"),
+        (merge(BASE_VALUES, {"kafka": mtls(certKey="")}), "/kafka/ssl/certKey"),
+        (merge(BASE_VALUES, {"kafka": mtls(existingSecret="")}), "/kafka/ssl/existingSecret"),
+        (
+            merge(BASE_VALUES, {"kafka": mtls(certKey="", keyKey="", keyPasswordKey="pw")}),
+            "/kafka/ssl/keyKey",
+        ),
+        (
+            merge(BASE_VALUES, {"kafka": {"ssl": {"existingSecret": "kafka-ca"}}}),
+            "/kafka/securityProtocol",
+        ),
         (
             merge(BASE_VALUES, {"terminationGracePeriodSeconds": 20}),
             "terminationGracePeriodSeconds must be longer",
@@ -275,7 +358,7 @@ def test_alert_rules_pass_promtool_check(tools: dict[str, Path]) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 11 rules found" in result.stdout
 
 
 def test_alerts_fire_when_they_should_and_not_otherwise(tools: dict[str, Path]) -> None:

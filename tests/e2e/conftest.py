@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from consumer.conductor.assets import chain_workflows, event_handlers, operation_workflows
+from consumer.conductor.assets import (
+    all_event_handlers,
+    chain_workflows,
+    event_handlers,
+    operation_workflows,
+)
 from consumer.conductor.client import ConductorClient
 from tests.support.service import (
     KafkaClient,
@@ -95,9 +100,10 @@ async def conductor(
 ) -> AsyncIterator[Conductor]:
     main, faults = Topics(), Topics()
     client = ConductorClient(conductor_url)
-    # Register the handlers first: a new handler's topic is subscribed within 60 s.
+    # Register the handlers first: a new handler's topic is subscribed within 60 s. The main
+    # topics get the KAFKA_PUBLISH style's handlers (on `<replies>.wait`) too.
     await asyncio.to_thread(
-        client.upsert_event_handlers, event_handlers(main.replies, suffix=f"_{main.prefix}")
+        client.upsert_event_handlers, all_event_handlers(main.replies, suffix=f"_{main.prefix}")
     )
     await asyncio.to_thread(
         client.upsert_event_handlers, event_handlers(faults.replies, suffix=f"_{faults.prefix}")

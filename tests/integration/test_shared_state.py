@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -23,6 +24,7 @@ from consumer.shared_state.redis_client import DATA_MARKER, RedisConnection, Sha
 from consumer.stripe.deletes import RedisDeleteRecords
 from consumer.stripe.retry import Attempts
 from tests.support.process import free_port
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 Connect = Callable[..., RedisConnection]
@@ -143,3 +145,32 @@ async def test_hundreds_of_calls_at_once_wait_for_a_connection(connect: Connect)
     results = await asyncio.gather(*(answers.recall([f"completed:{i}"]) for i in range(400)))
     assert results == [[None]] * 400
     assert sample(registry, "stripe_consumer_redis_errors_total", use="reply_memory") == 0
+
+
+async def test_a_callers_deadline_does_not_mark_redis_unavailable(tmp_path: Path) -> None:
+    """A call that gives up at its own deadline (the rate limit waits at most 1 s) fails alone:
+    Redis stays available to the ledger and the memories, no error is counted. (Marking it
+    unavailable made the ledger fail fast, leave delivered identifiers pending, and a
+    duplicate then sent them again.) A private redis-server: the script blocks it 0.3 s."""
+    server = RedisServer(tmp_path / "redis").start()
+    registry = CollectorRegistry()
+    connection = RedisConnection(server.url, ServiceMetrics(registry), prefix="deadline:")
+    slow = connection.script(
+        """
+        local start = redis.call('TIME')
+        local began = start[1] * 1000000 + start[2]
+        repeat
+          local now = redis.call('TIME')
+        until now[1] * 1000000 + now[2] - began > 300000
+        return 1
+        """
+    )
+    try:
+        with pytest.raises(SharedStateUnavailable, match=r"within 0\.05 s"):
+            await connection.run(slow, ["k"], [], use="rate_limit", timeout_seconds=0.05)
+        assert connection.available
+        assert sample(registry, "stripe_consumer_redis_errors_total", use="rate_limit") == 0
+        await connection.put("deadline:after", b"1", ttl_seconds=60, use="meter_ledger")
+    finally:
+        await connection.close()
+        server.close()

@@ -1,5 +1,5 @@
-"""A request the HTTP client cannot send (it refuses a header value, say) fails the same way
-on every retry. Through the real broker:
+"""A request the HTTP client cannot send (it refuses a header value, say: the SDK reports
+that as a connection error) fails the same way on every retry. Through the real broker:
 such meter events go where failed usage goes (a reply, or the DLQ) instead of being retried
 for ever and stalling their partition, and the meter topic flows on."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -22,17 +23,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 @pytest.fixture
 def refused_meter_headers(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
-    """While on, the HTTP pool refuses the meter endpoints' requests as it refuses a header
-    value holding a line break (the ValueError it raises before sending anything)."""
+    """While on, the meter endpoints' requests reach the HTTP pool with a header value
+    holding a line feed, which the pool refuses to send (header injection)."""
     state = {"on": True}
     original = HttpPool.request
 
-    async def request(self: HttpPool, method: str, url: str, *args: Any) -> Any:
+    async def request(
+        self: HttpPool, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> tuple[bytes, int, Mapping[str, str]]:
         if state["on"] and "/billing/meter_event" in url:
-            raise ValueError(
-                "a header or the request target holds a line break or control character"
-            )
-        return await original(self, method, url, *args)
+            headers = {**headers, "X-Probe": "a\nb"}
+        return await original(self, method, url, headers, body)
 
     monkeypatch.setattr(HttpPool, "request", request)
     return state

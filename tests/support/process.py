@@ -36,6 +36,12 @@ class ServiceProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_timeout_s: float = 60) -> ServiceProcess:
+        self.launch()
+        self.wait_ready(ready_timeout_s)
+        return self
+
+    def launch(self) -> ServiceProcess:
+        """Start the process without waiting for it to be ready."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -46,7 +52,6 @@ class ServiceProcess:
             stderr=log,
         )
         log.close()
-        self.wait_ready(ready_timeout_s)
         return self
 
     @property

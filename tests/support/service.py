@@ -63,6 +63,7 @@ def service_settings(stack: Mapping[str, str], topics: Topics, **overrides: str)
         "STRIPE_API_KEY": "sk_test_123",
         "CONSUMER_HTTP_PORT": "0",
         "CONSUMER_COMMIT_INTERVAL_SECONDS": "0.2",
+        "CONSUMER_METER_ERRORS_POLL_SECONDS": "0",  # no GETs in call counts (verdict tests: on)
         "LOG_LEVEL": "WARNING",
         **topics.environ(),
         **overrides,

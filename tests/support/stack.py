@@ -80,6 +80,21 @@ def local_stack(directory: Path, *, conductor: bool = False) -> Iterator[dict[st
         stack.down(directory)
 
 
+@contextlib.contextmanager
+def secured_kafka(directory: Path) -> Iterator[dict[str, str]]:
+    """A private broker with PLAINTEXT (super user), SASL_SSL/SCRAM-SHA-512 and SSL
+    (client certificate) listeners under ACLs; its stack.env, and STACK_DIR. Never the
+    shared stack's."""
+    stack = load_stack_module()
+    env: dict[str, str] = stack.up(
+        directory, conductor=False, partitions=3, secured=True, only=("kafka",)
+    )
+    try:
+        yield {**env, "STACK_DIR": str(directory)}
+    finally:
+        stack.down(directory)
+
+
 class StandIn:
     """The Stripe stand-in, in its own process (so it never competes with the test's loop)."""
 

@@ -59,6 +59,7 @@ from consumer.contract.requests.fields import (
 from consumer.contract.requests.meter_events import (
     MAX_METER_EVENT_AGE_SECONDS,
     MAX_METER_EVENT_LEAD_SECONDS,
+    CancelMeterEvent,
     CreateMeterEvent,
     MeterValue,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "AccountId",
     "AmountCents",
     "AttachPaymentMethod",
+    "CancelMeterEvent",
     "CancelPaymentIntent",
     "CancellationReason",
     "ChargeId",

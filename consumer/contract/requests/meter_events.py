@@ -33,6 +33,15 @@ MeterValue = Annotated[
 ]
 
 
+class CancelMeterEvent(OperationRequest, tag="cancel_meter_event", kw_only=True, frozen=True):
+    """Stripe's meter event adjustment of type `cancel`: the event stops counting. Stripe
+    takes it within 24 hours of receiving the event; the ledger then says `cancelled`."""
+
+    summary: ClassVar[str] = "Cancel a meter event by its identifier (within 24 hours of it)"
+    event_name: MeterEventName
+    identifier: MeterEventIdentifier
+
+
 class CreateMeterEvent(OperationRequest, tag="create_meter_event", kw_only=True, frozen=True):
     summary: ClassVar[str] = "Record usage for a customer on a meter, counted once per identifier"
     event_name: MeterEventName

@@ -15,7 +15,7 @@ from consumer.contract.requests.customers import (
     ListCustomers,
     UpdateCustomer,
 )
-from consumer.contract.requests.meter_events import CreateMeterEvent
+from consumer.contract.requests.meter_events import CancelMeterEvent, CreateMeterEvent
 from consumer.contract.requests.payment_intents import (
     CancelPaymentIntent,
     CreatePaymentIntent,
@@ -51,6 +51,7 @@ Request = (
     | GetPaymentMethod
     | DetachPaymentMethod
     | CreateMeterEvent
+    | CancelMeterEvent
 )
 
 REQUEST_TYPES: Final[tuple[type[OperationRequest], ...]] = Request.__args__

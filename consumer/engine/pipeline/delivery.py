@@ -47,11 +47,15 @@ class Delivery:
         self.stopping = False  # set once the pipeline stops: give up instead of retrying
 
     async def deliver(self, handled: Handled) -> bool:
-        """Send the reply and DLQ record (if any) until Kafka acknowledges; False when stopping
-        first (the offset then stays uncommitted and the record returns)."""
-        if handled.dead_letter is None:  # the common case: one reply (or none), no extra task
+        """Send the reply, DLQ and meter-errors records (if any) until Kafka acknowledges;
+        False when stopping first (the offset then stays uncommitted and the record returns)."""
+        if handled.dead_letter is None and handled.meter_error is None:  # the common case
             return handled.reply is None or await self._send_reply(handled, handled.reply)
-        sends = [self._send_dead_letter(handled.dead_letter)]
+        sends = []
+        if handled.dead_letter is not None:
+            sends.append(self._send_dead_letter(handled.dead_letter))
+        if handled.meter_error is not None:
+            sends.append(self._send_meter_error(handled.meter_error))
         if handled.reply is not None:
             sends.append(self._send_reply(handled, handled.reply))
         return all(await asyncio.gather(*sends))
@@ -85,6 +89,13 @@ class Delivery:
         """A failure about to be sent as the reply: remembered by taskId first."""
         if self._memory is not None and handled.memory is not None:
             await self._memory.remember_failure(handled.memory, outcome)
+
+    async def _send_meter_error(self, record: OutboundRecord) -> bool:
+        """A meter event refused before sending, on stripe.meter-errors (and counted)."""
+        sent = await self._send_until_acknowledged(record, _never_instead)
+        if sent:
+            self._metrics.meter_errors.labels("validation_error").inc()
+        return sent
 
     async def _send_dead_letter(self, record: OutboundRecord) -> bool:
         async def instead(
@@ -133,3 +144,7 @@ class Delivery:
             _log.warning("Kafka refused a record; retrying", extra={"error": str(failure)})
         await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 6)))
         return True
+
+
+async def _never_instead(refused: OutboundRecord, failure: DeliveryFailed) -> None:
+    """No other record stands in for one that is refused: it is retried until acknowledged."""

@@ -39,6 +39,7 @@ class Handled(msgspec.Struct, frozen=True):
     # slot); None for a record that is no request (not JSON, invalid): its copy is refused
     # again the same way by the same codec.
     memory: MemorySlot | None = None
+    meter_error: OutboundRecord | None = None  # a meter event refused before sending
 
     @property
     def status(self) -> ReplyStatus:

@@ -11,12 +11,13 @@ import msgspec
 
 from consumer.contract.errors import StripeFailure
 from consumer.contract.reply import ReplyError
-from consumer.contract.requests import CreateMeterEvent, OperationRequest
+from consumer.contract.requests import CancelMeterEvent, CreateMeterEvent, OperationRequest
 from consumer.engine.processing.prepare import Prepared, meter_event
 from consumer.engine.replies import Outcome
 from consumer.engine.reply_memory import ReplyMemory
 from consumer.metering.batcher import MeterEventBatcher
 from consumer.metering.events import MeterEvent, MeterResult
+from consumer.metering.verdicts.refusals import MeterVerdicts
 from consumer.observability.metrics import ServiceMetrics
 from consumer.operations import stripe_call
 from consumer.settings import StripeCredential
@@ -35,7 +36,9 @@ class Execution:
         *,
         memory: ReplyMemory,
         meter_events: MeterEventBatcher,
+        verdicts: MeterVerdicts | None = None,
     ) -> None:
+        self._verdicts = verdicts
         self._executor = executor
         self._metrics = metrics
         self._memory = memory
@@ -55,10 +58,17 @@ class Execution:
             outcome = meter_outcome(event, result)
         else:
             outcome = await self._execute(request, prepared.credential, prepared.idempotency_key)
+            if isinstance(request, CancelMeterEvent) and outcome.status == "COMPLETED":
+                await self._cancelled(request)
         if outcome.status == "COMPLETED":  # a failure is remembered as its reply is sent
             slot = prepared.memory
             await self._memory.remember(slot.keys, slot.request_hash, outcome)
         return outcome
+
+    async def _cancelled(self, request: CancelMeterEvent) -> None:
+        """The ledger's `cancelled`: Stripe took the adjustment."""
+        if self._verdicts is not None:
+            await self._verdicts.cancelled(request)
 
     async def remembered(self, prepared: Prepared) -> Outcome | None:
         """The answer already given to this request (a failure of this task, or a completion

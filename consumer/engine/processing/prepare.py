@@ -25,6 +25,7 @@ from consumer.engine.replies import ReplyAddress
 from consumer.engine.reply_memory import AnswerKeys, MemorySlot
 from consumer.kafka.records import InboundRecord
 from consumer.metering.events import MeterEvent
+from consumer.metering.verdicts.catalog import MeterCatalog
 from consumer.settings import Settings, StripeCredential
 
 
@@ -60,8 +61,9 @@ class PreparedMeterEvent(msgspec.Struct, frozen=True):
 class RequestRouter:
     """Where a request goes and whether it may: the settings' rules, applied to one record."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, catalog: MeterCatalog | None = None) -> None:
         self._settings = settings
+        self._catalog = catalog  # the active meters: refuse what no meter would count
 
     def allowed_reply_topic(self, requested: str | None) -> str:
         if requested and self._settings.reply_topic_allowed(requested):
@@ -107,6 +109,8 @@ class RequestRouter:
         digest, key, task_id = _derived(request, record, coordinates)
         identifier: str | None = None
         if isinstance(request, CreateMeterEvent):
+            if self._catalog is not None:
+                self._catalog.check(request)
             identifier = (
                 request.identifier
                 if isinstance(request.identifier, str)

@@ -24,7 +24,7 @@ import msgspec
 from consumer.contract.codec import DeadLetter, InvalidRequest, RequestDecoder, ValidRequest
 from consumer.contract.errors import RequestRejected
 from consumer.contract.idempotency import RecordCoordinates
-from consumer.contract.requests import CreateMeterEvent
+from consumer.contract.requests import ConductorFields, CreateMeterEvent
 from consumer.engine.processing.answer import Answers, Handled
 from consumer.engine.processing.execute import Execution
 from consumer.engine.processing.prepare import (
@@ -37,6 +37,7 @@ from consumer.engine.replies import Outcome
 from consumer.engine.reply_memory import ReplyMemory
 from consumer.kafka.records import InboundRecord
 from consumer.metering.batcher import MeterEventBatcher
+from consumer.metering.verdicts.refusals import MeterVerdicts
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics
 from consumer.operations import written_objects
@@ -70,12 +71,16 @@ class RequestProcessor:
         *,
         memory: ReplyMemory,
         meter_events: MeterEventBatcher,
+        verdicts: MeterVerdicts | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._wall_clock = wall_clock
         self._decoder = RequestDecoder(settings.max_record_bytes)
-        self._router = RequestRouter(settings)
-        self._execution = Execution(executor, metrics, memory=memory, meter_events=meter_events)
+        self._verdicts = verdicts
+        self._router = RequestRouter(settings, verdicts.catalog if verdicts else None)
+        self._execution = Execution(
+            executor, metrics, memory=memory, meter_events=meter_events, verdicts=verdicts
+        )
         self._answers = Answers(settings, self._router)
 
     async def process(self, record: InboundRecord) -> Handled | HeldRequest:
@@ -97,17 +102,33 @@ class RequestProcessor:
         if isinstance(decoded, DeadLetter):
             return self._answers.dead_letter(record, coordinates, decoded.reason, decoded.detail)
         if isinstance(decoded, InvalidRequest):
-            return self._invalid(record, coordinates, decoded)
+            handled = self._invalid(record, coordinates, decoded)
+            return await self._refused(handled, decoded.error, decoded.conductor)
         try:
             prepared = self._router.prepare(record, coordinates, decoded)
         except RequestRejected as rejection:
-            return self._not_routable(record, coordinates, decoded, rejection)
+            handled = self._not_routable(record, coordinates, decoded, rejection)
+            return await self._refused(handled, rejection, decoded.request)
         seen.append(prepared)
         try:
             outcome = await self._execution.outcome(prepared)
         except CredentialHeld:
             return HeldRequest(prepared)
         return self.answer(record, prepared, outcome)
+
+    async def _refused(
+        self, handled: Handled, rejection: RequestRejected, request: ConductorFields
+    ) -> Handled:
+        """A meter event refused before sending: on stripe.meter-errors too, and `rejected`
+        in the ledger (by its identifier, when it has one)."""
+        if self._verdicts is None or handled.operation != "create_meter_event":
+            return handled
+        identifier = getattr(request, "identifier", None)
+        identifier = identifier if isinstance(identifier, str) else None
+        if identifier is not None:
+            await self._verdicts.refused(request, identifier)
+        record = self._verdicts.refusal(rejection, request, identifier)
+        return msgspec.structs.replace(handled, meter_error=record)
 
     def answer(self, record: InboundRecord, prepared: Prepared, outcome: Outcome) -> Handled:
         """The reply when one is due; a failure with no reply to carry it goes to the DLQ."""

@@ -77,5 +77,15 @@ class MemoryIdentifierLedger:
             if entry is not None and entry[0] == mine:
                 del self._entries[key]
 
+    async def delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:
+        now = self._clock()
+        return [self._current(scope.key(i), now) == _DELIVERED for i in identifiers]
+
+    async def forget(self, scope: LedgerScope, identifiers: Sequence[str]) -> None:
+        for identifier in identifiers:
+            key = scope.key(identifier)
+            if self._entries.get(key, ("", 0.0))[0] == _DELIVERED:
+                del self._entries[key]
+
     async def close(self) -> None:
         return None

@@ -33,4 +33,10 @@ class IdentifierLedger(Protocol):
 
     async def release(self, scope: LedgerScope, identifiers: Sequence[str]) -> None: ...
 
+    async def delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:
+        """Read only: whether each identifier is recorded `delivered`."""
+
+    async def forget(self, scope: LedgerScope, identifiers: Sequence[str]) -> None:
+        """Drop `delivered` entries: Stripe rejected them, so a corrected resend is sent."""
+
     async def close(self) -> None: ...

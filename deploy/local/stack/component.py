@@ -14,6 +14,7 @@ class StackSettings:
     """What ``up`` was asked for that shapes a component's configuration."""
 
     partitions: int  # the broker's num.partitions
+    secured: bool = False  # the broker's SASL_SSL and SSL listeners, ACLs (kafka_security)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from . import network, stack_dir
+from . import kafka_security, network, stack_dir
 from .component import Component, StackSettings
 from .downloads import DEPENDENCY_PLUGIN_VERSION, cache_dir, complete, file_lock, installing, mvn
 from .java_runtime import system_java
@@ -84,29 +84,60 @@ def prepare(dir: Path, state: dict[str, Any], settings: StackSettings) -> None:
     cport = network.reuse_or_free(kafka.get("controller_port"))
     while cport == port:
         cport = network.free_port()
-    _configure(dir, state, port, cport, settings.partitions)
+    kafka["port"], kafka["controller_port"] = port, cport
+    kafka["partitions"] = settings.partitions
+    if settings.secured:
+        taken = {port, cport}
+        for key in ("sasl_ssl_port", "ssl_port"):
+            chosen = network.reuse_or_free(kafka.get(key))
+            while chosen in taken:
+                chosen = network.free_port()
+            kafka[key] = chosen
+            taken.add(chosen)
+    else:
+        for key in ("sasl_ssl_port", "ssl_port", "scram"):
+            kafka.pop(key, None)
+    state["kafka"] = kafka
+    _configure(dir, state)
 
 
 def prepare_restart(dir: Path, state: dict[str, Any]) -> None:
     """Rewrite the broker's configuration on its recorded ports, once they are free again."""
     kafka = state["kafka"]
-    port, cport = kafka["port"], kafka["controller_port"]
-    for p in (port, cport):
+    ports = [kafka[key] for key in ("port", "controller_port", "sasl_ssl_port", "ssl_port")
+             if key in kafka]  # fmt: skip
+    for p in ports:
         if not network.wait_port_free(p, 15.0):
             raise StackError(f"kafka: port {p} is still in use; cannot restart on it")
-    _configure(dir, state, port, cport, kafka["partitions"])
+    _configure(dir, state)
 
 
-def _configure(dir: Path, state: dict[str, Any], port: int, cport: int, partitions: int) -> None:
-    state["kafka"] = {"port": port, "controller_port": cport, "partitions": partitions}
+def secured(state: dict[str, Any]) -> bool:
+    return "sasl_ssl_port" in state.get("kafka", {})
+
+
+def _configure(dir: Path, state: dict[str, Any]) -> None:
+    kafka = state["kafka"]
+    port, cport, partitions = kafka["port"], kafka["controller_port"], kafka["partitions"]
     conf = dir / "kafka"
-    properties = server_properties(conf / "data", port, cport, partitions)
+    listeners = None
+    if secured(state):
+        kafka_security.make_certificates(dir)
+        kafka_security.credentials(state)
+        listeners = kafka_security.listener_properties(
+            dir, port, cport, kafka["sasl_ssl_port"], kafka["ssl_port"]
+        )
+    properties = server_properties(conf / "data", port, cport, partitions, listeners)
     stack_dir.write_atomic(conf / "server.properties", properties)
     stack_dir.write_atomic(conf / "log4j2.properties", KAFKA_LOG4J)
 
 
 def command(dir: Path, state: dict[str, Any]) -> list[str]:
-    conf = dir / "kafka"
+    return node_command(dir / "kafka")
+
+
+def node_command(conf: Path) -> list[str]:
+    """The broker's command line, its configuration in conf (server.properties, log4j2)."""
     return [
         system_java(),
         *KAFKA_HEAP_OPTS,
@@ -129,6 +160,12 @@ def format_storage(dir: Path) -> None:
         return
     cluster_id = kafka_cluster_id()
     conf = dir / "kafka"
+    state = stack_dir.load_state(dir)
+    scram = (
+        kafka_security.scram_format_arguments(kafka_security.credentials(state))
+        if secured(state)
+        else []
+    )
     run(
         [
             system_java(),
@@ -142,6 +179,7 @@ def format_storage(dir: Path) -> None:
             cluster_id,
             "-c",
             str(conf / "server.properties"),
+            *scram,
         ],
         "kafka: StorageTool format",
     )

@@ -23,11 +23,18 @@ logger.state.level = WARN
 """
 
 
-def server_properties(data_dir: Path, port: int, controller_port: int, partitions: int) -> str:
-    """server.properties of one node that is both broker and controller, on 127.0.0.1."""
+def server_properties(
+    data_dir: Path,
+    port: int,
+    controller_port: int,
+    partitions: int,
+    listeners: dict[str, str] | None = None,
+) -> str:
+    """server.properties of one node that is both broker and controller, on 127.0.0.1;
+    ``listeners`` replaces the single PLAINTEXT listener (kafka_security's secured set)."""
     settings = {
         **_quorum(controller_port),
-        **_listeners(port, controller_port),
+        **(listeners or _listeners(port, controller_port)),
         **_topics(data_dir, partitions),
         **_single_node_replication(),
         **_timing(),

@@ -12,7 +12,7 @@ from .component import Component, StackSettings
 from .shell import StackError, say
 
 # Slowest first; Kafka last, as formatting its storage takes a JVM start of its own.
-START_ORDER = ("conductor", "stripe-mock", "redis", "kafka")
+START_ORDER = ("conductor", "stripe-mock", "redis", "redis-cluster", "kafka")
 
 
 class Launch:
@@ -55,6 +55,12 @@ class Launch:
         raise StackError(f"{self.name}: {problem}; last lines of {self.log}:\n{last_lines}")
 
 
+def _start_rank(component: Component) -> int:
+    """Its place in START_ORDER; a cluster's nodes (kafka-1...) start last, as Kafka does."""
+    name = component.name
+    return START_ORDER.index(name) if name in START_ORDER else len(START_ORDER)
+
+
 def wait_ready(launches: list[Launch], state: dict[str, Any]) -> None:
     pending = list(launches)
     while pending:
@@ -80,7 +86,7 @@ def start_and_wait(
         for component in components:  # Kafka first: Conductor's configuration needs its address
             component.prepare(dir, state, settings)
         stack_dir.save_state(dir, state)
-        for component in sorted(components, key=lambda c: START_ORDER.index(c.name)):
+        for component in sorted(components, key=_start_rank):
             launches.append(Launch(dir, component, state, fresh_log=fresh))
         wait_ready(launches, state)
     except BaseException:

@@ -11,7 +11,8 @@ This module is the HTTP app: the routes, the way every request takes through tho
 (counted; read whole; delayed; refused for its credentials; rate limited; failed before or
 after its effect; deduplicated by its idempotency key), and the control plane (JSON):
 ``POST /_standin/config`` (see :class:`config.Config`), ``GET /_standin/stats``,
-``POST /_standin/reset``.
+``POST /_standin/reset``, ``GET /_standin/billing`` (meter verdicts and thin events),
+``POST /_standin/flush_errors`` (report the queued meter errors now).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import time
 from aiohttp import web
 
 from . import access, faults
+from .billing import Billing
 from .config import Config, Controls
+from .events import ThinEvents
 from .idempotency import IdempotencyLayer
 from .meters import STREAM_PATH, Meters
 from .resources import Resources
@@ -33,7 +36,9 @@ class StripeStandIn:
         self.controls = Controls()
         self.idempotency = IdempotencyLayer(self.controls)
         self.resources = Resources()
-        self.meters = Meters(self.controls)
+        self.thin_events = ThinEvents(self.controls)
+        self.billing = Billing(self.controls, self.resources.customers, self.thin_events)
+        self.meters = Meters(self.controls, self.billing)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=8 * 1024 * 1024)
@@ -44,6 +49,10 @@ class StripeStandIn:
                 web.post("/_standin/reset", self._reset),
                 *self.resources.routes(),
                 *self.meters.routes(),
+                *self.billing.routes(),
+                *self.thin_events.routes(),
+                web.get("/_standin/billing", self._get_billing),
+                web.post("/_standin/flush_errors", self._flush_errors),
             ]
         )
         return app
@@ -110,4 +119,13 @@ class StripeStandIn:
         self.idempotency.reset()
         self.resources.reset()
         self.meters.reset()
+        self.billing.reset()
+        self.thin_events.reset()
+        return web.json_response({"ok": True})
+
+    async def _get_billing(self, _: web.Request) -> web.Response:
+        return web.json_response(self.billing.summary() | self.thin_events.summary())
+
+    async def _flush_errors(self, _: web.Request) -> web.Response:
+        self.thin_events.flush()
         return web.json_response({"ok": True})

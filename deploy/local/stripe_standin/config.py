@@ -49,6 +49,12 @@ class Config:
     # Connected accounts the platform cannot act for: account id -> HTTP status (403, or 401
     # as API versions before 2016-10-19 answered) for requests naming it in Stripe-Account.
     revoked_accounts: dict[str, int] = field(default_factory=dict)
+    # Meter errors (billing.py, events.py): reported this long after the events, naming at
+    # most this many identifiers per code (-1: all), pushed signed to the webhook if set.
+    error_report_seconds: float = 1.0
+    error_sample_limit: int = -1
+    webhook_url: str = ""
+    webhook_secret: str = ""
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Config:

@@ -1,7 +1,7 @@
 """Usage-based billing: v1 meter events (a repeated identifier is rejected, as Stripe
 does), the v2 meter event session (a token that expires) and stream (1 to 100 events per
 request, JSON only); deliveries are counted per identifier. The place for more of
-Stripe's billing: meters, asynchronous meter event errors, event summaries."""
+Stripe's billing: meters, their verdicts and summaries are in billing.py and events.py."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 
 from aiohttp import web
 
+from .billing import Billing
 from .config import Controls
 from .wire import api_key, error, form, ok, rfc3339, v2_error
 
@@ -18,8 +19,9 @@ STREAM_PATH = "/v2/billing/meter_event_stream"
 
 
 class Meters:
-    def __init__(self, controls: Controls) -> None:
+    def __init__(self, controls: Controls, billing: Billing) -> None:
         self._controls = controls
+        self._billing = billing
         self.reset()
 
     def reset(self) -> None:
@@ -46,6 +48,7 @@ class Meters:
             response.headers["Stripe-Should-Retry"] = "false"
             return response
         stats.meter_deliveries[identifier] += 1
+        self._billing.judge([{**params, "identifier": identifier}], _account(request))
         return ok(
             {"object": "billing.meter_event", "livemode": False, **params, "identifier": identifier}
         )
@@ -84,4 +87,9 @@ class Meters:
         for event in events:
             stats.meter_deliveries[str(event.get("identifier"))] += 1
         stats.recent_stream_events.extend(events)
+        self._billing.judge(events, _account(request))
         return web.json_response({}, status=200)
+
+
+def _account(request: web.Request) -> str | None:
+    return request.headers.get("Stripe-Context") or request.headers.get("Stripe-Account")

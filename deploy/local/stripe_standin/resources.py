@@ -13,10 +13,10 @@ from .wire import Handler, decline, error, form, new_id, ok
 
 class Resources:
     def __init__(self) -> None:
-        self.reset()
+        self.customers: set[str] = set()  # created and not deleted (billing.py reads it)
 
     def reset(self) -> None:
-        self._customers: set[str] = set()  # created and not deleted
+        self.customers.clear()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -45,12 +45,12 @@ class Resources:
     async def _create_customer(self, request: web.Request) -> web.Response:
         params = form(await request.post())
         customer_id = new_id("cus")
-        self._customers.add(customer_id)
+        self.customers.add(customer_id)
         return ok({"id": customer_id, "object": "customer", "livemode": False, **params})
 
     async def _delete_customer(self, request: web.Request) -> web.Response:
         customer_id = request.match_info["id"]
-        if customer_id not in self._customers:
+        if customer_id not in self.customers:
             return error(
                 404,
                 "invalid_request_error",
@@ -58,7 +58,7 @@ class Resources:
                 "resource_missing",
                 param="id",
             )
-        self._customers.discard(customer_id)
+        self.customers.discard(customer_id)
         return ok({"id": customer_id, "object": "customer", "deleted": True})
 
 

@@ -230,7 +230,7 @@ OPERATIONS_HINT = (
     "update_customer, delete_customer, create_coupon, list_coupons, create_payment_intent, "
     "get_payment_intent, cancel_payment_intent, list_charges, create_charge, update_charge, "
     "get_charge, create_refund, get_refund, attach_payment_method, get_payment_method, "
-    "detach_payment_method, create_meter_event"
+    "detach_payment_method, create_meter_event, cancel_meter_event"
 )
 
 

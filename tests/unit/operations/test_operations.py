@@ -108,6 +108,15 @@ EXPECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
             "payload": {"stripe_customer_id": "cus_NffrFeUfNV2Hib", "value": "3"},
         },
     ),
+    "cancel_meter_event": (
+        "POST",
+        "/v1/billing/meter_event_adjustments",
+        {
+            "event_name": "api_requests",
+            "type": "cancel",
+            "cancel": {"identifier": "order-6735:api-call-17"},
+        },
+    ),
 }
 
 

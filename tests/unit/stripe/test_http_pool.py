@@ -121,6 +121,18 @@ async def test_headers_are_found_in_any_case(serve: Serve) -> None:
     assert headers.get("missing") is None
 
 
+@pytest.mark.parametrize("value", ["acct_1\r\nX-Injected: 1", "acct_1\n", "a\x00b"])
+async def test_a_header_value_with_a_line_break_is_refused_unsent(serve: Serve, value: str) -> None:
+    """A header value that would end its line early (header injection) raises ValueError
+    before anything is sent; the gateway makes that a terminal failure, never a retry."""
+    server, url = await serve(lambda _: ok())
+    client = pool()
+    with pytest.raises(ValueError, match="control character"):
+        await client.request("get", f"{url}/v1/balance", {"Stripe-Account": value}, None)
+    await client.close()
+    assert server.requests == []
+
+
 async def test_a_chunked_body_is_read_whole(serve: Serve) -> None:
     """A chunked response arrives as one body."""
     chunked = (
