@@ -122,7 +122,7 @@ async def conductor_step_latency(h: Harness) -> dict[str, Any]:
     try:
         # The first workflow starts at once: its first step waits for Conductor to listen.
         first = asyncio.create_task(run_one(client, name, 180))
-        await asyncio.to_thread(client.wait_listening, {handlers[0]["event"]}, 120)
+        await asyncio.to_thread(client.wait_listening, {h["event"] for h in handlers}, 120)
         listening_s = time.monotonic() - registered
         executions = [await first]
         runs = h.n(30)

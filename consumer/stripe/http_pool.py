@@ -119,6 +119,11 @@ class _Connection(asyncio.Protocol):
         self._headers = _Headers()
         self._body = []
         self._received = False
+        if self.closed or self._transport.is_closing():  # closed by Stripe while idle
+            self._waiter.set_exception(
+                _StaleConnection() if self.reused else ConnectionError("connection closed")
+            )
+            return self._waiter
         self._transport.write(head + body if body else head)
         return self._waiter
 
@@ -184,6 +189,28 @@ class HttpPool:
     # -- the pool --------------------------------------------------------------------------
 
     async def _connection(self, origin: _Origin, deadline: float) -> _Connection:
+        """A kept-alive connection to ``origin``, else a new one within the limit (closing
+        another origin's idle one to make room: the API and the meter stream's host share
+        the limit), else the next one released."""
+        while True:
+            connection = self._take_idle(origin)
+            if connection is not None:
+                return connection
+            if self._open < self._max_connections or self._close_one_idle():
+                break
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        self._open += 1
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._connect(origin)
+        except BaseException:
+            self._open -= 1
+            raise
+
+    def _take_idle(self, origin: _Origin) -> _Connection | None:
         idle = self._idle.get(origin)
         now = time.monotonic()
         while idle:
@@ -192,21 +219,16 @@ class HttpPool:
                 return connection
             connection.close()
             self._open -= 1
-        while self._open >= self._max_connections:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiting.append(waiter)
-            async with asyncio.timeout_at(deadline):
-                await waiter
-            idle = self._idle.get(origin)
+        return None
+
+    def _close_one_idle(self) -> bool:
+        """Close the longest-idle connection of any origin; False when none is idle."""
+        for idle in self._idle.values():
             if idle:
-                return idle.pop()
-        self._open += 1
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await self._connect(origin)
-        except BaseException:
-            self._open -= 1
-            raise
+                idle.popleft().close()
+                self._open -= 1
+                return True
+        return False
 
     async def _connect(self, origin: _Origin) -> _Connection:
         scheme, host, port = origin

@@ -58,7 +58,7 @@ async def secured(secured_kafka_env: dict[str, str]) -> AsyncIterator[dict[str, 
     stack = load_stack_module()
     grants = stack.ServiceGrants(
         consumed=(TOPICS.requests, TOPICS.meter),
-        produced=(TOPICS.replies, TOPICS.dlq),
+        produced=(TOPICS.replies, TOPICS.dlq, TOPICS.meter_errors),
         group=TOPICS.environ()["CONSUMER_GROUP_ID"],
     )
     stack.grant_acls(secured_kafka_env["STACK_DIR"], grants)
@@ -210,7 +210,10 @@ async def test_reply_topic_without_write_is_a_readiness_error_until_granted(
     grants = load_stack_module().ServiceGrants
     grant = load_stack_module().grant_acls
     partial = grants(
-        (topics.requests, topics.meter), (topics.dlq,), group, described_only=(topics.replies,)
+        (topics.requests, topics.meter),
+        (topics.dlq, topics.meter_errors),
+        group,
+        described_only=(topics.replies,),
     )
     grant(secured["STACK_DIR"], partial)
     kafka = security_environ("SSL", secured)

@@ -45,12 +45,17 @@ class Topics:
     def dlq(self) -> str:
         return f"{self.prefix}.dlq"
 
+    @property
+    def meter_errors(self) -> str:
+        return f"{self.prefix}.meter-errors"
+
     def environ(self) -> dict[str, str]:
         return {
             "CONSUMER_REQUEST_TOPICS": self.requests,
             "CONSUMER_METER_TOPIC": self.meter,
             "CONSUMER_REPLY_TOPIC": self.replies,
             "CONSUMER_DLQ_TOPIC": self.dlq,
+            "CONSUMER_METER_ERRORS_TOPIC": self.meter_errors,
             "CONSUMER_GROUP_ID": f"{self.prefix}.group",
             "CONSUMER_TOPIC_PARTITIONS": "3",
         }
@@ -114,6 +119,7 @@ class KafkaClient:
                 self.topics.meter: 3,
                 self.topics.replies: 3,
                 self.topics.dlq: 1,
+                self.topics.meter_errors: 1,
                 f"{self.topics.replies}.billing": 1,
             },
         )

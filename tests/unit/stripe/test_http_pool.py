@@ -264,3 +264,18 @@ async def test_a_header_or_target_that_would_smuggle_a_request_is_never_sent(
             await client.request("post", f"{url}{path}", headers, b"a=1")
     await client.close()
     assert server.requests == []
+
+
+async def test_an_idle_connection_to_one_host_makes_room_for_another(serve: Serve) -> None:
+    """The API and the meter stream's host share the limit: with one connection allowed and
+    it idle to the first host, a call to the second is answered at once, not after the
+    timeout."""
+    first, first_url = await serve(lambda _: ok())
+    second, second_url = await serve(lambda _: ok(b"{}"))
+    client = pool(max_connections=1, timeout_seconds=1.0)
+    await client.request("get", f"{first_url}/v1/balance", {}, None)
+    body, status, _ = await client.request("post", f"{second_url}/v2/meter", {}, b"{}")
+    await client.request("get", f"{first_url}/v1/balance", {}, None)
+    await client.close()
+    assert (body, status) == (b"{}", 200)
+    assert (first.connections, second.connections) == (2, 1)
