@@ -110,6 +110,11 @@ def kafka_publish_workflow(
                 # One key per request: the reply carries it, records of one key stay in order.
                 "key": f"${{workflow.workflowId}}:{_WAIT}",
                 "value": request,
+                # Conductor's defaults (100 ms to send, 500 ms to learn the topic's metadata)
+                # fail the task on a busy broker or a new topic ("Topic ... not present in
+                # metadata after 500 ms", seen in CI): give both a few seconds.
+                "requestTimeoutMs": "5000",
+                "maxBlockMs": "5000",
             }
         },
     }
