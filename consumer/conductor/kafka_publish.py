@@ -24,6 +24,10 @@ KAFKA_PUBLISH_WORKFLOW: Final = "stripe_kafka_publish_create_customer"
 _PUBLISH: Final = "publish_create_customer"
 _WAIT: Final = "await_create_customer"
 _READ: Final = "read_customer"
+# Conductor's defaults (100 ms to send, 500 ms to learn a topic's metadata) fail the task on
+# a busy broker or a topic not yet in its cache ("Topic ... not present in metadata after
+# 500 ms", seen in CI): a few seconds for both.
+_PUBLISH_TIMEOUT_MS: Final = "5000"
 
 
 def wait_reply_topic(reply_topic: str) -> str:
@@ -110,11 +114,8 @@ def kafka_publish_workflow(
                 # One key per request: the reply carries it, records of one key stay in order.
                 "key": f"${{workflow.workflowId}}:{_WAIT}",
                 "value": request,
-                # Conductor's defaults (100 ms to send, 500 ms to learn the topic's metadata)
-                # fail the task on a busy broker or a new topic ("Topic ... not present in
-                # metadata after 500 ms", seen in CI): give both a few seconds.
-                "requestTimeoutMs": "5000",
-                "maxBlockMs": "5000",
+                "requestTimeoutMs": _PUBLISH_TIMEOUT_MS,
+                "maxBlockMs": _PUBLISH_TIMEOUT_MS,
             }
         },
     }
