@@ -25,7 +25,10 @@ def results() -> dict[str, dict[str, object]]:
             ],
         },
         "r": {
-            "by_replicas": [{"replicas": 1, "ops_per_s": 1000}, {"replicas": 3, "ops_per_s": 2900}]
+            "by_replicas": [{"replicas": 1, "ops_per_s": 1000}, {"replicas": 3, "ops_per_s": 2900}],
+            "replicas": 3,
+            "ratio": 2.9,
+            "cores": 16,
         },
     }
 
@@ -55,3 +58,12 @@ def test_charts_are_drawn_for_the_results_present(tmp_path: Path) -> None:
     written = charts.draw({"results": results()}, tmp_path)
     assert sorted(p.name for p in written) == ["a-in-flight.png", "r-replicas.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)
+
+
+def test_the_replicas_row_reads_what_the_chart_draws() -> None:
+    """Row (r) and its chart read one shape of the scenario's result: 2.9 at N = 3 meets 0.9 N,
+    and the per-N rates are listed."""
+    lines = report(results(), 1.0, "python -m bench.run")["table"].splitlines()
+    ratio = next(line for line in lines if line.startswith("r    3 replicas / one"))
+    assert ratio.split()[-3:] == [">=", "2.7", "met"]
+    assert any("1000 / 2900" in line for line in lines if line.startswith("r "))
