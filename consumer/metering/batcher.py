@@ -8,7 +8,10 @@ flight at once. For each batch:
 
 1. claim the identifiers in the ledger: already ``DELIVERED`` ones resolve as deduplicated at
    once; ones another sender holds (``PENDING``) wait and are claimed again shortly;
-2. send the claimed events; on success mark them delivered, then answer the events;
+2. send the claimed events; on success mark them delivered, then answer the events. While
+   the batch is out its claims are renewed every third of the lease (``leases.HeldClaims``),
+   so a slow send never lets another replica claim and send them too; a claim found lost
+   before the send (someone else's now) is not sent from here but asked about again;
 3. a transient failure (rate limit, 5xx, connection, expired session) releases the claims and
    retries the same events (same identifiers) after a backoff, for as long as it takes:
    usage is never dropped because Stripe is briefly unavailable;
@@ -41,6 +44,7 @@ import msgspec
 from consumer.contract.errors import StripeFailure
 from consumer.contract.reply import ReplyError
 from consumer.metering.events import MeterEvent, MeterResult
+from consumer.metering.leases import HeldClaims
 from consumer.metering.ledgers.protocol import ClaimState, IdentifierLedger, LedgerScope
 from consumer.metering.transports import MeterTransport
 from consumer.metering.usage import UsageBook
@@ -78,8 +82,10 @@ class MeterEventBatcher:
         concurrency: int = 8,
         pending_recheck_seconds: float = 0.25,
         max_backoff_seconds: float = 10.0,
+        lease_seconds: float = 60.0,
         usage: UsageBook | None = None,
     ) -> None:
+        self._lease = lease_seconds  # the ledger's claim lease: renewed while a batch is out
         self._usage = usage  # what was delivered, summed for reconciliation
         self._transport = transport
         self._ledger = ledger
@@ -198,6 +204,7 @@ class MeterEventBatcher:
                 return
             for entry in batch:
                 entry.sending = True
+            claimed_at = asyncio.get_running_loop().time()  # no lease starts before this
             try:
                 states = await self._ledger.claim(scope, [e.event.identifier for e in batch])
             except Exception as exc:  # the ledger is unreachable: never send unclaimed
@@ -223,9 +230,32 @@ class MeterEventBatcher:
                 else:
                     self._later_enqueue(entry, self._recheck)
             if claimed:
-                await self._deliver(scope, claimed)
+                await self._deliver(scope, claimed, claimed_at)
 
-    async def _deliver(self, scope: LedgerScope, claimed: list[_Entry]) -> None:
+    async def _deliver(self, scope: LedgerScope, claimed: list[_Entry], claimed_at: float) -> None:
+        """Send the claimed entries, their claims renewed until they are settled."""
+        ids = [entry.event.identifier for entry in claimed]
+        held = HeldClaims(
+            self._ledger, scope, ids, lease_seconds=self._lease, claimed_at=claimed_at
+        )
+        try:
+            lost = await held.keep()
+        except Exception:  # not known whether the claims are still ours: send none of them
+            self._retry_later(claimed)
+            return
+        try:
+            for entry in claimed:
+                if entry.event.identifier in lost:  # another sender's now: ask again shortly
+                    self._later_enqueue(entry, self._recheck)
+            kept = [entry for entry in claimed if entry.event.identifier not in lost]
+            if kept:
+                await self._send_claimed(scope, kept, held)
+        finally:
+            await held.stop()
+
+    async def _send_claimed(
+        self, scope: LedgerScope, claimed: list[_Entry], held: HeldClaims
+    ) -> None:
         credential = claimed[0].event.credential
         try:
             results = await self._transport.send(scope, credential, [e.event for e in claimed])
@@ -240,6 +270,7 @@ class MeterEventBatcher:
         refused = [
             (e, r) for e, r in zip(claimed, results, strict=True) if r.status not in _COUNTED
         ]
+        held.settling()
         if accepted:
             await self._mark_delivered(scope, [e.event.identifier for e in accepted])
             delivered = Counter(r.api for r in results if r.status == "delivered")
@@ -248,6 +279,7 @@ class MeterEventBatcher:
         if refused:
             with contextlib.suppress(Exception):  # an unreleased claim only expires later
                 await self._ledger.release(scope, [e.event.identifier for e, _ in refused])
+        await held.stop()  # settled: nothing of this batch is held any more
         for entry, result in zip(claimed, results, strict=True):
             if result.status == "deduplicated":
                 self._metrics.deduplicated.labels("stripe_identifier").inc()

@@ -8,8 +8,11 @@ to `rejected`, each delivered event's (event name, customer, hour, value) is kep
 Redis keys (own keys, under the prefix): ``meter-sums:<integration>:<account>:<hour>``
 (hash: ``<event name> US <customer>`` -> sum), ``meter-rejected:<integration>:<account>:<hour>``
 (hash: ``<event name> US <customer> US <code>`` -> sum; US is the unit separator, 0x1f),
-``meter-usage:<scope key of the identifier>`` (the detail), all expiring; the sums after
-``SUMS_SECONDS`` (35 days).
+``meter-usage:<integration>:<account>:<identifier>`` (the detail), all expiring; the sums
+after ``SUMS_SECONDS`` (35 days). On a Redis Cluster ``<integration>:<account>`` is a hash
+tag, ``{<integration>:<account>}``: a script's keys (an event's detail and its hour's sums)
+must share a slot, so an account's usage keys live on one slot (a cluster is new: no keys of
+the untagged names to carry over).
 """
 
 from __future__ import annotations
@@ -119,16 +122,25 @@ return #KEYS
 
 
 class RedisUsageBook:
-    """Shared by every replica. (For Redis Cluster, the keys of one call span slots.)"""
+    """Shared by every replica; on a Redis Cluster an account's keys share one slot."""
 
     def __init__(self, connection: RedisConnection) -> None:
         self._redis = connection
         self._prefix = connection.prefix
+        self._tagged = connection.clustered
         self._delivered = connection.script(_DELIVERED)
         self._rejected = connection.script(_REJECTED)
 
     def _scope_prefix(self, kind: str, scope: LedgerScope) -> str:
-        return f"{self._prefix}{kind}:{scope.integration}:{scope.stripe_account or '-'}:"
+        account = f"{scope.integration}:{scope.stripe_account or '-'}"
+        return (
+            f"{self._prefix}{kind}:{{{account}}}:"
+            if self._tagged
+            else f"{self._prefix}{kind}:{account}:"
+        )
+
+    def _detail_key(self, scope: LedgerScope, identifier: str) -> str:
+        return f"{self._scope_prefix('meter-usage', scope)}{identifier}"
 
     async def delivered(self, scope: LedgerScope, events: Sequence[MeterEvent]) -> None:
         if not events:
@@ -136,7 +148,7 @@ class RedisUsageBook:
         now = time.time()
         sums = self._scope_prefix("meter-sums", scope)
         details = [detail_of(e, now) for e in events]
-        keys = [f"{self._prefix}meter-usage:{scope.key(e.identifier)}" for e in events]
+        keys = [self._detail_key(scope, e.identifier) for e in events]
         keys += [f"{sums}{hour_of(e, now)}" for e in events]
         ttls = [str(int(DETAIL_SECONDS * 1000)), str(int(SUMS_SECONDS * 1000))]
         await self._redis.run(self._delivered, keys, [*details, *ttls], use=_USE)
@@ -144,7 +156,7 @@ class RedisUsageBook:
     async def rejected(self, scope: LedgerScope, verdicts: Sequence[tuple[str, str]]) -> None:
         if not verdicts:
             return
-        keys = [f"{self._prefix}meter-usage:{scope.key(i)}" for i, _ in verdicts]
+        keys = [self._detail_key(scope, i) for i, _ in verdicts]
         args = [
             self._scope_prefix("meter-rejected", scope),
             str(int(SUMS_SECONDS * 1000)),

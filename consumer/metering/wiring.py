@@ -58,6 +58,7 @@ def meter_batchers(
         metrics,
         linger_seconds=0.002,
         concurrency=64,
+        lease_seconds=settings.meter_claim_seconds,
         usage=usage,
     )
     if settings.meter_api == "v1":
@@ -73,6 +74,7 @@ def meter_batchers(
         batch_size=settings.meter_batch_size,
         linger_seconds=settings.meter_linger_seconds,
         concurrency=settings.meter_stream_concurrency,
+        lease_seconds=settings.meter_claim_seconds,
         usage=usage,
     )
     return single_events, stream

@@ -77,6 +77,18 @@ class MemoryIdentifierLedger:
             if entry is not None and entry[0] == mine:
                 del self._entries[key]
 
+    async def renew(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:
+        now = self._clock()
+        mine = f"pending:{self._owner}"
+        held = []
+        for identifier in identifiers:
+            key = scope.key(identifier)
+            ours = self._current(key, now) == mine
+            if ours:
+                self._put(key, mine, now + self._lease)
+            held.append(ours)
+        return held
+
     async def delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:
         now = self._clock()
         return [self._current(scope.key(i), now) == _DELIVERED for i in identifiers]

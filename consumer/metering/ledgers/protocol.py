@@ -33,6 +33,10 @@ class IdentifierLedger(Protocol):
 
     async def release(self, scope: LedgerScope, identifiers: Sequence[str]) -> None: ...
 
+    async def renew(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:
+        """Give this owner's claims a full lease again, each only while it is still this
+        owner's; False for one that is not (expired, settled, or another owner's now)."""
+
     async def delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:
         """Read only: whether each identifier is recorded `delivered`."""
 

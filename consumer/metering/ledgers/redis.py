@@ -161,6 +161,21 @@ for _, key in ipairs(KEYS) do
 end
 return released
 """
+# KEYS: each identifier's pending key. ARGV: this owner's pending value, lease ms. A full
+# lease again for each claim still this owner's (compare and pexpire, atomic); answers 1 for
+# those, 0 for the others (expired, settled, or another owner's now).
+_RENEW: Final = """
+local held = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    held[i] = 1
+  else
+    held[i] = 0
+  end
+end
+return held
+"""
 # KEYS and ARGV as _CLAIM's. Answers per identifier: its settled state code, or '' when the
 # window has none (a pending claim is not settled).
 _READ: Final = (
@@ -217,6 +232,7 @@ class RedisIdentifierLedger:
         self._claim = connection.script(_CLAIM)
         self._settle = connection.script(_SETTLE)
         self._release = connection.script(_RELEASE)
+        self._renew = connection.script(_RENEW)
         self._read = connection.script(_READ)
         self._forget = connection.script(_FORGET)
         self._fanout = asyncio.Semaphore(CLUSTER_FANOUT)
@@ -253,6 +269,11 @@ class RedisIdentifierLedger:
     async def release(self, scope: LedgerScope, identifiers: Sequence[str]) -> None:
         pending = [self._pending]
         await self._run(self._release, scope, identifiers, lambda _, k, _d: (k, pending))
+
+    async def renew(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:
+        owned = [self._pending, self._lease_ms]
+        answers = await self._run(self._renew, scope, identifiers, lambda _, k, _d: (k, owned))
+        return [int(answer) == 1 for answer in answers]
 
     async def delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:
         answers = await self._looked_up(self._read, scope, identifiers)

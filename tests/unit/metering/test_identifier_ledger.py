@@ -82,3 +82,17 @@ async def test_memory_stays_bounded() -> None:
     await mine.claim(SCOPE, ["a", "b", "c", "d"])
     assert len(mine) == 3
     assert await mine.claim(SCOPE, ["a"]) == [CLAIMED]
+
+
+async def test_renew_gives_a_live_owners_claim_a_full_lease_again() -> None:
+    """A renewed claim outlives its first lease; one expired or settled is not renewed."""
+    clock = Clock()
+    mine = ledger(clock)
+    await mine.claim(SCOPE, ["i1", "i2", "i3"])
+    await mine.mark_delivered(SCOPE, ["i3"])
+    clock.now = 9.0
+    assert await mine.renew(SCOPE, ["i1", "i3"]) == [True, False]
+    clock.now = 18.0
+    assert await mine.claim(SCOPE, ["i1", "i2", "i3"]) == [PENDING, CLAIMED, DELIVERED]
+    clock.now = 19.0
+    assert await mine.renew(SCOPE, ["i1"]) == [False]  # ran out at 19: not its any more
