@@ -63,8 +63,16 @@ async def test_installments_loop_charges_each_iteration_once(
         STRIPE_TIMEOUT_SECONDS="1",
         CONSUMER_RETRY_BUDGET_SECONDS="0",
     )
-    slow = {"latency_ms": 2500}  # Stripe answers after the service stopped waiting
-    await standin_request(conductor.standin.url, "POST", "/_standin/config", slow)
+    # The first charge takes effect at Stripe, then its answer is held past the service's
+    # 1 s wait (a connection lost after the call); every later call is answered at once,
+    # however soon Conductor retries (a latency for all calls raced the retry: CI failure).
+    lost_answer = {
+        "faults": [
+            {"status": "timeout", "times": 1, "path_prefix": "/v1/charges", "after_effect": True}
+        ],
+        "hang_seconds": 3,
+    }
+    await standin_request(conductor.standin.url, "POST", "/_standin/config", lost_answer)
     try:
         async with (
             KafkaClient(stack["KAFKA_BOOTSTRAP_SERVERS"], loop_topics),
@@ -79,8 +87,6 @@ async def test_installments_loop_charges_each_iteration_once(
                 lambda: _standin_executions(conductor, first_iteration),
                 timeout_s=60,
             )
-            fast = {"latency_ms": 0}
-            await standin_request(conductor.standin.url, "POST", "/_standin/config", fast)
             execution = (await conductor.finish([workflow_id], timeout_s=150))[workflow_id]
             executions = await _standin_executions(conductor, f"{workflow_id}:")
     finally:
