@@ -29,7 +29,9 @@ from tests.unit.fakes import settings
 
 pytestmark = pytest.mark.integration
 __all__ = ["connect", "redis_url"]  # fixtures, used by name
-LEASE = 1.5  # short, yet renewals every 0.5 s hold on a loaded machine
+# Renewals every second leave 2 s of slack: a CI run once saw a 1.5 s lease run out between
+# two renewals 0.5 s apart (every claim gone at once: a stall of the whole process).
+LEASE = 3.0
 CLAIMED, DELIVERED, PENDING = ClaimState.CLAIMED, ClaimState.DELIVERED, ClaimState.PENDING
 
 
