@@ -37,6 +37,17 @@ def _subtitle(report: dict[str, Any]) -> str:
     )
 
 
+def _finish(fig: Any, ax: Any, report: dict[str, Any], out: Path) -> bool:
+    """What every chart ends with: the machine line, legend, grid, the PNG written."""
+    fig.text(0.01, 0.01, _subtitle(report), fontsize=7, color="grey")
+    ax.legend()
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def latency_chart(report: dict[str, Any], out: Path) -> bool:
     points = report["results"].get("c", {}).get("by_rate", [])
     points = [p for p in points if p.get("percentiles_1_to_99_ms")]
@@ -78,13 +89,7 @@ def in_flight_chart(report: dict[str, Any], out: Path) -> bool:
     ax.set_xlabel("CONSUMER_MAX_IN_FLIGHT (and Stripe connections)")
     ax.set_ylabel("replies per second")
     ax.set_title("(a) throughput against the in-flight limit, Stripe answering after 100 ms")
-    fig.text(0.01, 0.01, _subtitle(report), fontsize=7, color="grey")
-    ax.legend()
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return True
+    return _finish(fig, ax, report, out)
 
 
 def replicas_chart(report: dict[str, Any], out: Path) -> bool:
@@ -103,13 +108,7 @@ def replicas_chart(report: dict[str, Any], out: Path) -> bool:
     ax.set_xlabel("replicas in the group")
     ax.set_ylabel("replies per second")
     ax.set_title("(r) throughput against replicas")
-    fig.text(0.01, 0.01, _subtitle(report), fontsize=7, color="grey")
-    ax.legend()
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return True
+    return _finish(fig, ax, report, out)
 
 
 CHARTS = {
