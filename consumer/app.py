@@ -171,7 +171,8 @@ async def _open_shared_parts(
     stack.push_async_callback(ledger.close)
     stack.push_async_callback(sink.stop)
     book = verdict_book(settings, redis, owner)
-    return _SharedParts(gateway, sink, redis, ledger, book, usage_book(redis), owner)
+    usage = usage_book(redis, events_per_second=settings.meter_ledger_events_per_second)
+    return _SharedParts(gateway, sink, redis, ledger, book, usage, owner)
 
 
 async def _consume(

@@ -7,6 +7,7 @@ import pytest
 
 from consumer.metering.events import MeterEvent
 from consumer.metering.usage import RedisUsageBook, hour_of
+from consumer.shared_state.redis_client import RedisConnection
 from tests.integration.test_ledger_layout import SCOPE, Connect, connect, redis_url
 from tests.unit.fakes import settings
 
@@ -39,4 +40,68 @@ async def test_delivered_and_rejected_sums_add_up(connect: Connect) -> None:
     assert rejected == {
         ("api_requests", "cus_1", "customer_not_found"): 2,
         ("api_requests", "cus_1", "customer_not_found", "n"): 1,
+    }
+
+
+# Lists this test's keys in the account's slot (all of an account's usage keys share it):
+# each key, its TTL and its encoding.
+_KEYS = """
+local found = {}
+for _, key in ipairs(redis.call('KEYS', ARGV[1])) do
+  found[#found + 1] = {key, redis.call('TTL', key), redis.call('OBJECT', 'ENCODING', key)}
+end
+return found
+"""
+# Moves the current detail bucket (its hashes and shard count) `ARGV[2]` buckets back.
+_AGE = """
+local seconds = 21600
+local current = math.floor(tonumber(redis.call('TIME')[1]) / seconds)
+local older = current - tonumber(ARGV[2])
+for _, key in ipairs(redis.call('KEYS', ARGV[1] .. ':' .. current .. ':*')) do
+  local rest = string.sub(key, #ARGV[1] + #tostring(current) + 3)
+  redis.call('RENAME', key, ARGV[1] .. ':' .. older .. ':' .. rest)
+end
+return older
+"""
+
+
+def slot_key(connection: RedisConnection) -> str:
+    """A key in the slot of SCOPE's usage keys (a cluster routes the script by it)."""
+    tag = "{default:acct_1}" if connection.clustered else "default:acct_1"
+    return f"{connection.prefix}meter-usage:{tag}:21600"
+
+
+async def test_details_are_fields_of_a_few_compact_hashes(connect: Connect) -> None:
+    """500 delivered events leave ten keys (the bucket's 8 listpack hashes, its shard count,
+    the hour's sums), each expiring; not a key of its own per event as before."""
+    connection = connect()
+    book = RedisUsageBook(connection, events_per_second=0.035)  # 8 shards a bucket
+    events = [event(f"u-{i}", f"cus_{i % 7}", 1) for i in range(500)]
+    for start in range(0, 500, 100):
+        await book.delivered(SCOPE, events[start : start + 100])
+    script = connection.script(_KEYS)
+    found = await connection.run(script, [slot_key(connection)], [f"{connection.prefix}*"], use="t")
+    assert len(found) == 10, found
+    assert all(ttl > 48 * 3600 for _, ttl, _ in found)
+    hashes = [key for key, _, encoding in found if encoding == b"listpack"]
+    assert len(hashes) == 9  # 8 detail shards + the hour's sums
+    delivered, _ = await book.sums(SCOPE, HOUR)
+    assert sum(delivered.values()) == 500
+
+
+async def test_a_rejection_finds_its_detail_in_an_older_bucket_once(connect: Connect) -> None:
+    """A detail written 3 buckets (18 h) ago is found and moved; a second verdict for the
+    same identifier and one for an identifier never delivered move nothing."""
+    connection = connect()
+    book = RedisUsageBook(connection)
+    await book.delivered(SCOPE, [event("u-1", "cus_a", 5), event("u-2", "cus_a", 7)])
+    await connection.run(connection.script(_AGE), [slot_key(connection)],
+                         [slot_key(connection), "3"], use="t")  # fmt: skip
+    await book.rejected(SCOPE, [("u-1", "customer_not_found"), ("u-9", "customer_not_found")])
+    await book.rejected(SCOPE, [("u-1", "customer_not_found")])
+    delivered, rejected = await book.sums(SCOPE, HOUR)
+    assert delivered == {("api_requests", "cus_a"): 12}
+    assert rejected == {
+        ("api_requests", "cus_a", "customer_not_found"): 5,
+        ("api_requests", "cus_a", "customer_not_found", "n"): 1,
     }
