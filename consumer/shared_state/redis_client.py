@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
+import hiredis
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
@@ -51,6 +52,19 @@ return redis.call('GET', KEYS[1])
 """
 _log = get_logger()
 T = TypeVar("T")
+
+
+class HiredisPackedConnection(redis.Connection):
+    """redis-py's asyncio connection packs each command into the wire format in Python: 190 µs
+    for a meter batch's 235-argument script call, a fifth of the meter lane's CPU (py-spy).
+    hiredis, already the reply parser, packs the same bytes in 27 µs; redis-py's own sync
+    client does the same when hiredis is installed. TLS (``rediss://``) and cluster
+    connections keep redis-py's packing."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str):  # a command name may be two words: 'CLIENT SETNAME'
+            args = (*args[0].encode().split(), *args[1:])
+        return [hiredis.pack_command(args)]
 
 
 class SharedStateUnavailable(Exception):
@@ -265,6 +279,7 @@ class RedisConnection:
 def _single_client(url: str, timeout_seconds: float) -> Any:
     pool = redis.BlockingConnectionPool.from_url(
         url,
+        connection_class=HiredisPackedConnection,  # a rediss:// or unix:// URL chooses its own
         max_connections=MAX_CONNECTIONS,
         timeout=timeout_seconds,
         socket_timeout=timeout_seconds,
