@@ -1,6 +1,7 @@
 """Redis availability, use by use, against a private redis-server: one slow or refused call
 fails alone (the other uses go on), a paused or unreachable Redis is found and fails every
-use fast, the first success ends that."""
+use fast, the first success ends that; and the reply memory rides out a blip, so what one
+replica answered another finds."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
 from consumer.engine.replies import Outcome
+from consumer.engine.reply_memory import AnswerKeys, RedisAnswers, ReplyMemory
 from consumer.observability.metrics import ServiceMetrics
 from consumer.shared_state.redis_client import RedisConnection, SharedStateUnavailable
 from consumer.stripe.retry import Attempts
 from tests.support.redis_server import RedisServer, redis_answers
 
 pytestmark = pytest.mark.integration
+DONE = Outcome.completed(msgspec.Raw(b'{"id":"ch_1","object":"charge"}'), "req_1", Attempts(1))
 DONE = Outcome.completed(msgspec.Raw(b'{"id":"ch_1","object":"charge"}'), "req_1", Attempts(1))
 BUSY_SCRIPT = """
 local start = redis.call('TIME')
@@ -148,3 +151,31 @@ async def test_a_paused_redis_fails_every_use_fast_until_the_first_success(
         assert await connection.get_many(["paused:a"], use="meter_ledger") == [b"1"]
     finally:
         await connection.close()
+
+
+async def test_an_answer_written_while_redis_restarts_is_found_by_another_replica(
+    server: RedisServer,
+) -> None:
+    """Redis restarting (refused for a moment) while a replica writes its COMPLETED: the write
+    is retried until Redis answers, so another replica (its own connection and memory)
+    recalls it. (The refused write used to leave the answer in the writer's process alone,
+    and a copy redelivered after a SIGKILL ran again.)"""
+    writer_connection = RedisConnection(
+        server.url, ServiceMetrics(CollectorRegistry()), prefix="blip:"
+    )
+    reader_connection = RedisConnection(
+        server.url, ServiceMetrics(CollectorRegistry()), prefix="blip:"
+    )
+    keys = AnswerKeys.of("default", None, "wf:charge:h", "task-1")
+    try:
+        writer = ReplyMemory(100, 60, shared=RedisAnswers(writer_connection))
+        server.stop()
+        writing = asyncio.create_task(writer.remember(keys, "h", DONE))
+        await asyncio.to_thread(server.start)
+        await writing
+        reader = ReplyMemory(100, 60, shared=RedisAnswers(reader_connection))
+        copy = AnswerKeys.of("default", None, "wf:charge:h", "task-1-copy")
+        assert await reader.recall(copy, "h") == DONE
+    finally:
+        await writer_connection.close()
+        await reader_connection.close()
