@@ -186,7 +186,7 @@ class RedisConnection:
             self._unreachable(use, exc)  # the probe's deadline: a hung or paused server
             raise SharedStateUnavailable(f"Redis did not answer ({type(exc).__name__})") from exc
         except (redis.RedisError, OSError) as exc:
-            if probe or _unreachable(exc):
+            if probe or _says_unreachable(exc):
                 self._unreachable(use, exc)
             else:
                 self._call_failed(use, exc)
@@ -292,7 +292,7 @@ class RedisConnection:
             await self._client.aclose()
 
 
-def _unreachable(exc: BaseException) -> bool:
+def _says_unreachable(exc: BaseException) -> bool:
     """Does this failure say Redis cannot be reached at all (refused, reset, connecting timed
     out), rather than that one call failed? A slow answer (a read timeout) and a refused
     command concern that call alone; a hung server is found by the probe."""
