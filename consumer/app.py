@@ -275,15 +275,15 @@ async def _check_broker_every(broker: BrokerProbe, seconds: float) -> None:
 async def _create_topics(settings: Settings, connection: KafkaConnection) -> None:
     """Create missing topics when allowed; where the platform manages topics (no permission),
     say so and carry on: consuming and producing work the same on existing topics."""
-    topics = dict.fromkeys(
-        (
-            *settings.consumed_topics,
-            settings.reply_topic,
-            settings.dlq_topic,
-            settings.meter_errors_topic,
-        ),
-        settings.topic_partitions,
-    )
+    names = [
+        *settings.consumed_topics,
+        settings.reply_topic,
+        settings.dlq_topic,
+        settings.meter_errors_topic,
+    ]
+    if settings.wait_reply_topic is not None:  # Conductor's KAFKA_PUBLISH + WAIT style
+        names.append(settings.wait_reply_topic)
+    topics = dict.fromkeys(names, settings.topic_partitions)
     try:
         created = await ensure_topics(connection, topics, settings.topic_replication_factor)
     except Exception as exc:  # no admin permission, an old broker: not fatal

@@ -16,6 +16,9 @@ from consumer.settings.secret import Secret
 from consumer.settings.stripe_credentials import StripeCredential, read_credentials
 
 DEFAULT_STRIPE_API_BASE: Final = "https://api.stripe.com"
+# Conductor's KAFKA_PUBLISH + WAIT style gets its replies on `<reply topic>.wait`
+# (README "Two producer styles"; consumer/conductor/kafka_publish.py).
+WAIT_REPLY_SUFFIX: Final = ".wait"
 DEFAULT_STRIPE_METER_EVENTS_BASE: Final = "https://meter-events.stripe.com"
 
 
@@ -85,6 +88,13 @@ class Settings:
     @property
     def consumed_topics(self) -> tuple[str, ...]:
         return (*self.request_topics, self.meter_topic)
+
+    @property
+    def wait_reply_topic(self) -> str | None:
+        """The KAFKA_PUBLISH + WAIT style's reply topic, when the allow-list lets requests
+        name it (created at start-up with the others)."""
+        topic = self.reply_topic + WAIT_REPLY_SUFFIX
+        return topic if self.reply_topic_allowed(topic) else None
 
     def reply_topic_allowed(self, topic: str) -> bool:
         """Whether a request may name this reply topic: a Kafka topic name that the allow-list
