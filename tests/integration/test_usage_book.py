@@ -43,25 +43,31 @@ async def test_delivered_and_rejected_sums_add_up(connect: Connect) -> None:
     }
 
 
-# Lists this test's keys in the account's slot (all of an account's usage keys share it):
-# each key, its TTL and its encoding.
-_KEYS = """
+# The current detail bucket of a details base (ARGV[1]): each shard's key, TTL, encoding
+# and number of fields, by the bucket's shard count (no KEYS: a shared Redis is large).
+_BUCKET = """
+local current = math.floor(tonumber(redis.call('TIME')[1]) / 21600)
+local bucket = ARGV[1] .. ':' .. current
+local shards = tonumber(redis.call('GET', bucket .. ':n') or '0')
 local found = {}
-for _, key in ipairs(redis.call('KEYS', ARGV[1])) do
-  found[#found + 1] = {key, redis.call('TTL', key), redis.call('OBJECT', 'ENCODING', key)}
+for shard = 0, shards - 1 do
+  local key = bucket .. ':' .. shard
+  found[#found + 1] = {key, redis.call('TTL', key), redis.call('OBJECT', 'ENCODING', key),
+                       redis.call('HLEN', key)}
 end
 return found
 """
 # Moves the current detail bucket (its hashes and shard count) `ARGV[2]` buckets back.
 _AGE = """
-local seconds = 21600
-local current = math.floor(tonumber(redis.call('TIME')[1]) / seconds)
-local older = current - tonumber(ARGV[2])
-for _, key in ipairs(redis.call('KEYS', ARGV[1] .. ':' .. current .. ':*')) do
-  local rest = string.sub(key, #ARGV[1] + #tostring(current) + 3)
-  redis.call('RENAME', key, ARGV[1] .. ':' .. older .. ':' .. rest)
+local current = math.floor(tonumber(redis.call('TIME')[1]) / 21600)
+local from, to = ARGV[1] .. ':' .. current, ARGV[1] .. ':' .. (current - tonumber(ARGV[2]))
+for shard = 0, tonumber(redis.call('GET', from .. ':n')) - 1 do
+  if redis.call('EXISTS', from .. ':' .. shard) == 1 then
+    redis.call('RENAME', from .. ':' .. shard, to .. ':' .. shard)
+  end
 end
-return older
+redis.call('RENAME', from .. ':n', to .. ':n')
+return 1
 """
 
 
@@ -72,19 +78,20 @@ def slot_key(connection: RedisConnection) -> str:
 
 
 async def test_details_are_fields_of_a_few_compact_hashes(connect: Connect) -> None:
-    """500 delivered events leave ten keys (the bucket's 8 listpack hashes, its shard count,
-    the hour's sums), each expiring; not a key of its own per event as before."""
+    """500 delivered events are 500 fields of the bucket's 8 listpack hashes, each expiring
+    after the 48 hours; not a key of their own per event as before."""
     connection = connect()
     book = RedisUsageBook(connection, events_per_second=0.035)  # 8 shards a bucket
     events = [event(f"u-{i}", f"cus_{i % 7}", 1) for i in range(500)]
     for start in range(0, 500, 100):
         await book.delivered(SCOPE, events[start : start + 100])
-    script = connection.script(_KEYS)
-    found = await connection.run(script, [slot_key(connection)], [f"{connection.prefix}*"], use="t")
-    assert len(found) == 10, found
-    assert all(ttl > 48 * 3600 for _, ttl, _ in found)
-    hashes = [key for key, _, encoding in found if encoding == b"listpack"]
-    assert len(hashes) == 9  # 8 detail shards + the hour's sums
+    base = slot_key(connection)
+    shards = await connection.run(connection.script(_BUCKET), [base], [base], use="t")
+    assert len(shards) == 8
+    assert sum(fields for *_, fields in shards) == 500
+    assert all(ttl > 48 * 3600 and encoding == b"listpack" for _, ttl, encoding, _ in shards)
+    before = f"{connection.prefix}meter-usage:default:acct_1:u-0"  # the key-per-event layout
+    assert await connection.get_many([before], use="t") == [None]
     delivered, _ = await book.sums(SCOPE, HOUR)
     assert sum(delivered.values()) == 500
 
