@@ -1,10 +1,12 @@
 """Start-up and shutdown of the whole service: build the parts, run them, stop them.
 
-Start-up order: check the operation table, open the Stripe gateway (HTTP pool), start the
-Kafka producer, connect the shared state, serve ``/metrics`` ``/healthz`` ``/readyz``, then
-join the consumer group. Shutdown runs the other way once ``stop`` is set (SIGTERM): the
-pipeline stops fetching, drains within the grace period and commits; then the consumer
-leaves the group, the producer flushes, the HTTP pool and server close.
+Start-up order: check the operation table, serve ``/metrics`` ``/healthz`` ``/readyz`` and
+the Stripe webhook (503 until the consumer is built), wait for Kafka (bounded) and create
+missing topics where allowed, open the Stripe gateway (HTTP pool), start the Kafka producer,
+connect the shared state, then join the consumer group. Shutdown runs the other way once
+``stop`` is set (SIGTERM): the pipeline stops fetching, drains within the grace period and
+commits; then the consumer leaves the group, the producer flushes, the HTTP pool and server
+close.
 
 Each package builds its parts from the settings with a small factory beside them (the
 meter lane's in ``metering/wiring.py``); :func:`run_service` calls them in order. Where each

@@ -20,6 +20,7 @@ DEFAULT_STRIPE_API_BASE: Final = "https://api.stripe.com"
 # (README "Two producer styles"; consumer/conductor/kafka_publish.py).
 WAIT_REPLY_SUFFIX: Final = ".wait"
 DEFAULT_STRIPE_METER_EVENTS_BASE: Final = "https://meter-events.stripe.com"
+DEFAULT_MAX_RECORD_BYTES: Final = 1_048_576  # CONSUMER_MAX_RECORD_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +191,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         meter_replies=reader.boolean("CONSUMER_METER_REPLIES", False),
         http_host=reader.text("CONSUMER_HTTP_HOST", "127.0.0.1"),
         http_port=reader.integer("CONSUMER_HTTP_PORT", 8000, 0, 65535),
-        max_record_bytes=reader.integer("CONSUMER_MAX_RECORD_BYTES", 1_048_576, 64, 104_857_600),
+        max_record_bytes=reader.integer(
+            "CONSUMER_MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES, 64, 104_857_600
+        ),
         # Conductor republishes a task's record while it is pending (minutes) and retries a
         # failed task after its retry delay (60 s by default): an hour covers both. Each
         # entry holds a Stripe object (about 3 KiB), so 20,000 entries stay near 60 MiB.
