@@ -34,7 +34,7 @@ from consumer.engine.processing.prepare import Prepared, PreparedMeterEvent
 from consumer.engine.processing.processor import HeldRequest
 from consumer.engine.replies import Outcome
 from consumer.engine.scheduler import KeyedScheduler
-from consumer.kafka.records import InboundRecord, TopicPartition
+from consumer.kafka.records import DeliveryFailed, InboundRecord, TopicPartition
 from consumer.metering.events import MeterResult
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics
@@ -226,10 +226,31 @@ class Pipeline:
         self._answer_later(record, handled, timing)
 
     def _answer_later(self, record: InboundRecord, handled: Handled, timing: Timing) -> None:
-        """Deliver (in its own task, when there is something to deliver), then finish."""
+        """Deliver (batched, or in its own task), then finish."""
         if handled.reply is None and handled.dead_letter is None:
             self._finished(record, handled, timing)
             return
+        if self._deliver_soon(record, handled, timing):
+            return
+        self._deliver_in_task(record, handled, timing)
+
+    def _deliver_soon(self, record: InboundRecord, handled: Handled, timing: Timing) -> bool:
+        """A COMPLETED reply joins this loop turn's batch: no task waits for it, and the
+        batch's acknowledgement finishes it (commits its offset). False: deliver it."""
+
+        def acknowledged(failure: DeliveryFailed | None) -> None:
+            self._work.delivering -= 1
+            if failure is None:
+                self._finished(record, handled, timing)
+            else:  # its batch failed: alone now, retried (or replaced) until acknowledged
+                self._deliver_in_task(record, handled, timing)
+
+        if not self._delivery.deliver_soon(handled, acknowledged):
+            return False
+        self._work.delivering += 1
+        return True
+
+    def _deliver_in_task(self, record: InboundRecord, handled: Handled, timing: Timing) -> None:
         task = asyncio.create_task(self._deliver_and_finish(record, handled, timing))
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
@@ -254,6 +275,8 @@ class Pipeline:
             self._park(record, handled.prepared, timing, None)
             return  # its slot is free at once: held requests wait outside the scheduler
         timing.processed = time.perf_counter()
+        if self._deliver_soon(record, handled, timing):
+            return  # its slot is free: the batch's acknowledgement finishes it
         if not await self._delivery.deliver(handled):
             return  # stopping before Kafka took the reply: left uncommitted, redelivered
         self._finished(record, handled, timing)
@@ -380,4 +403,5 @@ class Pipeline:
         await self.commit()
 
     def _apply_backpressure(self) -> None:
-        self._backpressure.apply(self._assigned, self._work.scheduler.queued, self._work.metered)
+        requests = self._work.scheduler.queued + self._work.delivering
+        self._backpressure.apply(self._assigned, requests, self._work.metered)
