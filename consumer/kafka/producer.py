@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAuthorizationFai
 from aiokafka.partitioner import DefaultPartitioner
 
 from consumer.kafka.connection import KafkaConnection
+from consumer.kafka.partitions import key_partition
 from consumer.kafka.records import DeliveryFailed, OutboundRecord
 from consumer.kafka.startup import classify, stop_quietly
 
@@ -50,9 +51,10 @@ class RecordSink:
             request_timeout_ms=30_000,
             **connection.client_options(),
         )
-        self._partitioner = DefaultPartitioner()  # aiokafka's own: the key's partition
+        self._partitioner = DefaultPartitioner()  # aiokafka's own, for keyless records
         self._outbox: dict[tuple[str, int], list[tuple[OutboundRecord, Acknowledged]]] = {}
         self._flushing: asyncio.Task[None] | None = None
+        self._turn_partitions: dict[str, list[int]] = {}  # sorted, while queueing a round
 
     async def start(self) -> None:
         """Connect; a refusal raises ConfigurationProblem, with the producer closed."""
@@ -85,12 +87,17 @@ class RecordSink:
         large to share a batch, or a topic whose partitions are not known yet: ``send`` it."""
         if len(record.value) + len(record.key or b"") > _BATCHED_RECORD_BYTES:
             return False
-        cluster = self._producer.client.cluster
-        partitions = cluster.partitions_for_topic(record.topic)
-        if not partitions:
-            return False
-        available = cluster.available_partitions_for_topic(record.topic)
-        partition = self._partitioner(record.key, sorted(partitions), sorted(available or ()))
+        partitions = self._turn_partitions.get(record.topic)
+        if partitions is None:  # once per topic and turn: the metadata's sets are copies
+            known = self._producer.client.cluster.partitions_for_topic(record.topic)
+            if not known:
+                return False
+            partitions = self._turn_partitions[record.topic] = sorted(known)
+        partition = (
+            key_partition(record.key, partitions)
+            if record.key is not None
+            else self._keyless_partition(record.topic, partitions)
+        )
         queued = self._outbox.get((record.topic, partition))
         if queued is None:
             self._outbox[(record.topic, partition)] = [(record, acknowledged)]
@@ -100,6 +107,11 @@ class RecordSink:
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
         return True
 
+    def _keyless_partition(self, topic: str, partitions: list[int]) -> int:
+        """As aiokafka's partitioner: any available partition, else any."""
+        available = self._producer.client.cluster.available_partitions_for_topic(topic)
+        return int(self._partitioner(None, partitions, sorted(available or ())))
+
     async def _flush(self) -> None:
         """While records are queued: one batch per topic-partition, handed to aiokafka in
         queue order (it waits while the partition's previous batch is not yet drained;
@@ -107,6 +119,7 @@ class RecordSink:
         try:
             while self._outbox:
                 queued, self._outbox = self._outbox, {}
+                self._turn_partitions.clear()
                 for (topic, partition), group in queued.items():
                     await self._send_batches(topic, partition, group)
         finally:
