@@ -87,3 +87,37 @@ async def test_what_a_batch_must_not_take_is_left_to_send(stack: dict[str, str])
         assert called == []
     finally:
         await sink.stop()
+
+
+async def test_records_queued_over_many_turns_keep_each_keys_order(stack: dict[str, str]) -> None:
+    """2,000 records for 50 keys, queued over 40 loop turns (so later ones join batches
+    aiokafka has yet to take, or wait for the next): each acknowledged once, and on the topic
+    every key's records are in the order they were queued."""
+    connection = KafkaConnection(stack["KAFKA_BOOTSTRAP_SERVERS"], client_id="tests")
+    topic = f"{Topics().replies}.ordered"
+    await ensure_topics(connection, {topic: 3})
+    sink = RecordSink(connection)
+    await sink.start()
+    outcomes: list[DeliveryFailed | None] = []
+    try:
+        await _known(sink, topic)
+        for turn in range(40):
+            for n in range(50):
+                value = f'{{"seq": {turn * 50 + n}}}'.encode()
+                assert sink.send_soon(
+                    OutboundRecord(topic, f"key-{n}".encode(), value), outcomes.append
+                )
+            await asyncio.sleep(0)
+        deadline = time.monotonic() + 30
+        while len(outcomes) < 2_000:
+            assert time.monotonic() < deadline, f"{len(outcomes)} of 2,000 acknowledged"
+            await asyncio.sleep(0.05)
+        assert outcomes == [None] * 2_000
+    finally:
+        await sink.stop()
+    records = [r for r in await read_to_end(connection, topic) if r.key != b"probe"]
+    by_key: dict[bytes, list[int]] = {}
+    for r in records:
+        by_key.setdefault(r.key or b"", []).append(int((r.value or b"").split(b":")[1][:-1]))
+    assert len(records) == 2_000
+    assert all(seqs == sorted(seqs) and len(seqs) == 40 for seqs in by_key.values())
