@@ -52,12 +52,9 @@ class RecordSink:
             **connection.client_options(),
         )
         self._partitioner = DefaultPartitioner()  # aiokafka's own, for keyless records
-        # By topic-partition: records queued for the next batch, the task handing batches to
-        # aiokafka, and the batch it is handing over (still taking records).
         self._outbox: dict[tuple[str, int], list[tuple[OutboundRecord, Acknowledged]]] = {}
-        self._flushing: dict[tuple[str, int], asyncio.Task[None]] = {}
-        self._waiting: dict[tuple[str, int], tuple[Any, list[Acknowledged]]] = {}
-        self._turn_partitions: dict[str, list[int]] = {}  # sorted, for one loop turn
+        self._flushing: asyncio.Task[None] | None = None
+        self._turn_partitions: dict[str, list[int]] = {}  # sorted, while queueing a round
 
     async def start(self) -> None:
         """Connect; a refusal raises ConfigurationProblem, with the producer closed."""
@@ -68,8 +65,8 @@ class RecordSink:
             raise classify(exc, self._connection) from None
 
     async def stop(self) -> None:
-        if self._flushing:
-            await asyncio.gather(*self._flushing.values(), return_exceptions=True)
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
         await self._producer.stop()
 
     async def send(self, record: OutboundRecord) -> None:
@@ -84,33 +81,30 @@ class RecordSink:
         self._denied.discard(record.topic)
 
     def send_soon(self, record: OutboundRecord, acknowledged: Acknowledged) -> bool:
-        """Queue the record for its topic-partition's next batch (the partition ``send``
-        would choose); the batch's one callback calls ``acknowledged`` for each of its
-        records. False (nothing queued) for a record too large to share a batch, or a topic
-        whose partitions are not known yet: ``send`` it."""
+        """Queue the record for this loop turn's batch of its topic-partition (the partition
+        ``send`` would choose: aiokafka's partitioner); the batch's one callback calls
+        ``acknowledged`` for each of its records. False (nothing queued) for a record too
+        large to share a batch, or a topic whose partitions are not known yet: ``send`` it."""
         if len(record.value) + len(record.key or b"") > _BATCHED_RECORD_BYTES:
             return False
         partitions = self._turn_partitions.get(record.topic)
-        if partitions is None:  # once per topic and loop turn: the metadata's sets are copies
+        if partitions is None:  # once per topic and turn: the metadata's sets are copies
             known = self._producer.client.cluster.partitions_for_topic(record.topic)
             if not known:
                 return False
-            if not self._turn_partitions:
-                asyncio.get_running_loop().call_soon(self._turn_partitions.clear)
             partitions = self._turn_partitions[record.topic] = sorted(known)
-        tp = (
-            record.topic,
+        partition = (
             key_partition(record.key, partitions)
             if record.key is not None
-            else self._keyless_partition(record.topic, partitions),
+            else self._keyless_partition(record.topic, partitions)
         )
-        waiting = self._waiting.get(tp)
-        if waiting is not None and _append(waiting[0], record):
-            waiting[1].append(acknowledged)  # joins the batch aiokafka has yet to take
-            return True
-        self._outbox.setdefault(tp, []).append((record, acknowledged))
-        if tp not in self._flushing:  # its first step runs after this turn's other replies
-            self._flushing[tp] = asyncio.get_running_loop().create_task(self._flush(tp))
+        queued = self._outbox.get((record.topic, partition))
+        if queued is None:
+            self._outbox[(record.topic, partition)] = [(record, acknowledged)]
+        else:
+            queued.append((record, acknowledged))
+        if self._flushing is None:  # its first step runs after this turn's other replies
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
         return True
 
     def _keyless_partition(self, topic: str, partitions: list[int]) -> int:
@@ -118,38 +112,35 @@ class RecordSink:
         available = self._producer.client.cluster.available_partitions_for_topic(topic)
         return int(self._partitioner(None, partitions, sorted(available or ())))
 
-    async def _flush(self, tp: tuple[str, int]) -> None:
-        """While the partition has records queued: a batch of them, handed to aiokafka in
-        queue order."""
+    async def _flush(self) -> None:
+        """While records are queued: one batch per topic-partition, handed to aiokafka in
+        queue order (it waits while the partition's previous batch is not yet drained;
+        records queued meanwhile go in the next round)."""
         try:
-            while queued := self._outbox.pop(tp, None):
-                await self._send_batches(tp, queued)
+            while self._outbox:
+                queued, self._outbox = self._outbox, {}
+                self._turn_partitions.clear()
+                for (topic, partition), group in queued.items():
+                    await self._send_batches(topic, partition, group)
         finally:
-            del self._flushing[tp]
+            self._flushing = None
 
     async def _send_batches(
-        self, tp: tuple[str, int], group: list[tuple[OutboundRecord, Acknowledged]]
+        self, topic: str, partition: int, group: list[tuple[OutboundRecord, Acknowledged]]
     ) -> None:
-        """aiokafka takes a partition's next batch only once its previous one is drained
-        (sent); until then the last batch built here keeps taking new records, as
-        aiokafka's own pending batch does, so none waits a round trip more than ``send``."""
         builder = self._producer.create_batch()
         members: list[Acknowledged] = []
         for record, acknowledged in group:
             if not _append(builder, record):  # full: this one starts the next batch
-                await self._submit(builder, tp, members)
+                await self._submit(builder, topic, partition, members)
                 builder, members = self._producer.create_batch(), []
                 _append(builder, record)  # a batch always takes its first record
             members.append(acknowledged)
-        if tp not in self._outbox:  # none queued while a full batch was handed over
-            self._waiting[tp] = (builder, members)
-        try:
-            await self._submit(builder, tp, members)
-        finally:  # aiokafka has it now (nothing ran in between): no more records join it
-            self._waiting.pop(tp, None)
+        await self._submit(builder, topic, partition, members)
 
-    async def _submit(self, builder: Any, tp: tuple[str, int], members: list[Acknowledged]) -> None:
-        topic, partition = tp
+    async def _submit(
+        self, builder: Any, topic: str, partition: int, members: list[Acknowledged]
+    ) -> None:
         try:
             delivery = await self._producer.send_batch(builder, topic, partition=partition)
         except Exception as exc:  # the accumulator closed, or no room within the timeout
