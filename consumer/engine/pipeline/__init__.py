@@ -17,8 +17,10 @@ Rules that keep it correct:
 - On revoke: work not yet started for those partitions is withdrawn (the new owner redoes
   it); started work gets a bounded time to finish; then what is answered is committed. Only
   started work is waited for, so a backlog never makes a rebalance wait its full timeout.
-  Started means: a request's job is running; a meter event's batch holds a sending slot
-  (its identifiers claimed in the ledger, on their way to Stripe). A meter event still queued,
+  Started means: a request's job is running, or its reply waits in the producer's batch
+  for Kafka's acknowledgement (``finishing.py``; the job's slot is then free); a meter
+  event's batch holds a sending slot (its identifiers claimed in the ledger, on their way
+  to Stripe). A meter event still queued,
   waiting for a slot or for a retry's backoff is not started.
 - While Stripe rejects an integration's key, its requests and meter events are held outside
   the worker slots (``held_requests.py``), at most ``credential_hold_seconds``; then each is

@@ -46,6 +46,20 @@ class Delivery:
         self._custom_topic_timeout = custom_reply_topic_timeout_seconds
         self.stopping = False  # set once the pipeline stops: give up instead of retrying
 
+    def deliver_soon(self, handled: Handled, done: Callable[[DeliveryFailed | None], None]) -> bool:
+        """The common case without waiting: a COMPLETED reply and nothing else joins the
+        sink's batch; ``done(None)`` once Kafka has it, ``done(failure)`` if its batch failed
+        (then ``deliver`` it). False for anything else (a failure reply, which is remembered
+        first; a DLQ record), and nothing is sent: ``deliver`` it."""
+        if (
+            handled.reply is None
+            or handled.dead_letter is not None
+            or handled.meter_error is not None
+            or handled.outcome.status != "COMPLETED"
+        ):
+            return False
+        return self._sink.send_soon(handled.reply, done)
+
     async def deliver(self, handled: Handled) -> bool:
         """Send the reply, DLQ and meter-errors records (if any) until Kafka acknowledges;
         False when stopping first (the offset then stays uncommitted and the record returns)."""

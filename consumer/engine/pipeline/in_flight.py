@@ -32,11 +32,12 @@ class InFlight(Generic[T]):
         self.held = held
         self._meter_batcher = meter_batcher
         self.metered = 0  # meter events in batches, not yet answered
+        self.delivering = 0  # replies in the sink's batches, not yet acknowledged
         self._progress = asyncio.Event()  # set whenever a record is answered
 
     @property
     def count(self) -> int:
-        return self.scheduler.queued + self.metered + len(self.held)
+        return self.scheduler.queued + self.metered + self.delivering + len(self.held)
 
     def answered(self, record: InboundRecord) -> None:
         """Its reply (if any) is acknowledged: the offset may be committed."""

@@ -15,7 +15,7 @@ from consumer.engine.processing.prepare import Prepared, PreparedMeterEvent
 from consumer.engine.processing.processor import HeldRequest
 from consumer.engine.replies import Outcome
 from consumer.engine.reply_memory import MemorySlot
-from consumer.kafka.records import InboundRecord, OutboundRecord, TopicPartition
+from consumer.kafka.records import DeliveryFailed, InboundRecord, OutboundRecord, TopicPartition
 from consumer.metering.events import MeterEvent, MeterResult
 
 
@@ -52,6 +52,13 @@ class Source(Protocol):
 
 class Sink(Protocol):
     async def send(self, record: OutboundRecord) -> None: ...
+
+    def send_soon(
+        self, record: OutboundRecord, acknowledged: Callable[[DeliveryFailed | None], None]
+    ) -> bool:
+        """Queue for a batch; ``acknowledged`` once Kafka has it (None) or its batch failed.
+        False when not queued (then ``send`` it)."""
+        ...
 
 
 class Processor(Protocol):

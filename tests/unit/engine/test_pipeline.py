@@ -93,6 +93,7 @@ class Sink:
         self.refuse = refuse
         self.gate = asyncio.Event()
         self.gate.set()
+        self._batches: set[asyncio.Future[None]] = set()
 
     async def send(self, outbound: OutboundRecord) -> None:
         await self.gate.wait()
@@ -100,6 +101,24 @@ class Sink:
         if failure is not None:
             raise failure
         self.sent.append(outbound)
+
+    def send_soon(
+        self, outbound: OutboundRecord, acknowledged: Callable[[DeliveryFailed | None], None]
+    ) -> bool:
+        """As the real sink's batches: acknowledged later, by a callback, or failed."""
+
+        async def later() -> None:
+            try:
+                await self.send(outbound)
+            except DeliveryFailed as failure:
+                acknowledged(failure)
+            else:
+                acknowledged(None)
+
+        task = asyncio.ensure_future(later())
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+        return True
 
 
 class Processor:

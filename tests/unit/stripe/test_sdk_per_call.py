@@ -76,3 +76,35 @@ def test_the_ai_agent_marker_is_what_the_sdk_detects() -> None:
     lighten_the_sdk_per_call()
     detect = _requestor()._APIRequestor._detect_ai_agent
     assert detect(os.environ) == detect.__wrapped__(os.environ)
+
+
+def _interpret(body: bytes, code: int) -> Any:
+    """The SDK's own reading of a response, as ``raw_request_async`` does it."""
+    lighten_the_sdk_per_call()
+    requestor = _requestor()._APIRequestor(client=None)
+    return requestor._interpret_response(body, code, {"request-id": "req_1"}, "V1")
+
+
+def test_a_response_is_parsed_only_when_its_data_is_read() -> None:
+    """A success keeps its body as sent and parses ``data`` (the SDK's OrderedDicts) on
+    first reading only."""
+    response = _interpret(b'{"id": "ch_1", "object": "charge", "amount": 42}', 200)
+    assert "data" not in vars(response)
+    assert response.body == '{"id": "ch_1", "object": "charge", "amount": 42}'
+    assert response.data == {"id": "ch_1", "object": "charge", "amount": 42}
+    assert type(response.data).__name__ == "OrderedDict"
+
+
+def test_a_body_that_is_not_json_is_still_the_sdks_api_error() -> None:
+    """Not JSON (a proxy's HTML page, a cut-off body): the SDK's APIError, as before."""
+    for body in (b"<html>502 Bad Gateway</html>", b'{"id": "ch_1"', b'{"id": "ch_1"}x'):
+        with pytest.raises(stripe.APIError, match="Invalid response body"):
+            _interpret(body, 200)
+
+
+def test_an_error_response_still_reads_its_error() -> None:
+    """A 402 with a card error is the SDK's CardError with its code (``data`` read lazily)."""
+    body = b'{"error": {"type": "card_error", "code": "card_declined", "message": "No."}}'
+    with pytest.raises(stripe.CardError) as raised:
+        _interpret(body, 402)
+    assert raised.value.code == "card_declined"
