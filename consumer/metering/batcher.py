@@ -236,7 +236,12 @@ class MeterEventBatcher:
         """Send the claimed entries, their claims renewed until they are settled."""
         ids = [entry.event.identifier for entry in claimed]
         held = HeldClaims(
-            self._ledger, scope, ids, lease_seconds=self._lease, claimed_at=claimed_at
+            self._ledger,
+            scope,
+            ids,
+            lease_seconds=self._lease,
+            claimed_at=claimed_at,
+            on_lost=lambda reason, count: self._metrics.meter_claims_lost.labels(reason).inc(count),
         )
         try:
             lost = await held.keep()
