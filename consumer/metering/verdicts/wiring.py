@@ -5,7 +5,7 @@ side (refusals, cancels, the active meters) and what runs beside the pipeline.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import Settings
 from consumer.shared_state.redis_client import RedisConnection
 from consumer.stripe.gateway import StripeGateway
+from consumer.stripe.rate_limit import RateLimit
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +68,11 @@ def verdict_parts(
     metrics: ServiceMetrics,
     usage: UsageBook,
     redis: RedisConnection | None = None,
+    limiters: Mapping[str, RateLimit] | None = None,
 ) -> VerdictParts:
-    reader = StripeReader(gateway, settings)
+    """``limiters``: the Stripe rate limiters the operations use, so the verdict path's
+    GETs (reports, events, meters, known customers, reconcile) count against the limit."""
+    reader = StripeReader(gateway, settings, limiters)
     intake = ErrorIntake(
         reader, sink.send, book, ledger, metrics, topic=settings.meter_errors_topic, usage=usage
     )
