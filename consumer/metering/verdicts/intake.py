@@ -17,7 +17,7 @@ from consumer.contract.errors import StripeFailure
 from consumer.kafka.records import OutboundRecord
 from consumer.metering.ledgers.protocol import IdentifierLedger, LedgerScope
 from consumer.metering.usage import UsageBook
-from consumer.metering.verdicts.book import REJECTED, VerdictBook
+from consumer.metering.verdicts.book import REJECTED, ReportClaim, VerdictBook
 from consumer.metering.verdicts.reports import ErrorReport, decode_report, error_records, rejections
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics
@@ -73,6 +73,10 @@ class StripeReader:
         return bytes(response.body)
 
 
+class ReportBusy(Exception):
+    """Another caller (replica, webhook or poller) is processing this report now."""
+
+
 class _Meter(msgspec.Struct):
     event_name: str | None = None
 
@@ -101,9 +105,14 @@ class ErrorIntake:
     async def take(
         self, event_id: str, integration: str, source: Source, context: str | None = None
     ) -> bool:
-        """Process the report once; False when it was processed (or is being) elsewhere.
+        """Process the report once; False when it was processed before. ReportBusy when
+        another caller holds it now: it may yet fail there, so ask again later (the poller
+        keeps its cursor before it, the webhook answers 500 for Stripe to deliver it again).
         ``context``: the thin event's (a connected account's events are fetched in it)."""
-        if not await self._book.claim_report(event_id):
+        claim = await self._book.claim_report(event_id)
+        if claim is ReportClaim.BUSY:
+            raise ReportBusy(event_id)
+        if claim is ReportClaim.DONE:
             self._metrics.meter_error_reports.labels(source, "duplicate").inc()
             return False
         try:

@@ -1,6 +1,8 @@
 """The verdict path's parts built from the settings: the intake (what the webhook and the
 poller feed), the webhook's routes, the poller (None when polling is off), the request
-side (refusals, cancels, the active meters) and what runs beside the pipeline."""
+side (refusals, cancels, the active meters) and what runs beside the pipeline. Given the
+operations' Stripe rate limiters, the verdict path's GETs (reports, events, meters, known
+customers, reconcile) count against the same limit."""
 
 from __future__ import annotations
 
@@ -70,8 +72,6 @@ def verdict_parts(
     redis: RedisConnection | None = None,
     limiters: Mapping[str, RateLimit] | None = None,
 ) -> VerdictParts:
-    """``limiters``: the Stripe rate limiters the operations use, so the verdict path's
-    GETs (reports, events, meters, known customers, reconcile) count against the limit."""
     reader = StripeReader(gateway, settings, limiters)
     intake = ErrorIntake(
         reader, sink.send, book, ledger, metrics, topic=settings.meter_errors_topic, usage=usage
@@ -101,14 +101,7 @@ def verdict_parts(
                 stop=stop,
             )
 
-    customers = None
-    if config.known_customers_seconds > 0:
-        customers = KnownCustomers(
-            lambda integration, path: reader.get(integration, path, {}),
-            redis,
-            found_seconds=config.known_customers_seconds,
-            counted=lambda result: metrics.meter_customer_lookups.labels(result).inc(),
-        )
+    customers = _known_customers(settings, reader, redis, metrics)
     request_side = MeterVerdicts(
         book, MeterCatalog(), topic=settings.meter_errors_topic, usage=usage, customers=customers
     )
@@ -120,4 +113,22 @@ def verdict_parts(
         reader,
         config.meters_refresh_seconds,
         reconcile,
+    )
+
+
+def _known_customers(
+    settings: Settings,
+    reader: StripeReader,
+    redis: RedisConnection | None,
+    metrics: ServiceMetrics,
+) -> KnownCustomers | None:
+    """The known-customer check (None when off); its lookups are the reader's GETs."""
+    seconds = settings.meter_verdicts.known_customers_seconds
+    if seconds <= 0:
+        return None
+    return KnownCustomers(
+        lambda integration, path: reader.get(integration, path, {}),
+        redis,
+        found_seconds=seconds,
+        counted=lambda result: metrics.meter_customer_lookups.labels(result).inc(),
     )
