@@ -9,6 +9,11 @@ usually send) and measured as Redis's ``used_memory`` grew:
 - ``bucketed_hashes``: ``consumer/metering/ledgers/redis.py`` as it runs, sized for the rate
   that fills one bucket with ``count`` identifiers (as a large producer's volume would).
 
+And the reconciliation detail the usage book keeps per delivered event for 48 hours
+(``consumer/metering/usage.py``), the same way: ``usage_key_per_event`` (a key per event, as
+the book wrote it before) against ``usage_bucketed_details`` (as it runs), each with the
+Redis CPU it took per event (``used_cpu_user + used_cpu_sys``).
+
 Prints JSON: bytes per identifier of each, and memory for 1k, 10k, 100k events/s kept for
 24 h, 7 d and 35 d (in buckets an identifier stays up to an eighth of the window beyond it:
 the table counts the average, window x 17/16).
@@ -20,17 +25,30 @@ import argparse
 import asyncio
 import json
 import tempfile
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as redis
 from prometheus_client import CollectorRegistry
 
+from consumer.metering.events import MeterEvent
 from consumer.metering.ledgers.ledger_layout import GROUPS, bucket_seconds, shards_for
 from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.metering.ledgers.redis import RedisIdentifierLedger
+from consumer.metering.usage import (
+    DETAIL_SECONDS,
+    SEP,
+    SUMS_SECONDS,
+    RedisUsageBook,
+    detail_of,
+    hour_of,
+)
 from consumer.observability.metrics import ServiceMetrics
+from consumer.settings.secret import Secret
+from consumer.settings.stripe_credentials import StripeCredential
 from consumer.shared_state.redis_client import RedisConnection
 from tests.support.redis_server import RedisServer
 
@@ -69,19 +87,62 @@ async def bucketed_hashes(url: str, identifiers: list[str]) -> None:
     await connection.close()
 
 
+def usage_events(identifiers: list[str]) -> list[MeterEvent]:
+    credential = StripeCredential("default", Secret("sk_test_sizing"))
+    return [
+        MeterEvent(SCOPE, credential, "api_requests", identifier,
+                   {"stripe_customer_id": f"cus_{i % 5000:014d}", "value": "1"}, None, "k")
+        for i, identifier in enumerate(identifiers)
+    ]  # fmt: skip
+
+
+async def usage_key_per_event(client: Any, identifiers: list[str]) -> None:
+    now, events = time.time(), usage_events(identifiers)
+    for start in range(0, len(events), 100):
+        async with client.pipeline(transaction=False) as pipe:
+            for event in events[start : start + 100]:
+                detail = detail_of(event, now)
+                sums = f"stripe-consumer:meter-sums:default:-:{hour_of(event, now)}"
+                key = f"stripe-consumer:meter-usage:default:-:{event.identifier}"
+                pipe.set(key, detail, px=int(DETAIL_SECONDS * 1000))
+                pipe.hincrbyfloat(sums, SEP.join(detail.split(SEP)[:2]), 1)
+                pipe.pexpire(sums, int(SUMS_SECONDS * 1000))
+            await pipe.execute()
+
+
+async def usage_bucketed_details(url: str, identifiers: list[str]) -> None:
+    connection = RedisConnection(url, ServiceMetrics(CollectorRegistry()))
+    rate = len(identifiers) / bucket_seconds(DETAIL_SECONDS)  # one bucket holds them all
+    book = RedisUsageBook(connection, events_per_second=rate)
+    events = usage_events(identifiers)
+    for start in range(0, len(events), 100):
+        await book.delivered(SCOPE, events[start : start + 100])
+    await connection.close()
+
+
+async def redis_cpu(client: Any) -> float:
+    info = await client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 async def measure(url: str, count: int) -> dict[str, Any]:
     client = redis.Redis.from_url(url)
     results: dict[str, Any] = {"identifiers": count}
-    for name in ("key_per_identifier", "bucketed_hashes"):
+    layouts: dict[str, Callable[[list[str]], Awaitable[None]]] = {
+        "key_per_identifier": lambda ids: key_per_identifier(client, ids),
+        "bucketed_hashes": lambda ids: bucketed_hashes(url, ids),
+        "usage_key_per_event": lambda ids: usage_key_per_event(client, ids),
+        "usage_bucketed_details": lambda ids: usage_bucketed_details(url, ids),
+    }
+    for name, fill in layouts.items():
         await client.flushall()
-        before = await used_memory(client)
-        identifiers = [str(uuid.uuid4()) for _ in range(count)]
-        if name == "key_per_identifier":
-            await key_per_identifier(client, identifiers)
-        else:
-            await bucketed_hashes(url, identifiers)
-        after = await used_memory(client)
+        before, cpu_before = await used_memory(client), await redis_cpu(client)
+        await fill([str(uuid.uuid4()) for _ in range(count)])
+        after, cpu_after = await used_memory(client), await redis_cpu(client)
         results[f"{name}_bytes_per_identifier"] = round((after - before) / count, 1)
+        results[f"{name}_redis_cpu_us_per_identifier"] = round(
+            (cpu_after - cpu_before) / count * 1e6, 1
+        )
         results[f"{name}_keys"] = await client.dbsize()
     shards = shards_for(count / BUCKET_SECONDS, BUCKET_SECONDS)
     results["bucketed_fields_per_hash"] = round(count / GROUPS / shards, 1)

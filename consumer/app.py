@@ -1,10 +1,12 @@
 """Start-up and shutdown of the whole service: build the parts, run them, stop them.
 
-Start-up order: check the operation table, open the Stripe gateway (HTTP pool), start the
-Kafka producer, connect the shared state, serve ``/metrics`` ``/healthz`` ``/readyz``, then
-join the consumer group. Shutdown runs the other way once ``stop`` is set (SIGTERM): the
-pipeline stops fetching, drains within the grace period and commits; then the consumer
-leaves the group, the producer flushes, the HTTP pool and server close.
+Start-up order: check the operation table, serve ``/metrics`` ``/healthz`` ``/readyz`` and
+the Stripe webhook (503 until the consumer is built), wait for Kafka (bounded) and create
+missing topics where allowed, open the Stripe gateway (HTTP pool), start the Kafka producer,
+connect the shared state, then join the consumer group. Shutdown runs the other way once
+``stop`` is set (SIGTERM): the pipeline stops fetching, drains within the grace period and
+commits; then the consumer leaves the group, the producer flushes, the HTTP pool and server
+close.
 
 Each package builds its parts from the settings with a small factory beside them (the
 meter lane's in ``metering/wiring.py``); :func:`run_service` calls them in order. Where each
@@ -172,7 +174,8 @@ async def _open_shared_parts(
     stack.push_async_callback(ledger.close)
     stack.push_async_callback(sink.stop)
     book = verdict_book(settings, redis, owner)
-    return _SharedParts(gateway, sink, redis, ledger, book, usage_book(redis), owner)
+    usage = usage_book(redis, events_per_second=settings.meter_ledger_events_per_second)
+    return _SharedParts(gateway, sink, redis, ledger, book, usage, owner)
 
 
 async def _consume(
@@ -279,15 +282,15 @@ async def _check_broker_every(broker: BrokerProbe, seconds: float) -> None:
 async def _create_topics(settings: Settings, connection: KafkaConnection) -> None:
     """Create missing topics when allowed; where the platform manages topics (no permission),
     say so and carry on: consuming and producing work the same on existing topics."""
-    topics = dict.fromkeys(
-        (
-            *settings.consumed_topics,
-            settings.reply_topic,
-            settings.dlq_topic,
-            settings.meter_errors_topic,
-        ),
-        settings.topic_partitions,
-    )
+    names = [
+        *settings.consumed_topics,
+        settings.reply_topic,
+        settings.dlq_topic,
+        settings.meter_errors_topic,
+    ]
+    if settings.wait_reply_topic is not None:  # Conductor's KAFKA_PUBLISH + WAIT style
+        names.append(settings.wait_reply_topic)
+    topics = dict.fromkeys(names, settings.topic_partitions)
     try:
         created = await ensure_topics(connection, topics, settings.topic_replication_factor)
     except Exception as exc:  # no admin permission, an old broker: not fatal

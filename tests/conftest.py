@@ -3,11 +3,14 @@ started once and only when a test asks for them (unit tests start nothing)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
+from tests.support.left_tasks import stop_tasks, tasks_running
 from tests.support.stack import (
     StandIn,
     add_conductor,
@@ -15,6 +18,30 @@ from tests.support.stack import (
     local_stack,
     secured_kafka,
 )
+
+_LOOP = pytest.StashKey[asyncio.AbstractEventLoop]()
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _session_loop(request: pytest.FixtureRequest) -> None:
+    """Notes the event loop the test runs on (the session's), for the hook below."""
+    request.node.stash[_LOOP] = asyncio.get_running_loop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """A test stopped by its timeout is cancelled (with what it awaits) before its fixtures
+    are torn down, so it does not run on, and fail, inside later tests
+    (tests/support/left_tasks.py)."""
+    try:
+        return (yield)
+    except BaseException:
+        loop = item.stash.get(_LOOP, None)
+        if loop is not None and isinstance(item, pytest.Function):
+            left = stop_tasks(loop, tasks_running(loop, item.function))
+            if left:
+                item.add_report_section("call", "tasks still running", "\n".join(left))
+        raise
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from bench.harness import Harness
+from bench.harness import Harness, process_cpu_seconds
 from bench.table import Row, at_least, at_most
 
 TARGET_EVENTS_PER_S = 50_000.0
@@ -37,13 +37,16 @@ async def meter_events_through_the_stream(h: Harness) -> dict[str, Any]:
         env["CONSUMER_REDIS_URL"] = h.stack["REDIS_URL"]
     service = h.service(topics, "m-service", **env).start()
     samples: list[tuple[float, int]] = []
+    cpu_before = process_cpu_seconds(service.pid)
     try:
-        while True:
-            stats = await h.standin_stats()
-            samples.append((time.perf_counter(), int(stats["meter_events_delivered"])))
-            if samples[-1][1] >= count:
-                break
-            await asyncio.sleep(0.5)
+        async with h.profiled(service.pid, "m-profile"):
+            while True:
+                stats = await h.standin_stats()
+                samples.append((time.perf_counter(), int(stats["meter_events_delivered"])))
+                if samples[-1][1] >= count:
+                    break
+                await asyncio.sleep(0.5)
+        cpu_seconds = process_cpu_seconds(service.pid) - cpu_before
     finally:
         service.terminate()
     full = await h.standin_stats()
@@ -51,6 +54,7 @@ async def meter_events_through_the_stream(h: Harness) -> dict[str, Any]:
         "events": count,
         "ledger": "redis" if "REDIS_URL" in h.stack else "memory",
         "service_events_per_s": round(delivery_rate(samples), 1),
+        "cpu_us_per_event": round(cpu_seconds / count * 1e6, 1),
         "aiokafka_read_decode_per_s": round(ceiling, 1),
         "stream_requests": full["meter_stream_requests"],
         "identifiers_delivered": full["meter_identifiers"],
@@ -84,6 +88,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
     return [
         Row("m", "meter events/s via the v2 stream (Redis ledger), 1 process", rate,
             ">= 50000", at_least(rate, TARGET_EVENTS_PER_S)),
+        Row("m", "  CPU per event of the service (user+sys), µs", r.get("cpu_us_per_event")),
         Row("m", "  aiokafka alone: read + decode records/s", r.get("aiokafka_read_decode_per_s")),
         Row("m", "  identifiers delivered more than once", twice, "0", at_most(twice, 0)),
     ]  # fmt: skip

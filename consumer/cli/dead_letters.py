@@ -4,28 +4,25 @@ publishes (:func:`plan_replay`): the record as it arrived, its replay trail and 
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
+from consumer.cli.durations import parse_duration
 from consumer.contract import dead_letters as headers
 from consumer.contract.codec import DeadLetter, InvalidRequest, RequestDecoder
 from consumer.kafka.records import InboundRecord, OutboundRecord
 
-_RELATIVE: Final = re.compile(r"^(?P<n>\d+)(?P<unit>[smhd])$")
-_UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DECODER: Final = RequestDecoder(max_record_bytes=1 << 30)
 
 
 def parse_time(text: str, now: float | None = None) -> float:
     """Unix seconds from ISO 8601 (``2026-12-01T10:00:00Z``; UTC when no zone is given) or a
     time ago (``30m``, ``2h``, ``7d``); ValueError otherwise."""
-    match = _RELATIVE.match(text.strip())
-    if match:
-        ago = int(match["n"]) * _UNIT_SECONDS[match["unit"]]
+    ago = parse_duration(text)
+    if ago is not None:
         return (time.time() if now is None else now) - ago
     moment = datetime.fromisoformat(text.strip())
     if moment.tzinfo is None:

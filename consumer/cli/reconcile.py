@@ -5,7 +5,6 @@ run (no Redis: the sums live there, shared by the replicas)."""
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from typing import TextIO
@@ -13,6 +12,7 @@ from typing import TextIO
 from prometheus_client import CollectorRegistry
 
 from consumer.app import redactor_for
+from consumer.cli.durations import parse_duration
 from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.metering.reconcile import Progress, Reconciler, Row, drift_by_meter
 from consumer.metering.usage import RedisUsageBook
@@ -23,14 +23,12 @@ from consumer.shared_state.redis_client import redis_connection
 from consumer.stripe.gateway import open_gateway
 from consumer.stripe.shared_rate_limit import rate_limiters
 
-_UNITS = {"m": 60, "h": 3600, "d": 86400}
-
 
 def parse_since(text: str) -> float:
-    match = re.fullmatch(r"(\d+)([mhd])", text.strip())
-    if match is None:
+    seconds = parse_duration(text)
+    if seconds is None:
         raise ValueError(f"--since: expected a duration like 90m, 6h or 2d, got {text!r}")
-    return int(match[1]) * _UNITS[match[2]]
+    return seconds
 
 
 def progress_bar(out: TextIO) -> Progress:

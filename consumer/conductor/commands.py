@@ -8,6 +8,7 @@ from pathlib import Path
 
 from consumer.conductor.assets import all_event_handlers, all_workflows, asset_files
 from consumer.conductor.client import ConductorClient, ConductorError
+from consumer.settings.kafka import DEFAULT_REPLY_TOPIC, DEFAULT_REQUEST_TOPIC
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,8 +18,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     register.add_argument(
         "--url", required=True, help="Conductor's base URL (the API is under /api)"
     )
-    register.add_argument("--request-topic", default="stripe.requests")
-    register.add_argument("--reply-topic", default="stripe.replies")
+    register.add_argument("--request-topic", default=DEFAULT_REQUEST_TOPIC)
+    register.add_argument("--reply-topic", default=DEFAULT_REPLY_TOPIC)
     register.add_argument("--no-examples", action="store_true", help="event handlers only")
     register.add_argument(
         "--handler-suffix", default="", help="appended to handler names (several reply topics)"
@@ -61,7 +62,7 @@ def render(document: object) -> str:
 
 
 def write_assets(out: Path) -> None:
-    for name, document in asset_files("stripe.requests", "stripe.replies").items():
+    for name, document in asset_files(DEFAULT_REQUEST_TOPIC, DEFAULT_REPLY_TOPIC).items():
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render(document), encoding="utf-8")

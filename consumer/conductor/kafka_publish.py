@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-WAIT_SUFFIX: Final = ".wait"
+from consumer.settings.service import WAIT_REPLY_SUFFIX
+
+WAIT_SUFFIX: Final = WAIT_REPLY_SUFFIX
 WAIT_COMPLETED_HANDLER: Final = "stripe_consumer_wait_reply_completed"
 WAIT_FAILED_HANDLER: Final = "stripe_consumer_wait_reply_failed"
 KAFKA_PUBLISH_WORKFLOW: Final = "stripe_kafka_publish_create_customer"

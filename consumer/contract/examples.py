@@ -8,104 +8,130 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Final
 
-EXAMPLE_PARAMETERS: Final[dict[str, dict[str, Any]]] = {
-    "get_balance": {},
-    "list_customers": {"limit": 3, "email": "jenny.rosen@example.com"},
-    "create_customer": {
-        "email": "jenny.rosen@example.com",
-        "name": "Jenny Rosen",
-        "phone_number": "+15555550100",
-        "description": "Customer created by a workflow",
-        "metadata": {"order_id": "6735"},
-    },
-    "get_customer": {"customer_id": "cus_NffrFeUfNV2Hib"},
-    "update_customer": {
-        "customer_id": "cus_NffrFeUfNV2Hib",
-        "description": "Updated by a workflow",
-        "metadata": {"tier": "gold"},
-    },
-    "delete_customer": {"customer_id": "cus_NffrFeUfNV2Hib"},
-    "create_coupon": {
-        "id": "SUMMER25",
-        "percent_off": 25,
-        "duration": "repeating",
-        "duration_in_months": "3",
-        "name": "Summer 25%",
-    },
-    "list_coupons": {"limit": 5},
-    "create_payment_intent": {
-        "amount": 2000,
-        "currency": "USD",
-        "customer_id": "cus_NffrFeUfNV2Hib",
-        "description": "Order 6735",
-        "metadata": {"order_id": "6735"},
-    },
-    "get_payment_intent": {"payment_intent_id": "pi_3MtwBwLkdIwHu7ix28a3tqPa"},
-    "cancel_payment_intent": {
-        "payment_intent_id": "pi_3MtwBwLkdIwHu7ix28a3tqPa",
-        "cancellation_reason": "requested_by_customer",
-    },
-    "list_charges": {"limit": 3, "customer_id": "cus_NffrFeUfNV2Hib"},
-    "create_charge": {
-        "amount": 4200,
-        "currency": "usd",
-        "source": "tok_visa",
-        "description": "Order 6736",
-        "metadata": {"order_id": "6736"},
-    },
-    "update_charge": {
-        "charge_id": "ch_3MmlLrLkdIwHu7ix0snN0B15",
-        "description": "Order 6736 (shipped)",
-        "metadata": {"shipped": "true"},
-    },
-    "get_charge": {"charge_id": "ch_3MmlLrLkdIwHu7ix0snN0B15"},
-    "create_refund": {
-        "charge_id": "ch_3MmlLrLkdIwHu7ix0snN0B15",
-        "amount": 1000,
-        "reason": "requested_by_customer",
-    },
-    "get_refund": {"refund_id": "re_1Nispe2eZvKYlo2Cd31jOCgZ"},
-    "attach_payment_method": {
-        "payment_method_id": "pm_card_visa",
-        "customer_id": "cus_NffrFeUfNV2Hib",
-    },
-    "get_payment_method": {"payment_method_id": "pm_1Q0PsIJvEtkwdCNYMSaVuRz6"},
-    "detach_payment_method": {"payment_method_id": "pm_1Q0PsIJvEtkwdCNYMSaVuRz6"},
-    "create_meter_event": {
-        "event_name": "api_requests",
-        "customer_id": "cus_NffrFeUfNV2Hib",
-        "value": 3,
-    },
-    "cancel_meter_event": {"event_name": "api_requests", "identifier": "order-6735:api-call-17"},
-}
 
-# The Stripe object type each operation's reply carries in `output.object`.
-EXPECTED_OBJECT: Final[dict[str, str]] = {
-    "get_balance": "balance",
-    "list_customers": "list",
-    "create_customer": "customer",
-    "get_customer": "customer",
-    "update_customer": "customer",
-    "delete_customer": "customer",
-    "create_coupon": "coupon",
-    "list_coupons": "list",
-    "create_payment_intent": "payment_intent",
-    "get_payment_intent": "payment_intent",
-    "cancel_payment_intent": "payment_intent",
-    "list_charges": "list",
-    "create_charge": "charge",
-    "update_charge": "charge",
-    "get_charge": "charge",
-    "create_refund": "refund",
-    "get_refund": "refund",
-    "attach_payment_method": "payment_method",
-    "get_payment_method": "payment_method",
-    "detach_payment_method": "payment_method",
-    "create_meter_event": "billing.meter_event",
-    "cancel_meter_event": "billing.meter_event_adjustment",
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One operation's example: the Stripe object type its reply carries in
+    ``output.object``, and its request parameters."""
+
+    reply_object: str
+    parameters: dict[str, Any]
+
+
+EXAMPLES: Final[dict[str, Example]] = {
+    "get_balance": Example("balance", {}),
+    "list_customers": Example("list", {"limit": 3, "email": "jenny.rosen@example.com"}),
+    "create_customer": Example(
+        "customer",
+        {
+            "email": "jenny.rosen@example.com",
+            "name": "Jenny Rosen",
+            "phone_number": "+15555550100",
+            "description": "Customer created by a workflow",
+            "metadata": {"order_id": "6735"},
+        },
+    ),
+    "get_customer": Example("customer", {"customer_id": "cus_NffrFeUfNV2Hib"}),
+    "update_customer": Example(
+        "customer",
+        {
+            "customer_id": "cus_NffrFeUfNV2Hib",
+            "description": "Updated by a workflow",
+            "metadata": {"tier": "gold"},
+        },
+    ),
+    "delete_customer": Example("customer", {"customer_id": "cus_NffrFeUfNV2Hib"}),
+    "create_coupon": Example(
+        "coupon",
+        {
+            "id": "SUMMER25",
+            "percent_off": 25,
+            "duration": "repeating",
+            "duration_in_months": "3",
+            "name": "Summer 25%",
+        },
+    ),
+    "list_coupons": Example("list", {"limit": 5}),
+    "create_payment_intent": Example(
+        "payment_intent",
+        {
+            "amount": 2000,
+            "currency": "USD",
+            "customer_id": "cus_NffrFeUfNV2Hib",
+            "description": "Order 6735",
+            "metadata": {"order_id": "6735"},
+        },
+    ),
+    "get_payment_intent": Example(
+        "payment_intent", {"payment_intent_id": "pi_3MtwBwLkdIwHu7ix28a3tqPa"}
+    ),
+    "cancel_payment_intent": Example(
+        "payment_intent",
+        {
+            "payment_intent_id": "pi_3MtwBwLkdIwHu7ix28a3tqPa",
+            "cancellation_reason": "requested_by_customer",
+        },
+    ),
+    "list_charges": Example("list", {"limit": 3, "customer_id": "cus_NffrFeUfNV2Hib"}),
+    "create_charge": Example(
+        "charge",
+        {
+            "amount": 4200,
+            "currency": "usd",
+            "source": "tok_visa",
+            "description": "Order 6736",
+            "metadata": {"order_id": "6736"},
+        },
+    ),
+    "update_charge": Example(
+        "charge",
+        {
+            "charge_id": "ch_3MmlLrLkdIwHu7ix0snN0B15",
+            "description": "Order 6736 (shipped)",
+            "metadata": {"shipped": "true"},
+        },
+    ),
+    "get_charge": Example("charge", {"charge_id": "ch_3MmlLrLkdIwHu7ix0snN0B15"}),
+    "create_refund": Example(
+        "refund",
+        {
+            "charge_id": "ch_3MmlLrLkdIwHu7ix0snN0B15",
+            "amount": 1000,
+            "reason": "requested_by_customer",
+        },
+    ),
+    "get_refund": Example("refund", {"refund_id": "re_1Nispe2eZvKYlo2Cd31jOCgZ"}),
+    "attach_payment_method": Example(
+        "payment_method",
+        {
+            "payment_method_id": "pm_card_visa",
+            "customer_id": "cus_NffrFeUfNV2Hib",
+        },
+    ),
+    "get_payment_method": Example(
+        "payment_method", {"payment_method_id": "pm_1Q0PsIJvEtkwdCNYMSaVuRz6"}
+    ),
+    "detach_payment_method": Example(
+        "payment_method", {"payment_method_id": "pm_1Q0PsIJvEtkwdCNYMSaVuRz6"}
+    ),
+    "create_meter_event": Example(
+        "billing.meter_event",
+        {
+            "event_name": "api_requests",
+            "customer_id": "cus_NffrFeUfNV2Hib",
+            "value": 3,
+        },
+    ),
+    "cancel_meter_event": Example(
+        "billing.meter_event_adjustment",
+        {"event_name": "api_requests", "identifier": "order-6735:api-call-17"},
+    ),
 }
+EXAMPLE_PARAMETERS: Final = {operation: e.parameters for operation, e in EXAMPLES.items()}
+EXPECTED_OBJECT: Final = {operation: e.reply_object for operation, e in EXAMPLES.items()}
 
 
 def conductor_requests(

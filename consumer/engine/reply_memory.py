@@ -17,17 +17,28 @@ An entry remembers the request's hash too, so a caller that reuses its own
 
 Two tiers: this process's memory (bounded, least recently used first, expiring) answers
 first; when Redis is configured the shared memory behind it answers for every replica and
-across restarts. Both keep an answer for the same window. Redis failing only narrows the
-memory to this process: a copy then reaches Stripe with the same idempotency key, which
+across restarts. Both keep an answer for the same window.
+
+An answer is in the shared memory before its reply is sent (a completion as Stripe's answer
+arrives, a failure in the delivery just before Kafka), and a copy asks the shared memory
+before it runs. Neither gives up on one failed call: through a blip (a slow command, a
+reset connection, Redis restarting) the call is retried for up to ``patience_seconds``.
+Giving up at once was the hole: a replica killed after sending a COMPLETED it could not write
+left no trace, and the copy Kafka redelivered to another replica ran again; Stripe replays
+an idempotency key, but in a storm of 5xx/429 the replay outlived the retry budget and the
+copy was answered FAILED after COMPLETED (``test_kills_in_a_storm``). Only an outage longer
+than the patience narrows the memory to this process (every call then falls back at once
+until Redis answers): a copy then reaches Stripe with the same idempotency key, which
 replays the first result within Stripe's 24 hours.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, Protocol, TypeVar
 
 import msgspec
 
@@ -36,6 +47,13 @@ from consumer.engine.replies import Outcome
 from consumer.metering.scopes import Expiring
 from consumer.settings import Settings
 from consumer.shared_state.redis_client import RedisConnection, SharedStateUnavailable
+
+# How long a call to the shared memory is retried through a blip before this process's memory
+# answers alone; Redis is probed every 2 s and found unreachable within about 4 s, and a
+# reply waits this long at most (twice: the copy's question and the answer's write).
+SHARED_PATIENCE_SECONDS: Final = 5.0
+_RETRY_DELAYS: Final = (0.05, 0.1, 0.2, 0.4, 0.8)  # then every 0.8 s
+T = TypeVar("T")
 
 
 class RememberedAnswer(msgspec.Struct, frozen=True):
@@ -88,12 +106,17 @@ class ReplyMemory:
         *,
         shared: SharedAnswers | None = None,
         clock: Callable[[], float] = time.monotonic,
+        patience_seconds: float = SHARED_PATIENCE_SECONDS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         # This process's memory: bounded (least recently used entries go first), expiring.
         self._local: Expiring[str, RememberedAnswer] = Expiring(max_entries, clock)
         self._clock = clock
         self._shared = shared
         self._ttl = ttl_seconds
+        self._patience = patience_seconds
+        self._sleep = sleep
+        self._shared_failing_since: float | None = None  # every shared call failed since
 
     def __len__(self) -> int:
         return len(self._local)
@@ -103,10 +126,11 @@ class ReplyMemory:
         answers = {key: self._local.get(key) for key in keys.in_order()}
         missing = [key for key, answer in answers.items() if answer is None]
         if missing and self._shared is not None:
+            shared = self._shared
             try:
-                fetched = await self._shared.recall(missing)
-            except SharedStateUnavailable:  # its connection says so; Stripe's own
-                fetched = []  # idempotency covers what this process does not remember
+                fetched = await self._patiently(lambda: shared.recall(missing))
+            except SharedStateUnavailable:  # an outage: Stripe's own idempotency covers
+                fetched = []  # what this process does not remember
             for key, answer in zip(missing, fetched, strict=False):
                 if answer is not None:
                     answers[key] = answer
@@ -124,15 +148,40 @@ class ReplyMemory:
             await self.remember(slot.keys, slot.request_hash, outcome)
 
     async def remember(self, keys: AnswerKeys, request_hash: str, outcome: Outcome) -> None:
-        """COMPLETED by idempotency key; a failure by taskId; nothing else."""
+        """COMPLETED by idempotency key; a failure by taskId; nothing else. Returns once the
+        shared memory holds it (or an outage outlived the patience)."""
         key = keys.completed if outcome.status == "COMPLETED" else keys.failed
         if key is None or self._ttl <= 0:
             return
         answer = RememberedAnswer(outcome, request_hash)
         self._remember_here(key, answer)
         if self._shared is not None:
-            with contextlib.suppress(SharedStateUnavailable):  # then in this process only
-                await self._shared.remember(key, answer, self._ttl)
+            shared, ttl = self._shared, self._ttl
+            with contextlib.suppress(SharedStateUnavailable):  # an outage: this process only
+                await self._patiently(lambda: shared.remember(key, answer, ttl))
+
+    async def _patiently(self, call: Callable[[], Awaitable[T]]) -> T:
+        """The shared memory's answer, retried through a blip for up to the patience;
+        SharedStateUnavailable once it has failed every call for longer (an outage: then
+        at once, until a call succeeds)."""
+        attempt = 0
+        first_failure: float | None = None
+        while True:
+            try:
+                result = await call()
+            except SharedStateUnavailable:
+                now = self._clock()
+                if self._shared_failing_since is None:
+                    self._shared_failing_since = now
+                if first_failure is None:
+                    first_failure = now
+                if now >= min(first_failure, self._shared_failing_since) + self._patience:
+                    raise
+                await self._sleep(_RETRY_DELAYS[min(attempt, len(_RETRY_DELAYS) - 1)])
+                attempt += 1
+            else:
+                self._shared_failing_since = None
+                return result
 
     def _remember_here(self, key: str, answer: RememberedAnswer) -> None:
         self._local.put(key, answer, self._clock() + self._ttl)

@@ -17,12 +17,20 @@ the untagged names to carry over).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Final, Protocol
 
 from consumer.metering.events import MeterEvent
+from consumer.metering.ledgers.ledger_layout import (
+    SHARD_OF_LUA,
+    bucket_seconds,
+    digest_of,
+    shards_for,
+)
 from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.shared_state.redis_client import RedisConnection
 
@@ -91,45 +99,89 @@ class MemoryUsageBook:
         )
 
 
-_DELIVERED: Final = """
--- KEYS: detail keys..., then the sums keys (one per event, aligned); ARGV: details, ttls
-local n = #ARGV - 2
+# The detail store: each delivered event's detail for DETAIL_SECONDS, as a field (the
+# identifier's 16-byte digest) of a small hash in a time bucket, like the ledger's settled
+# identifiers (a key per identifier cost ~150 bytes more each, and 3 commands per event):
+# ``<details base>:<bucket>:<shard>`` with the bucket's shard count in ``...:<bucket>:n``,
+# fixed when the bucket opens; a bucket expires as a whole DETAIL_SECONDS after it closes.
+_DETAIL_BUCKET: Final = """
+SHARD_OF
+local base, seconds = KEYS[1], tonumber(ARGV[1])
+local now = redis.call('TIME')
+local current = math.floor(tonumber(now[1]) / seconds)
+local function shards_in(bucket)
+  return tonumber(redis.call('GET', base .. ':' .. bucket .. ':n') or '0')
+end
+""".replace("SHARD_OF", SHARD_OF_LUA)
+# KEYS: details base, sums prefix. ARGV: bucket seconds, shards of a new bucket, detail
+# seconds, sums ms, n, then n digests, n details, then (hour, field, amount) per sum to add.
+_DELIVERED: Final = (
+    _DETAIL_BUCKET
+    + """
+local expire_at = (current + 1) * seconds + tonumber(ARGV[3])
+local meta = base .. ':' .. current .. ':n'
+redis.call('SET', meta, ARGV[2], 'NX', 'EXAT', expire_at)
+local shards, n, expiring = shards_in(current), tonumber(ARGV[5]), {}
 for i = 1, n do
-  local detail = ARGV[i]
-  redis.call('SET', KEYS[i], detail, 'PX', ARGV[n + 1])
-  local name, customer, hour, value = string.match(detail, '^(.*)\\31(.*)\\31(%d+)\\31(.*)$')
-  redis.call('HINCRBYFLOAT', KEYS[n + i], name .. '\\31' .. customer, value)
-  redis.call('PEXPIRE', KEYS[n + i], ARGV[n + 2])
+  local digest = ARGV[5 + i]
+  local key = base .. ':' .. current .. ':' .. (shard_of(digest) % shards)
+  redis.call('HSET', key, digest, ARGV[5 + n + i])
+  if not expiring[key] then
+    redis.call('EXPIREAT', key, expire_at)
+    expiring[key] = true
+  end
+end
+for j = 6 + 2 * n, #ARGV, 3 do
+  local sums = KEYS[2] .. ARGV[j]
+  redis.call('HINCRBYFLOAT', sums, ARGV[j + 1], ARGV[j + 2])
+  redis.call('PEXPIRE', sums, ARGV[4])
 end
 return n
 """
-_REJECTED: Final = """
--- KEYS: detail keys; ARGV[1]: prefix of the rejected sums keys, ARGV[2]: ttl, then codes
-for i, key in ipairs(KEYS) do
-  local detail = redis.call('GET', key)
-  if detail then
-    local name, customer, hour, value = string.match(detail, '^(.*)\\31(.*)\\31(%d+)\\31(.*)$')
-    local sums = ARGV[1] .. hour
-    local field = name .. '\\31' .. customer .. '\\31' .. ARGV[i + 2]
-    redis.call('HINCRBYFLOAT', sums, field, value)
-    redis.call('HINCRBYFLOAT', sums, field .. '\\31n', 1)
-    redis.call('PEXPIRE', sums, ARGV[2])
-    redis.call('DEL', key)
+)
+# KEYS: details base, rejected sums prefix. ARGV: bucket seconds, buckets to look back,
+# sums ms, then each identifier's digest and its code (pairs). A detail found is moved once.
+_REJECTED: Final = (
+    _DETAIL_BUCKET
+    + """
+local moved = 0
+for j = 4, #ARGV, 2 do
+  local digest = ARGV[j]
+  for b = current, current - tonumber(ARGV[2]), -1 do
+    local shards = shards_in(b)
+    local key = base .. ':' .. b .. ':' .. (shard_of(digest) % math.max(shards, 1))
+    local detail = shards > 0 and redis.call('HGET', key, digest)
+    if detail then
+      local name, customer, hour, value = string.match(detail, '^(.*)\\31(.*)\\31(%d+)\\31(.*)$')
+      local sums = KEYS[2] .. hour
+      local field = name .. '\\31' .. customer .. '\\31' .. ARGV[j + 1]
+      redis.call('HINCRBYFLOAT', sums, field, value)
+      redis.call('HINCRBYFLOAT', sums, field .. '\\31n', 1)
+      redis.call('PEXPIRE', sums, ARGV[3])
+      redis.call('HDEL', key, digest)
+      moved = moved + 1
+      break
+    end
   end
 end
-return #KEYS
+return moved
 """
+)
 
 
 class RedisUsageBook:
-    """Shared by every replica; on a Redis Cluster an account's keys share one slot."""
+    """Shared by every replica; an account's keys share one slot on a Redis Cluster. Sums
+    are added once per (hour, event name, customer) of a batch, not once per event."""
 
-    def __init__(self, connection: RedisConnection) -> None:
+    def __init__(self, connection: RedisConnection, *, events_per_second: float = 1_000.0) -> None:
         self._redis = connection
         self._prefix = connection.prefix
         self._tagged = connection.clustered
         self._delivered = connection.script(_DELIVERED)
         self._rejected = connection.script(_REJECTED)
+        self._bucket_seconds = bucket_seconds(DETAIL_SECONDS)
+        self._lookback = math.ceil(DETAIL_SECONDS / self._bucket_seconds)
+        self._new_shards = shards_for(events_per_second, self._bucket_seconds, groups=1)
 
     def _scope_prefix(self, kind: str, scope: LedgerScope) -> str:
         account = f"{scope.integration}:{scope.stripe_account or '-'}"
@@ -139,29 +191,33 @@ class RedisUsageBook:
             else f"{self._prefix}{kind}:{account}:"
         )
 
-    def _detail_key(self, scope: LedgerScope, identifier: str) -> str:
-        return f"{self._scope_prefix('meter-usage', scope)}{identifier}"
+    def _details_base(self, scope: LedgerScope) -> str:
+        return f"{self._scope_prefix('meter-usage', scope)}{self._bucket_seconds}"
 
     async def delivered(self, scope: LedgerScope, events: Sequence[MeterEvent]) -> None:
         if not events:
             return
         now = time.time()
-        sums = self._scope_prefix("meter-sums", scope)
         details = [detail_of(e, now) for e in events]
-        keys = [self._detail_key(scope, e.identifier) for e in events]
-        keys += [f"{sums}{hour_of(e, now)}" for e in events]
-        ttls = [str(int(DETAIL_SECONDS * 1000)), str(int(SUMS_SECONDS * 1000))]
-        await self._redis.run(self._delivered, keys, [*details, *ttls], use=_USE)
+        added: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        for detail in details:
+            name, customer, hour, value = detail.split(SEP)
+            added[(hour, f"{name}{SEP}{customer}")] += Decimal(value)
+        keys = [self._details_base(scope), self._scope_prefix("meter-sums", scope)]
+        head = [str(self._bucket_seconds), str(self._new_shards), str(int(DETAIL_SECONDS))]
+        head += [str(int(SUMS_SECONDS * 1000)), str(len(events))]
+        sums = [part for (hour, field), v in added.items() for part in (hour, field, f"{v:f}")]
+        digests = [digest_of(e.identifier) for e in events]
+        await self._redis.run(self._delivered, keys, [*head, *digests, *details, *sums], use=_USE)
 
     async def rejected(self, scope: LedgerScope, verdicts: Sequence[tuple[str, str]]) -> None:
         if not verdicts:
             return
-        keys = [self._detail_key(scope, i) for i, _ in verdicts]
-        args = [
-            self._scope_prefix("meter-rejected", scope),
-            str(int(SUMS_SECONDS * 1000)),
-            *(code for _, code in verdicts),
-        ]
+        keys = [self._details_base(scope), self._scope_prefix("meter-rejected", scope)]
+        args: list[str | bytes] = [str(self._bucket_seconds), str(self._lookback)]
+        args.append(str(int(SUMS_SECONDS * 1000)))
+        for identifier, code in verdicts:
+            args += [digest_of(identifier), code]
         await self._redis.run(self._rejected, keys, args, use=_USE)
 
     async def sums(self, scope: LedgerScope, hour: int) -> tuple[Sums, Sums]:
@@ -177,5 +233,7 @@ class RedisUsageBook:
         )
 
 
-def usage_book(redis: RedisConnection | None) -> UsageBook:
-    return RedisUsageBook(redis) if redis is not None else MemoryUsageBook()
+def usage_book(redis: RedisConnection | None, *, events_per_second: float) -> UsageBook:
+    if redis is None:
+        return MemoryUsageBook()
+    return RedisUsageBook(redis, events_per_second=events_per_second)

@@ -154,8 +154,10 @@ class ServiceMetrics:
         self.last_poll = gauge("last_poll_timestamp_seconds", "Unix time of the last Kafka fetch.")
         self.redis_unavailable = gauge(
             "redis_unavailable",
-            "1 while Redis (the shared state: meter ledger, rate limit, memories) does not "
-            "answer; 0 otherwise, and without Redis.",
+            "1 while Redis (the shared state: meter ledger, rate limit, memories) cannot be "
+            "reached (refused, reset, connecting timed out, the health probe unanswered) until "
+            "a call succeeds; one slow or refused call does not set it; 0 otherwise, and "
+            "without Redis.",
         )
         self.redis_errors = counter(
             "redis_errors",

@@ -32,6 +32,3 @@ class Redactor:
         if not any(marker in text for marker in _SHAPE_MARKERS):
             return text
         return _STRIPE_KEY_SHAPE.sub(lambda m: f"{m.group(1)}_{m.group(2) or ''}{MASK}", text)
-
-
-redact_key_shapes = Redactor()

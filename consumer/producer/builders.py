@@ -12,10 +12,10 @@ import msgspec
 
 from consumer.contract.codec import DeadLetter, InvalidRequest, RequestDecoder
 from consumer.contract.requests import FieldError, OperationRequest
+from consumer.settings import DEFAULT_MAX_RECORD_BYTES
 
 # The service's default CONSUMER_MAX_RECORD_BYTES; a deployment may allow more.
-MAX_RECORD_BYTES: Final = 1_048_576
-_decoder: Final = RequestDecoder(MAX_RECORD_BYTES)
+_decoder: Final = RequestDecoder(DEFAULT_MAX_RECORD_BYTES)
 _encoder: Final = msgspec.json.Encoder()
 
 

@@ -15,6 +15,7 @@ from consumer.settings.problems import ConfigurationProblem
 from consumer.settings.reader import SettingsError
 from consumer.settings.secret import Secret
 from consumer.settings.service import (
+    DEFAULT_MAX_RECORD_BYTES,
     DEFAULT_STRIPE_API_BASE,
     DEFAULT_STRIPE_METER_EVENTS_BASE,
     Settings,
@@ -24,6 +25,7 @@ from consumer.settings.stripe_credentials import DEFAULT_INTEGRATION, StripeCred
 
 __all__ = [
     "DEFAULT_INTEGRATION",
+    "DEFAULT_MAX_RECORD_BYTES",
     "DEFAULT_STRIPE_API_BASE",
     "DEFAULT_STRIPE_METER_EVENTS_BASE",
     "WEBHOOK_TOLERANCE_SECONDS",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from consumer.settings.reader import EnvironmentReader
 from consumer.settings.secret import Secret
@@ -63,15 +63,19 @@ class ClientSettings:
     meter_errors_topic: str
 
 
+DEFAULT_REQUEST_TOPIC: Final = "stripe.requests"
+DEFAULT_REPLY_TOPIC: Final = "stripe.replies"
+
+
 def read_client_settings(reader: EnvironmentReader) -> ClientSettings:
     return ClientSettings(
         kafka_bootstrap_servers=reader.required(
             "KAFKA_BOOTSTRAP_SERVERS", "comma-separated host:port list of Kafka brokers"
         ),
         kafka_security=read_kafka_security(reader),
-        request_topics=reader.topics("CONSUMER_REQUEST_TOPICS", ("stripe.requests",)),
+        request_topics=reader.topics("CONSUMER_REQUEST_TOPICS", (DEFAULT_REQUEST_TOPIC,)),
         meter_topic=reader.topic("CONSUMER_METER_TOPIC", "stripe.meter-events"),
-        reply_topic=reader.topic("CONSUMER_REPLY_TOPIC", "stripe.replies"),
+        reply_topic=reader.topic("CONSUMER_REPLY_TOPIC", DEFAULT_REPLY_TOPIC),
         dlq_topic=reader.topic("CONSUMER_DLQ_TOPIC", "stripe.dlq"),
         meter_errors_topic=reader.topic("CONSUMER_METER_ERRORS_TOPIC", "stripe.meter-errors"),
     )

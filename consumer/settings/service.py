@@ -16,7 +16,11 @@ from consumer.settings.secret import Secret
 from consumer.settings.stripe_credentials import StripeCredential, read_credentials
 
 DEFAULT_STRIPE_API_BASE: Final = "https://api.stripe.com"
+# Conductor's KAFKA_PUBLISH + WAIT style gets its replies on `<reply topic>.wait`
+# (README "Two producer styles"; consumer/conductor/kafka_publish.py).
+WAIT_REPLY_SUFFIX: Final = ".wait"
 DEFAULT_STRIPE_METER_EVENTS_BASE: Final = "https://meter-events.stripe.com"
+DEFAULT_MAX_RECORD_BYTES: Final = 1_048_576  # CONSUMER_MAX_RECORD_BYTES
 # A meter claim's lease is renewed every third of it, and one renewal round of 100 claims on
 # a Redis Cluster took 0.36-0.69 s on a loaded machine: at 1 s a round could outlast the
 # lease's last two thirds and another replica send the identifier too.
@@ -89,6 +93,13 @@ class Settings:
     @property
     def consumed_topics(self) -> tuple[str, ...]:
         return (*self.request_topics, self.meter_topic)
+
+    @property
+    def wait_reply_topic(self) -> str | None:
+        """The KAFKA_PUBLISH + WAIT style's reply topic, when the allow-list lets requests
+        name it (created at start-up with the others)."""
+        topic = self.reply_topic + WAIT_REPLY_SUFFIX
+        return topic if self.reply_topic_allowed(topic) else None
 
     def reply_topic_allowed(self, topic: str) -> bool:
         """Whether a request may name this reply topic: a Kafka topic name that the allow-list
@@ -184,7 +195,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         meter_replies=reader.boolean("CONSUMER_METER_REPLIES", False),
         http_host=reader.text("CONSUMER_HTTP_HOST", "127.0.0.1"),
         http_port=reader.integer("CONSUMER_HTTP_PORT", 8000, 0, 65535),
-        max_record_bytes=reader.integer("CONSUMER_MAX_RECORD_BYTES", 1_048_576, 64, 104_857_600),
+        max_record_bytes=reader.integer(
+            "CONSUMER_MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES, 64, 104_857_600
+        ),
         # Conductor republishes a task's record while it is pending (minutes) and retries a
         # failed task after its retry delay (60 s by default): an hour covers both. Each
         # entry holds a Stripe object (about 3 KiB), so 20,000 entries stay near 60 MiB.

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 
 import msgspec
 import pytest
 
 from consumer.__main__ import main
-from consumer.contract.examples import conductor_event_payload
 from consumer.contract.idempotency import RecordCoordinates
 from consumer.engine.replies import dead_letter_record
 from consumer.kafka.producer import RecordSink
 from consumer.kafka.reader import read_to_end
 from consumer.kafka.records import InboundRecord
+from tests.support.charges import answered_charge
 from tests.support.service import KafkaClient, Topics, running_service, service_settings
 from tests.support.stack import StandIn, standin_request
 
@@ -49,22 +48,8 @@ async def test_replayed_request_already_answered_is_not_executed_again(
     """A charge answered once, whose copy sits in the DLQ: the dry run publishes nothing; the
     replay is answered from the reply memory (deduplicated, same charge) and Stripe was
     called once in all."""
-    await standin_request(standin.url, "POST", "/_standin/reset")
-    topics = Topics()
-    task_id = str(uuid.uuid4())
-    charge = conductor_event_payload(
-        "create_charge",
-        {"amount": 1500, "currency": "usd", "source": "tok_visa"},
-        task_id=task_id,
-        task_ref_name="charge_card",
-    )
-    settings = service_settings({**stack, "STRIPE_API_BASE": standin.url}, topics)
-    async with (
-        KafkaClient(stack["KAFKA_BOOTSTRAP_SERVERS"], topics) as client,
-        running_service(settings),
-    ):
-        await client.publish(charge, key=task_id)
-        first = (await client.replies(1, keys={task_id}))[task_id]
+    async with answered_charge(stack, standin, amount=1500) as charge:
+        client, topics, task_id, first = charge.client, charge.topics, charge.task_id, charge.reply
         calls_before = (await standin_request(standin.url, "GET", "/_standin/stats"))["calls"]
         [source] = await client.read(topics.requests, 1)
         await put_in_dlq(client, topics, source)

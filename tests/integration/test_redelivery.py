@@ -4,11 +4,10 @@ side-effect layer once, and committed records are not processed again after a re
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
-from consumer.contract.examples import conductor_event_payload
+from tests.support.charges import answered_charge
 from tests.support.service import KafkaClient, Topics, running_service, service_settings
 from tests.support.stack import StandIn, standin_request
 
@@ -20,25 +19,11 @@ async def test_republished_request_is_answered_without_a_second_side_effect(
 ) -> None:
     """Conductor publishes a pending task's record again (same key): the second reply comes
     from memory, marked deduplicated; Stripe executed the charge once."""
-    await standin_request(standin.url, "POST", "/_standin/reset")
-    topics = Topics()
-    task_id = str(uuid.uuid4())
-    charge = conductor_event_payload(
-        "create_charge",
-        {"amount": 4200, "currency": "usd", "source": "tok_visa"},
-        task_id=task_id,
-        task_ref_name="charge_card",
-    )
-    settings = service_settings({**stack, "STRIPE_API_BASE": standin.url}, topics)
-    async with (
-        KafkaClient(stack["KAFKA_BOOTSTRAP_SERVERS"], topics) as client,
-        running_service(settings),
-    ):
-        await client.publish(charge, key=task_id)
-        first = (await client.replies(1, keys={task_id}))[task_id]
-        await client.publish(charge, key=task_id)
-        await client.publish(charge, key=task_id)
-        records = await client.read(topics.replies, 3)  # the topic is this test's alone
+    async with answered_charge(stack, standin, amount=4200) as charge:
+        first = charge.reply
+        await charge.client.publish(charge.request, key=charge.task_id)
+        await charge.client.publish(charge.request, key=charge.task_id)
+        records = await charge.client.read(charge.topics.replies, 3)  # the test's own topic
     replies = [r.value for r in records]
     assert len(replies) == 3
     assert first["status"] == "COMPLETED"

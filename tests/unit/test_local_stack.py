@@ -54,7 +54,8 @@ def test_service_acls_are_least_privilege() -> None:
          "--topic", "stripe.requests", "--topic", "stripe.meter-events",
          "--group", "stripe-consumer"],
         [*principal, "--operation", "Write", "--operation", "Describe",
-         "--topic", "stripe.replies", "--topic", "stripe.dlq", "--topic", "stripe.meter-errors"],
+         "--topic", "stripe.replies", "--topic", "stripe.dlq", "--topic", "stripe.meter-errors",
+         "--topic", "stripe.replies.wait"],
         [*principal, "--operation", "IdempotentWrite", "--cluster"],
     ]  # fmt: skip
     with_create = acls.ServiceGrants(create_topics=True).commands()

@@ -58,7 +58,7 @@ class LedgerLayout:
 
     def pending(self, tag_start: str, identifier: str) -> tuple[str, bytes]:
         """(its pending key, its digest): all a call sends per identifier."""
-        digest = hashlib.blake2b(identifier.encode(), digest_size=DIGEST_BYTES).digest()
+        digest = digest_of(identifier)
         return f"{tag_start}{group_of(digest)}}}:p:{digest.hex()}", digest
 
     def place(self, scope: LedgerScope, identifier: str) -> Placed:
@@ -72,6 +72,10 @@ class LedgerLayout:
         return self.prefix + scope.key(identifier)
 
 
+def digest_of(identifier: str) -> bytes:
+    return hashlib.blake2b(identifier.encode(), digest_size=DIGEST_BYTES).digest()
+
+
 def group_of(digest: bytes) -> int:
     return digest[6] % GROUPS  # Lua: string.byte(digest, 7) % 64
 
@@ -80,15 +84,25 @@ def shard_of(digest: bytes) -> int:
     return int.from_bytes(digest[:6], "big")  # < 2^53: exact in Lua's numbers
 
 
+# shard_of in the Lua of the scripts that rebuild a place from a digest.
+SHARD_OF_LUA: Final = """
+local function shard_of(digest)
+  local n = 0
+  for i = 1, 6 do n = n * 256 + string.byte(digest, i) end
+  return n
+end
+"""
+
+
 def bucket_seconds(window_seconds: float) -> int:
     """An eighth of the window (at least a minute): identifiers stay up to that long beyond
     the window, and a claim looks in nine buckets."""
     return max(60, math.ceil(window_seconds / BUCKETS_PER_WINDOW))
 
 
-def shards_for(events_per_second: float, bucket_seconds: int) -> int:
+def shards_for(events_per_second: float, bucket_seconds: int, groups: int = GROUPS) -> int:
     """Shards per group in a bucket so that a bucket's hashes hold <= FIELDS_PER_HASH fields at
     this rate (a power of two, so a shard number spreads evenly)."""
-    per_group = events_per_second * bucket_seconds / GROUPS
+    per_group = events_per_second * bucket_seconds / groups
     wanted = max(1, math.ceil(per_group / FIELDS_PER_HASH))
     return min(MAX_SHARDS, 1 << (wanted - 1).bit_length())

@@ -37,7 +37,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Final
 
-from consumer.metering.ledgers.ledger_layout import GROUPS, LedgerLayout
+from consumer.metering.ledgers.ledger_layout import GROUPS, SHARD_OF_LUA, LedgerLayout
 from consumer.metering.ledgers.protocol import ClaimState, LedgerScope, Renewal
 from consumer.shared_state.redis_client import LuaScript, RedisConnection
 
@@ -57,16 +57,12 @@ local tag_start, base_end, shared_meta = ARGV[1], ARGV[2], ARGV[3]
 local function base_of(digest)
   return tag_start .. (string.byte(digest, 7) % GROUPS) .. base_end
 end
-local function shard_of(digest)
-  local n = 0
-  for i = 1, 6 do n = n * 256 + string.byte(digest, i) end
-  return n
-end
+SHARD_OF
 local function meta_of(base, bucket)
   if shared_meta ~= '' then return shared_meta .. ':' .. bucket .. ':n' end
   return base .. ':' .. bucket .. ':n'
 end
-""".replace("GROUPS", str(GROUPS))
+""".replace("GROUPS", str(GROUPS)).replace("SHARD_OF", SHARD_OF_LUA)
 # KEYS: each identifier's pending key, then (legacy on) each one's key of the earlier layout.
 # ARGV: tag start, base end, shared meta base or '', pending value, lease ms, buckets to look
 # back, bucket seconds, legacy 1/0, then each identifier's digest. Answers per identifier:

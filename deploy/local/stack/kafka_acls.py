@@ -15,7 +15,8 @@ from .shell import run
 
 # The service's default names (CONSUMER_*_TOPIC, CONSUMER_GROUP_ID).
 DEFAULT_CONSUMED = ("stripe.requests", "stripe.meter-events")
-DEFAULT_PRODUCED = ("stripe.replies", "stripe.dlq", "stripe.meter-errors")
+# `stripe.replies.wait`: the replies of Conductor's KAFKA_PUBLISH + WAIT style.
+DEFAULT_PRODUCED = ("stripe.replies", "stripe.dlq", "stripe.meter-errors", "stripe.replies.wait")
 DEFAULT_GROUP = "stripe-consumer"
 
 

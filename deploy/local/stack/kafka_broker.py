@@ -166,23 +166,26 @@ def format_storage(dir: Path) -> None:
         if secured(state)
         else []
     )
-    run(
-        [
-            system_java(),
-            "-Xmx256m",
-            f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
-            "-cp",
-            f"{_kafka_home() / 'lib'}/*",
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            cluster_id,
-            "-c",
-            str(conf / "server.properties"),
-            *scram,
-        ],
-        "kafka: StorageTool format",
-    )
+    run(storage_format_command(conf, cluster_id, *scram), "kafka: StorageTool format")
+
+
+def storage_format_command(conf: Path, cluster_id: str, *extra: str) -> list[str]:
+    """KRaft's StorageTool formatting the log dir that conf/server.properties names (a single
+    broker's or a cluster node's)."""
+    return [
+        system_java(),
+        "-Xmx256m",
+        f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
+        "-cp",
+        f"{_kafka_home() / 'lib'}/*",
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        cluster_id,
+        "-c",
+        str(conf / "server.properties"),
+        *extra,
+    ]
 
 
 def answers(port: int) -> bool:

@@ -7,15 +7,13 @@ killed and restarted on its ports and data while the others serve."""
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
 from . import kafka_broker, network, processes, stack_dir
 from .component import Component, StackSettings
-from .java_runtime import system_java
 from .kafka_config import KAFKA_LOG4J, kafka_cluster_id
-from .launch import Launch, start_and_wait, wait_ready
+from .launch import restart_and_wait, start_and_wait
 from .shell import StackError, run
 
 CLUSTER = "kafka_cluster"  # its key in state.json
@@ -81,22 +79,8 @@ def _node(node_id: int) -> Component:
         if (conf / "data" / "meta.properties").exists():
             return
         cluster_id = stack_dir.load_state(dir)[CLUSTER]["cluster_id"]
-        run(
-            [
-                system_java(),
-                "-Xmx256m",
-                f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
-                "-cp",
-                f"{kafka_broker.install_kafka()}/*",
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster_id,
-                "-c",
-                str(conf / "server.properties"),
-            ],
-            f"{name}: StorageTool format",
-        )
+        kafka_broker.install_kafka()  # the jars, fetched on first use
+        run(kafka_broker.storage_format_command(conf, cluster_id), f"{name}: StorageTool format")
 
     return Component(
         name=name,
@@ -176,13 +160,7 @@ def start_node(dir: Path, node_id: int) -> float:
     for port in (node["port"], node["controller_port"]):
         if not network.wait_port_free(port, 15.0):
             raise StackError(f"{node_name(node_id)}: port {port} is still in use")
-    launch = Launch(dir, _node(node_id), state, fresh_log=False)
-    try:
-        wait_ready([launch], state)
-    except BaseException:
-        processes.stop({launch.pid: launch.marker}, timeout=10.0)
-        raise
-    return time.monotonic() - launch.started
+    return restart_and_wait(dir, _node(node_id), state)
 
 
 def stop_cluster(dir: Path) -> None:

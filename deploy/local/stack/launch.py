@@ -73,6 +73,18 @@ def wait_ready(launches: list[Launch], state: dict[str, Any]) -> None:
         time.sleep(0.2)
 
 
+def restart_and_wait(dir: Path, component: Component, state: dict[str, Any]) -> float:
+    """Start one stopped component again (its log kept) and wait until it answers; stop it
+    if it does not. The seconds it took."""
+    launch = Launch(dir, component, state, fresh_log=False)
+    try:
+        wait_ready([launch], state)
+    except BaseException:
+        processes.stop({launch.pid: launch.marker}, timeout=10.0)
+        raise
+    return time.monotonic() - launch.started
+
+
 def start_and_wait(
     dir: Path,
     state: dict[str, Any],

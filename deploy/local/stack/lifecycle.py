@@ -35,7 +35,7 @@ from . import (
 )
 from .component import StackSettings
 from .downloads import cache_dir
-from .launch import Launch, start_and_wait, wait_ready
+from .launch import restart_and_wait, start_and_wait
 from .shell import StackError, say
 
 COMPONENTS = (  # in stack.env's order
@@ -231,13 +231,7 @@ def start_kafka(dir: Path = stack_dir.DEFAULT_DIR) -> float:
         ):
             return 0.0
         kafka_broker.prepare_restart(dir, state)
-        launch = Launch(dir, kafka_broker.KAFKA, state, fresh_log=False)
-        try:
-            wait_ready([launch], state)
-        except BaseException:
-            processes.stop({launch.pid: launch.marker}, timeout=10.0)
-            raise
-        return time.monotonic() - launch.started
+        return restart_and_wait(dir, kafka_broker.KAFKA, state)
 
 
 def stop_kafka(dir: Path = stack_dir.DEFAULT_DIR) -> None:

@@ -129,10 +129,11 @@ async def test_the_shared_memory_answers_what_this_process_never_saw() -> None:
 
 
 async def test_without_the_shared_memory_this_process_still_answers() -> None:
-    """Redis down: remembering and recalling carry on in this process, without raising."""
+    """Redis down past the patience: remembering and recalling carry on in this process,
+    without raising."""
     shared = SharedFake()
     shared.down = True
-    memory = ReplyMemory(10, 60, shared=shared)
+    memory = ReplyMemory(10, 60, shared=shared, patience_seconds=0)
     await memory.remember(TASK_1, "h", DONE)
     assert await memory.recall(TASK_1, "h") == DONE
     assert await memory.recall(task("t", "unknown"), "h") is None

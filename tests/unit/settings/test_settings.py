@@ -125,6 +125,22 @@ def test_reply_topic_allow_list_matches_whole_names(
         assert not settings.reply_topic_allowed(topic), topic
 
 
+@pytest.mark.parametrize(
+    ("environ", "wait_topic"),
+    [
+        ({}, "stripe.replies.wait"),
+        ({"CONSUMER_REPLY_TOPIC": "billing.replies"}, "billing.replies.wait"),
+        ({"CONSUMER_REPLY_TOPIC_PATTERN": "stripe\\.replies"}, None),
+    ],
+)
+def test_the_wait_reply_topic_is_created_only_where_requests_may_name_it(
+    environ: dict[str, str], wait_topic: str | None
+) -> None:
+    """`<reply topic>.wait` (Conductor's KAFKA_PUBLISH + WAIT style) is among the topics the
+    service creates, unless the allow-list refuses it (then no request could use it)."""
+    assert load_settings({**BASE, **environ}).wait_reply_topic == wait_topic
+
+
 @pytest.mark.parametrize("name", ["billing\n", "bill\ning", "billing\t", "billing\r"])
 def test_credential_file_names_are_whole_integration_names(tmp_path: Path, name: str) -> None:
     """A key file whose name holds a control character is refused, not configured as an
