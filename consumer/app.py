@@ -61,6 +61,7 @@ from consumer.shared_state.redis_client import RedisConnection, redis_connection
 from consumer.stripe.deletes import RecordedDeletes, delete_records
 from consumer.stripe.executor import stripe_executor
 from consumer.stripe.gateway import StripeGateway, open_gateway
+from consumer.stripe.rate_limit import RateLimit
 from consumer.stripe.shared_rate_limit import rate_limiters
 
 _log = get_logger()
@@ -193,7 +194,7 @@ async def _consume(
     single_events, lane = meter_batchers(
         settings, shared.gateway, executor, shared.ledger, metrics, usage=shared.usage
     )
-    verdicts = _verdict_parts(settings, shared, metrics)
+    verdicts = _verdict_parts(settings, shared, metrics, limiters)
     memory = reply_memory(settings, shared.redis)
     processor = RequestProcessor(
         settings,
@@ -240,7 +241,10 @@ async def _consume(
 
 
 def _verdict_parts(
-    settings: Settings, shared: _SharedParts, metrics: ServiceMetrics
+    settings: Settings,
+    shared: _SharedParts,
+    metrics: ServiceMetrics,
+    limiters: dict[str, RateLimit],
 ) -> VerdictParts:
     return verdict_parts(
         settings,
@@ -251,6 +255,7 @@ def _verdict_parts(
         metrics=metrics,
         usage=shared.usage,
         redis=shared.redis,
+        limiters=limiters,  # the verdict path's GETs count against STRIPE_RATE_LIMIT too
     )
 
 

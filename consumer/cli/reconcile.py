@@ -21,6 +21,7 @@ from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import Settings
 from consumer.shared_state.redis_client import redis_connection
 from consumer.stripe.gateway import open_gateway
+from consumer.stripe.shared_rate_limit import rate_limiters
 
 
 def parse_since(text: str) -> float:
@@ -61,7 +62,8 @@ async def reconcile_command(
     try:
         async with open_gateway(settings, redactor_for(settings)) as gateway:
             reconciler = Reconciler(
-                StripeReader(gateway, settings),
+                # within the group's Stripe rate limit (shared through Redis)
+                StripeReader(gateway, settings, rate_limiters(settings, redis, "reconcile")),
                 RedisUsageBook(redis),
                 LedgerScope(integration, None),
             )

@@ -14,7 +14,10 @@ flight at once. For each batch:
    before the send (someone else's now) is not sent from here but asked about again;
 3. a transient failure (rate limit, 5xx, connection, expired session) releases the claims and
    retries the same events (same identifiers) after a backoff, for as long as it takes:
-   usage is never dropped because Stripe is briefly unavailable;
+   usage is never dropped because Stripe is briefly unavailable. An unexpected exception
+   (a bug) is retried so :data:`UNEXPECTED_ATTEMPTS` times at most (logged, counted), then
+   answered failed for good as in step 4 (the same identifiers each time: Stripe
+   deduplicates an identifier it has for 24 hours);
 4. a terminal failure releases the claims and answers the events as failed (the caller
    answers: reply or DLQ), so one bad batch never blocks the partition;
 5. Stripe rejects the integration's key (the credential gate is closed): the claims are
@@ -53,8 +56,20 @@ from consumer.observability.metrics import ServiceMetrics
 from consumer.stripe.credential_gate import CredentialHeld
 
 MAX_BATCH: Final = 100
+# Sends ending in an unexpected exception before the event is answered failed: about 6 s
+# of backoff, to outlast a blip seen as an unclassified error (a bug does not heal later).
+UNEXPECTED_ATTEMPTS: Final = 6
 _UNEXPECTED: Final = StripeFailure(
     ReplyError(type="api_error", message="The batch could not be sent", retryable=True),
+    category="api_error",
+)
+_GAVE_UP: Final = StripeFailure(
+    ReplyError(
+        type="api_error",
+        message=f"The meter event could not be sent: an internal error, {UNEXPECTED_ATTEMPTS} "
+        "times (see the service's log); not counted, send it again once fixed",
+        retryable=False,
+    ),
     category="api_error",
 )
 _HELD: Final = MeterResult("held")
@@ -67,6 +82,7 @@ class _Entry(msgspec.Struct):
     answer: list[Callable[[MeterResult], None]] = msgspec.field(default_factory=list)
     owners: list[object] = msgspec.field(default_factory=list)  # one per answer
     failures: int = 0
+    unexpected: int = 0  # sends that ended in an unexpected exception
     sending: bool = False  # its batch holds a sending slot: started, not withdrawable
 
 
@@ -236,7 +252,12 @@ class MeterEventBatcher:
         """Send the claimed entries, their claims renewed until they are settled."""
         ids = [entry.event.identifier for entry in claimed]
         held = HeldClaims(
-            self._ledger, scope, ids, lease_seconds=self._lease, claimed_at=claimed_at
+            self._ledger,
+            scope,
+            ids,
+            lease_seconds=self._lease,
+            claimed_at=claimed_at,
+            on_lost=lambda reason, count: self._metrics.meter_claims_lost.labels(reason).inc(count),
         )
         try:
             lost = await held.keep()
@@ -263,9 +284,8 @@ class MeterEventBatcher:
             results = [_HELD] * len(claimed)
         except StripeFailure as failure:
             results = [MeterResult("failed", failure=failure)] * len(claimed)
-        except Exception:  # a bug, not Stripe's answer: retry, never strand the events
-            _log.exception("sending a meter event batch failed unexpectedly; retrying it")
-            results = [MeterResult("failed", failure=_UNEXPECTED)] * len(claimed)
+        except Exception:  # a bug, not Stripe's answer: retry a few times, then fail them
+            results = self._unexpected(claimed)
         accepted = [e for e, r in zip(claimed, results, strict=True) if r.status in _COUNTED]
         refused = [
             (e, r) for e, r in zip(claimed, results, strict=True) if r.status not in _COUNTED
@@ -298,6 +318,24 @@ class MeterEventBatcher:
         # After the answers: the sums for reconciliation never delay a reply or a commit.
         sent = [e.event for e, r in zip(claimed, results, strict=True) if r.status == "delivered"]
         await self._sum_delivered(scope, sent)
+
+    def _unexpected(self, claimed: list[_Entry]) -> list[MeterResult]:
+        """A send raised something that is not Stripe's answer (logged with its traceback):
+        retried while under :data:`UNEXPECTED_ATTEMPTS`, answered failed for good after."""
+        for entry in claimed:
+            entry.unexpected += 1
+        given_up = [entry.unexpected >= UNEXPECTED_ATTEMPTS for entry in claimed]
+        gave_up = sum(given_up)
+        _log.exception(
+            "sending a meter event batch failed unexpectedly; "
+            + ("answering its events failed" if gave_up else "retrying it"),
+            extra={"events": len(claimed), "failed_for_good": gave_up},
+        )
+        self._metrics.meter_send_errors.labels("failed").inc(gave_up)
+        self._metrics.meter_send_errors.labels("retried").inc(len(claimed) - gave_up)
+        return [
+            MeterResult("failed", failure=_GAVE_UP if last else _UNEXPECTED) for last in given_up
+        ]
 
     async def _sum_delivered(self, scope: LedgerScope, events: list[MeterEvent]) -> None:
         """Add to the reconciliation sums, waiting out a short Redis blip; a longer failure

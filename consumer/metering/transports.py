@@ -61,6 +61,11 @@ class StreamTransport:
       through ``fallback``, which answers each event on its own merits: usage is never
       dead-lettered because the stream refused a batch. (At most ``max_fallbacks`` accounts
       are remembered so; expired ones are dropped.)
+    - an unexpected exception (a bug in the stream's path, not Stripe's answer): raised for
+      the batcher to retry with its backoff; the account's
+      :data:`STREAM_UNEXPECTED_BEFORE_FALLBACK`-th in a row takes the path of a refusal for
+      good (the v1 endpoint, whose code is not the stream's), so a stream-only bug does not
+      fail usage.
     """
 
     name = "v2_stream"
@@ -81,6 +86,7 @@ class StreamTransport:
         self._fallback_seconds = fallback_seconds
         self._clock = clock
         self._falling_back: Expiring[LedgerScope, bool] = Expiring(max_fallbacks, clock)
+        self._unexpected: Expiring[LedgerScope, int] = Expiring(max_fallbacks, clock)
 
     @property
     def accounts_falling_back(self) -> int:
@@ -97,6 +103,8 @@ class StreamTransport:
             await self._sender.send_meter_event_stream(
                 token=token, events=[event.stream_body() for event in events]
             )
+        except CredentialHeld:
+            raise
         except StripeFailure as failure:
             if token and (
                 failure.category == "temporary_session_expired" or failure.authentication
@@ -109,21 +117,45 @@ class StreamTransport:
                 # The connected account revoked access (or never existed): the v1 endpoint
                 # would refuse each event the same way. The batch fails, events to reply/DLQ.
                 return [MeterResult("failed", failure=failure, api=self.name)] * len(events)
-            _log.warning(
-                "the meter event stream refused a batch; sending through the v1 endpoint",
-                extra={
-                    "integration": scope.integration,
-                    "error_type": failure.detail.type,
-                    "error": failure.detail.message,
-                    "fallback_seconds": self._fallback_seconds,
-                },
+            return await self._fall_back(
+                scope, credential, events, failure.detail.type, failure.detail.message
             )
-            self._falling_back.put(scope, True, self._clock() + self._fallback_seconds)
-            return await self._fallback.send(scope, credential, events)
+        except Exception as exc:  # a bug, not Stripe's answer: the batcher retries it
+            failures = (self._unexpected.get(scope) or 0) + 1
+            if failures < STREAM_UNEXPECTED_BEFORE_FALLBACK:
+                self._unexpected.put(scope, failures, self._clock() + self._fallback_seconds)
+                raise
+            self._unexpected.pop(scope)
+            return await self._fall_back(scope, credential, events, "internal_error", repr(exc))
+        self._unexpected.pop(scope)
         return [_STREAM_DELIVERED] * len(events)
+
+    async def _fall_back(
+        self,
+        scope: LedgerScope,
+        credential: StripeCredential,
+        events: Sequence[MeterEvent],
+        error_type: str,
+        error: str,
+    ) -> list[MeterResult]:
+        """This batch and the account's next ones for a while through the v1 endpoint."""
+        _log.warning(
+            "the meter event stream refused a batch; sending through the v1 endpoint",
+            extra={
+                "integration": scope.integration,
+                "error_type": error_type,
+                "error": error,
+                "fallback_seconds": self._fallback_seconds,
+            },
+        )
+        self._falling_back.put(scope, True, self._clock() + self._fallback_seconds)
+        return await self._fallback.send(scope, credential, events)
 
 
 _STREAM_DELIVERED: Final = MeterResult("delivered", attempts=1, api=StreamTransport.name)
+# An account's unexpected exceptions in a row on the stream before its batch takes the v1
+# path (the batcher's backoff runs between them; it gives up after UNEXPECTED_ATTEMPTS).
+STREAM_UNEXPECTED_BEFORE_FALLBACK: Final = 3
 
 
 _HELD: Final = MeterResult("held", api="v1")

@@ -199,6 +199,19 @@ class ServiceMetrics:
             "result: `found`, `missing` (its events refused), `failed` (sent unchecked).",
             ("result",),
         )
+        self.meter_claims_lost = counter(
+            "meter_claims_lost",
+            "Meter event claims that ran out while their batch was out, by reason: "
+            "`another_owner` (another replica holds it now), `expired` (nobody yet). Lost "
+            "before the send: not sent from here; while sent: another may send it too.",
+            ("reason",),
+        )
+        self.meter_send_errors = counter(
+            "meter_send_errors",
+            "Meter events whose send raised an unexpected error (a bug, not Stripe's answer), "
+            "by outcome: `retried`, or `failed` (retried enough: answered failed, reply or DLQ).",
+            ("outcome",),
+        )
         self.meter_drift = gauge(
             "meter_drift",
             "Per meter: what the ledger delivered minus what Stripe counted minus what Stripe "

@@ -377,7 +377,7 @@ def test_alert_rules_pass_promtool_check(tools: dict[str, Path]) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 11 rules found" in result.stdout
+    assert "SUCCESS: 12 rules found" in result.stdout
 
 
 def test_alerts_fire_when_they_should_and_not_otherwise(tools: dict[str, Path]) -> None:

@@ -42,7 +42,7 @@ class Harness:
             "STRIPE_METER_EVENTS_BASE": self.standin.url,
             "CONSUMER_REDIS_URL": self.stack["REDIS_URL"],
             "CONSUMER_REDIS_KEY_PREFIX": f"{self.topics.prefix}:",  # this test's keys alone
-            "CONSUMER_METER_CLAIM_SECONDS": "3",
+            "CONSUMER_METER_CLAIM_SECONDS": "5",  # the setting's minimum
             "STRIPE_API_KEY": "sk_test_51FaultTests",
             "STRIPE_RATE_LIMIT": "100000",
             "STRIPE_TIMEOUT_SECONDS": "5",

@@ -22,8 +22,9 @@ async def test_two_replicas_on_a_redis_cluster(
     """3,000 meter events (a fifth duplicates, across partitions) and 200 charges through
     two replicas whose shared state is the cluster: each identifier delivered once, each
     charge answered and executed once."""
-    # The harness's 3 s claim lease: shorter than a batch's claim-to-settle can take on this
-    # loaded machine, so this holds only because a batch out renews its claims.
+    # The harness's 5 s claim lease (the setting's minimum): shorter than a batch's
+    # claim-to-settle can take on this loaded machine, so this holds only because a batch
+    # out renews its claims.
     cluster = {"CONSUMER_REDIS_URL": redis_cluster_url, "CONSUMER_REDIS_CLUSTER": "true"}
     one, two = harness.service(**cluster), harness.service(**cluster)
     one.start()
@@ -51,3 +52,11 @@ async def test_two_replicas_on_a_redis_cluster(
         for use in ("meter_ledger", "meter_usage", "reply_memory", "rate_limit")
     }
     print(f"redis cluster: errors by use {errors}")  # noqa: T201
+    claims_lost = {
+        reason: sum(
+            process.metric("stripe_consumer_meter_claims_lost_total", {"reason": reason})
+            for process in (one, two)
+        )
+        for reason in ("another_owner", "expired")
+    }
+    print(f"redis cluster: meter claims lost {claims_lost}")  # noqa: T201

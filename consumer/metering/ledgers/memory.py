@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from consumer.metering.ledgers.protocol import ClaimState, LedgerScope
+from consumer.metering.ledgers.protocol import ClaimState, LedgerScope, Renewal
 
 _DELIVERED = "delivered"
 
@@ -77,16 +77,20 @@ class MemoryIdentifierLedger:
             if entry is not None and entry[0] == mine:
                 del self._entries[key]
 
-    async def renew(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:
+    async def renew(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[Renewal]:
         now = self._clock()
         mine = f"pending:{self._owner}"
         held = []
         for identifier in identifiers:
             key = scope.key(identifier)
-            ours = self._current(key, now) == mine
-            if ours:
+            current = self._current(key, now)
+            if current == mine:
                 self._put(key, mine, now + self._lease)
-            held.append(ours)
+                held.append(Renewal.HELD)
+            elif current is not None and current.startswith("pending:"):
+                held.append(Renewal.TAKEN)
+            else:  # expired, or settled (Redis drops a settled claim's pending key)
+                held.append(Renewal.GONE)
         return held
 
     async def delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:

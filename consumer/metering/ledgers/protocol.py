@@ -16,6 +16,15 @@ class ClaimState(enum.Enum):
     PENDING = "pending"
 
 
+class Renewal(enum.Enum):
+    """What renewing a claim found: still this owner's (and renewed for a full lease), gone
+    (expired, or settled and dropped), or another owner's now (taken after it ran out)."""
+
+    HELD = "held"
+    GONE = "gone"
+    TAKEN = "taken"
+
+
 class LedgerScope(msgspec.Struct, frozen=True):
     """Identifiers are unique per Stripe account: the integration and connected account."""
 
@@ -33,9 +42,10 @@ class IdentifierLedger(Protocol):
 
     async def release(self, scope: LedgerScope, identifiers: Sequence[str]) -> None: ...
 
-    async def renew(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:
+    async def renew(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[Renewal]:
         """Give this owner's claims a full lease again, each only while it is still this
-        owner's; False for one that is not (expired, settled, or another owner's now)."""
+        owner's (HELD); GONE for one no longer there (expired, or settled), TAKEN for one
+        another owner claimed after it ran out."""
 
     async def delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:
         """Read only: whether each identifier is recorded `delivered`."""

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from consumer.metering.ledgers.ledger_layout import GROUPS, SHARD_OF_LUA, LedgerLayout
-from consumer.metering.ledgers.protocol import ClaimState, LedgerScope
+from consumer.metering.ledgers.protocol import ClaimState, LedgerScope, Renewal
 from consumer.shared_state.redis_client import LuaScript, RedisConnection
 
 _USE: Final = "meter_ledger"
@@ -159,19 +159,23 @@ return released
 """
 # KEYS: each identifier's pending key. ARGV: this owner's pending value, lease ms. A full
 # lease again for each claim still this owner's (compare and pexpire, atomic); answers 1 for
-# those, 0 for the others (expired, settled, or another owner's now).
+# those, 2 for a claim another owner holds now, 0 for one gone (expired, or settled).
 _RENEW: Final = """
 local held = {}
 for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
+  local owner = redis.call('GET', key)
+  if owner == ARGV[1] then
     redis.call('PEXPIRE', key, ARGV[2])
     held[i] = 1
+  elseif owner then
+    held[i] = 2
   else
     held[i] = 0
   end
 end
 return held
 """
+_RENEWALS: Final = {1: Renewal.HELD, 2: Renewal.TAKEN}
 # KEYS and ARGV as _CLAIM's. Answers per identifier: its settled state code, or '' when the
 # window has none (a pending claim is not settled).
 _READ: Final = (
@@ -266,10 +270,10 @@ class RedisIdentifierLedger:
         pending = [self._pending]
         await self._run(self._release, scope, identifiers, lambda _, k, _d: (k, pending))
 
-    async def renew(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:
+    async def renew(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[Renewal]:
         owned = [self._pending, self._lease_ms]
         answers = await self._run(self._renew, scope, identifiers, lambda _, k, _d: (k, owned))
-        return [int(answer) == 1 for answer in answers]
+        return [_RENEWALS.get(int(answer), Renewal.GONE) for answer in answers]
 
     async def delivered(self, scope: LedgerScope, identifiers: Sequence[str]) -> list[bool]:
         answers = await self._looked_up(self._read, scope, identifiers)

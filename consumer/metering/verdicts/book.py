@@ -10,6 +10,7 @@ lease while one replica processes it, then ``done`` for 31 days: Stripe lists ev
 
 from __future__ import annotations
 
+import enum
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -24,9 +25,11 @@ REPORT_LEASE_SECONDS: Final = 120.0
 CANCELLED: Final = "cancelled"
 REJECTED: Final = "rejected"
 _USE: Final = "meter_verdicts"
+# 1: claimed now; 0: processed before ('done'); 2: another caller holds it (pending).
 _CLAIM_REPORT: Final = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
+if redis.call('GET', KEYS[1]) == 'done' then return 0 end
+return 2
 """
 _RELEASE_REPORT: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
@@ -43,6 +46,17 @@ return #KEYS
 """
 
 
+class ReportClaim(enum.Enum):
+    """What claiming an error report found."""
+
+    TAKEN = "taken"  # this caller processes it now
+    DONE = "done"  # processed before, here or by another replica
+    BUSY = "busy"  # another caller holds it: processing it, or died (until its lease ends)
+
+
+_REPORT_CLAIMS: Final = {1: ReportClaim.TAKEN, 0: ReportClaim.DONE}
+
+
 class VerdictBook(Protocol):
     async def mark(self, scope: LedgerScope, verdicts: Sequence[tuple[str, str]]) -> None:
         """(identifier, verdict): `rejected:<code>` or `cancelled`."""
@@ -51,8 +65,8 @@ class VerdictBook(Protocol):
         self, scope: LedgerScope, identifiers: Sequence[str]
     ) -> list[str | None]: ...
 
-    async def claim_report(self, event_id: str) -> bool:
-        """True for the one caller that is to process the report now."""
+    async def claim_report(self, event_id: str) -> ReportClaim:
+        """TAKEN for the one caller that is to process the report now."""
 
     async def finish_report(self, event_id: str) -> None: ...
 
@@ -87,11 +101,12 @@ class MemoryVerdictBook:
         found = [self._verdicts.get(scope.key(i)) for i in identifiers]
         return [v[0] if v is not None and v[1] > now else None for v in found]
 
-    async def claim_report(self, event_id: str) -> bool:
-        if event_id in self._reports:
-            return False
+    async def claim_report(self, event_id: str) -> ReportClaim:
+        held = self._reports.get(event_id)
+        if held is not None:
+            return ReportClaim.DONE if held == "done" else ReportClaim.BUSY
         self._reports[event_id] = "pending"
-        return True
+        return ReportClaim.TAKEN
 
     async def finish_report(self, event_id: str) -> None:
         self._reports[event_id] = "done"
@@ -142,12 +157,12 @@ class RedisVerdictBook:
         values = await self._redis.get_many(keys, use=_USE)
         return [v.decode() if v is not None else None for v in values]
 
-    async def claim_report(self, event_id: str) -> bool:
+    async def claim_report(self, event_id: str) -> ReportClaim:
         lease = str(int(REPORT_LEASE_SECONDS * 1000))
         claimed = await self._redis.run(
             self._claim, [self._report_key(event_id)], [self._pending, lease], use=_USE
         )
-        return bool(claimed)
+        return _REPORT_CLAIMS.get(int(claimed), ReportClaim.BUSY)
 
     async def finish_report(self, event_id: str) -> None:
         await self._redis.put(

@@ -30,8 +30,9 @@ MISSING_SECONDS: Final = 60.0
 FAIL_OPEN_SECONDS: Final = 30.0
 LOOKUP_TIMEOUT_SECONDS: Final = 10.0
 MAX_LOCAL_ENTRIES: Final = 100_000
-# Lookups in flight at once: a burst of new ids (a cold start) must not flood Stripe's read
-# limit, which these GETs share with the operations (STRIPE_RATE_LIMIT does not count them).
+# Lookups in flight at once: a burst of new ids (a cold start) must not take every call of
+# the Stripe rate limit they share with the operations (the reader counts them in it; a
+# wait for the limiter is inside the lookup's timeout: a saturated limit sends unchecked).
 LOOKUPS_AT_ONCE: Final = 8
 _USE: Final = "known_customers"
 _FOUND, _MISSING = b"1", b"0"

@@ -8,21 +8,23 @@ webhook answers 500 and Stripe redelivers; the poller retries on its next round)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Literal
 
 import msgspec
 
+from consumer.contract.errors import StripeFailure
 from consumer.kafka.records import OutboundRecord
 from consumer.metering.ledgers.protocol import IdentifierLedger, LedgerScope
 from consumer.metering.usage import UsageBook
-from consumer.metering.verdicts.book import REJECTED, VerdictBook
+from consumer.metering.verdicts.book import REJECTED, ReportClaim, VerdictBook
 from consumer.metering.verdicts.reports import ErrorReport, decode_report, error_records, rejections
 from consumer.observability.logs import get_logger
 from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import Settings
 from consumer.stripe.calls import StripeCall
 from consumer.stripe.gateway import StripeGateway
+from consumer.stripe.rate_limit import RateLimit
 
 Source = Literal["webhook", "poller"]
 Publish = Callable[[OutboundRecord], Awaitable[None]]
@@ -30,11 +32,20 @@ _log = get_logger()
 
 
 class StripeReader:
-    """The GETs the verdict path makes, with an integration's key (through the gateway)."""
+    """The GETs the verdict path makes, with an integration's key (through the gateway),
+    each within the integration's Stripe rate limit when ``limiters`` are given (the
+    service's: STRIPE_RATE_LIMIT counts every call the account makes; a 429 slows the
+    limiter down as an operation's does)."""
 
-    def __init__(self, gateway: StripeGateway, settings: Settings) -> None:
+    def __init__(
+        self,
+        gateway: StripeGateway,
+        settings: Settings,
+        limiters: Mapping[str, RateLimit] | None = None,
+    ) -> None:
         self._gateway = gateway
         self._credentials = settings.credentials
+        self._limiters = limiters or {}
 
     async def get(
         self,
@@ -44,14 +55,26 @@ class StripeReader:
         *,
         context: str | None = None,
     ) -> bytes:
-        response = await self._gateway.call(
-            StripeCall("GET", path, dict(params)),
-            credential=self._credentials[integration],
-            stripe_account=None,
-            idempotency_key=None,
-            stripe_context=context,
-        )
+        limiter = self._limiters.get(integration)
+        if limiter is not None:
+            await limiter.acquire()
+        try:
+            response = await self._gateway.call(
+                StripeCall("GET", path, dict(params)),
+                credential=self._credentials[integration],
+                stripe_account=None,
+                idempotency_key=None,
+                stripe_context=context,
+            )
+        except StripeFailure as failure:
+            if limiter is not None and failure.category == "rate_limit_error":
+                limiter.slow_down()
+            raise
         return bytes(response.body)
+
+
+class ReportBusy(Exception):
+    """Another caller (replica, webhook or poller) is processing this report now."""
 
 
 class _Meter(msgspec.Struct):
@@ -82,9 +105,14 @@ class ErrorIntake:
     async def take(
         self, event_id: str, integration: str, source: Source, context: str | None = None
     ) -> bool:
-        """Process the report once; False when it was processed (or is being) elsewhere.
+        """Process the report once; False when it was processed before. ReportBusy when
+        another caller holds it now: it may yet fail there, so ask again later (the poller
+        keeps its cursor before it, the webhook answers 500 for Stripe to deliver it again).
         ``context``: the thin event's (a connected account's events are fetched in it)."""
-        if not await self._book.claim_report(event_id):
+        claim = await self._book.claim_report(event_id)
+        if claim is ReportClaim.BUSY:
+            raise ReportBusy(event_id)
+        if claim is ReportClaim.DONE:
             self._metrics.meter_error_reports.labels(source, "duplicate").inc()
             return False
         try:

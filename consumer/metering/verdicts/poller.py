@@ -3,7 +3,10 @@ newest ``created`` processed; with none yet, ``CONSUMER_METER_ERRORS_LOOKBACK_HO
 every ``CONSUMER_METER_ERRORS_POLL_SECONDS``. Stripe lists newest first; the poller reads every
 page, then processes oldest first, advancing the cursor after each report, so a failure
 leaves the cursor before it. Reports the webhook already processed are claimed: skipped.
-Every replica may poll: the intake's claim makes each report processed once."""
+Every replica may poll: the intake's claim makes each report processed once. A report
+another caller is processing right now ends the round before it: the cursor is shared,
+and moving it past a report whose processing then fails (or whose replica dies) would
+leave that report to nobody."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from collections.abc import Sequence
 import msgspec
 
 from consumer.metering.verdicts.book import VerdictBook
-from consumer.metering.verdicts.intake import ErrorIntake, StripeReader
+from consumer.metering.verdicts.intake import ErrorIntake, ReportBusy, StripeReader
 from consumer.metering.verdicts.reports import REPORT_TYPES, ThinEvent
 from consumer.observability.logs import get_logger
 
@@ -79,8 +82,15 @@ class ReportPoller:
         for event in sorted(events, key=lambda e: e.created):  # oldest first
             if event.created == cursor and event.id in seen:
                 continue
-            if await self._intake.take(event.id, integration, "poller", event.context):
-                processed += 1
+            try:
+                taken = await self._intake.take(event.id, integration, "poller", event.context)
+            except ReportBusy:  # next round, from here: done by then, or free again
+                _log.info(
+                    "a meter error report is being processed elsewhere; polling stops before it",
+                    extra={"stripe_event_id": event.id, "integration": integration},
+                )
+                return processed
+            processed += taken
             if event.created != cursor:
                 cursor = event.created
                 seen.clear()

@@ -1,11 +1,13 @@
 """The verdict path's parts built from the settings: the intake (what the webhook and the
 poller feed), the webhook's routes, the poller (None when polling is off), the request
-side (refusals, cancels, the active meters) and what runs beside the pipeline."""
+side (refusals, cancels, the active meters) and what runs beside the pipeline. Given the
+operations' Stripe rate limiters, the verdict path's GETs (reports, events, meters, known
+customers, reconcile) count against the same limit."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,7 @@ from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import Settings
 from consumer.shared_state.redis_client import RedisConnection
 from consumer.stripe.gateway import StripeGateway
+from consumer.stripe.rate_limit import RateLimit
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +70,9 @@ def verdict_parts(
     metrics: ServiceMetrics,
     usage: UsageBook,
     redis: RedisConnection | None = None,
+    limiters: Mapping[str, RateLimit] | None = None,
 ) -> VerdictParts:
-    reader = StripeReader(gateway, settings)
+    reader = StripeReader(gateway, settings, limiters)
     intake = ErrorIntake(
         reader, sink.send, book, ledger, metrics, topic=settings.meter_errors_topic, usage=usage
     )
@@ -97,14 +101,7 @@ def verdict_parts(
                 stop=stop,
             )
 
-    customers = None
-    if config.known_customers_seconds > 0:
-        customers = KnownCustomers(
-            lambda integration, path: reader.get(integration, path, {}),
-            redis,
-            found_seconds=config.known_customers_seconds,
-            counted=lambda result: metrics.meter_customer_lookups.labels(result).inc(),
-        )
+    customers = _known_customers(settings, reader, redis, metrics)
     request_side = MeterVerdicts(
         book, MeterCatalog(), topic=settings.meter_errors_topic, usage=usage, customers=customers
     )
@@ -116,4 +113,22 @@ def verdict_parts(
         reader,
         config.meters_refresh_seconds,
         reconcile,
+    )
+
+
+def _known_customers(
+    settings: Settings,
+    reader: StripeReader,
+    redis: RedisConnection | None,
+    metrics: ServiceMetrics,
+) -> KnownCustomers | None:
+    """The known-customer check (None when off); its lookups are the reader's GETs."""
+    seconds = settings.meter_verdicts.known_customers_seconds
+    if seconds <= 0:
+        return None
+    return KnownCustomers(
+        lambda integration, path: reader.get(integration, path, {}),
+        redis,
+        found_seconds=seconds,
+        counted=lambda result: metrics.meter_customer_lookups.labels(result).inc(),
     )

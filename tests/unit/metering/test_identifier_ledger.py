@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from consumer.metering.ledgers.memory import MemoryIdentifierLedger
-from consumer.metering.ledgers.protocol import ClaimState, LedgerScope
+from consumer.metering.ledgers.protocol import ClaimState, LedgerScope, Renewal
 
 SCOPE = LedgerScope("default", None)
 CLAIMED, DELIVERED, PENDING = ClaimState.CLAIMED, ClaimState.DELIVERED, ClaimState.PENDING
+HELD, GONE, TAKEN = Renewal.HELD, Renewal.GONE, Renewal.TAKEN
 
 
 class Clock:
@@ -91,8 +92,8 @@ async def test_renew_gives_a_live_owners_claim_a_full_lease_again() -> None:
     await mine.claim(SCOPE, ["i1", "i2", "i3"])
     await mine.mark_delivered(SCOPE, ["i3"])
     clock.now = 9.0
-    assert await mine.renew(SCOPE, ["i1", "i3"]) == [True, False]
+    assert await mine.renew(SCOPE, ["i1", "i3"]) == [HELD, GONE]
     clock.now = 18.0
     assert await mine.claim(SCOPE, ["i1", "i2", "i3"]) == [PENDING, CLAIMED, DELIVERED]
     clock.now = 19.0
-    assert await mine.renew(SCOPE, ["i1"]) == [False]  # ran out at 19: not its any more
+    assert await mine.renew(SCOPE, ["i1"]) == [GONE]  # ran out at 19: not its any more

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.contract.errors import StripeFailure
 from consumer.contract.reply import ReplyError
-from consumer.metering.batcher import MeterEventBatcher
+from consumer.metering.batcher import UNEXPECTED_ATTEMPTS, MeterEventBatcher
 from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metering.ledgers.memory import MemoryIdentifierLedger
 from consumer.metering.ledgers.protocol import ClaimState, LedgerScope
@@ -156,6 +156,32 @@ async def test_unexpected_error_in_sending_retries_instead_of_stranding_events()
     result = await asyncio.wait_for(submitted(b, event("u")), 5)
     assert result.status == "delivered"
     assert transport.batches == [["u"]]
+
+
+async def test_unexpected_error_every_time_is_answered_failed_after_bounded_retries() -> None:
+    """A bug on every send: the same identifier is tried UNEXPECTED_ATTEMPTS times with the
+    backoff, then answered failed for good (not retryable: reply or DLQ, not retried for
+    ever), counted by outcome; its claim is released, so a later copy is sent once."""
+    transport = Transport(failures=[RuntimeError("bug")] * UNEXPECTED_ATTEMPTS)
+    registry = CollectorRegistry()
+    b = MeterEventBatcher(
+        transport,
+        MemoryIdentifierLedger(window_seconds=3600, lease_seconds=60, max_entries=100, owner="me"),
+        ServiceMetrics(registry),
+        linger_seconds=0.001,
+        max_backoff_seconds=0.02,
+    )
+    result = await asyncio.wait_for(submitted(b, event("bug")), 5)
+    assert result.status == "failed"
+    assert result.failure is not None
+    assert result.failure.retryable is False
+    assert "internal error" in result.failure.detail.message
+    assert transport.failures == []  # every attempt was made, none sent
+    sent = "stripe_consumer_meter_send_errors_total"
+    assert registry.get_sample_value(sent, {"outcome": "retried"}) == UNEXPECTED_ATTEMPTS - 1
+    assert registry.get_sample_value(sent, {"outcome": "failed"}) == 1
+    assert (await asyncio.wait_for(submitted(b, event("bug")), 5)).status == "delivered"
+    assert transport.batches == [["bug"]]
 
 
 async def test_delivered_events_are_counted_by_the_api_that_took_them() -> None:

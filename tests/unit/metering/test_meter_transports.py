@@ -14,7 +14,7 @@ from consumer.contract.errors import StripeFailure
 from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.metering.sessions import ExecutorSessionCreator, MeterEventSessions
-from consumer.metering.transports import StreamTransport
+from consumer.metering.transports import STREAM_UNEXPECTED_BEFORE_FALLBACK, StreamTransport
 from consumer.observability.metrics import ServiceMetrics
 from consumer.settings import StripeCredential
 from consumer.stripe.credential_gate import CredentialGate, CredentialHeld
@@ -35,7 +35,7 @@ EVENTS = [
 class Sender:
     """The stream endpoint: records batches, or raises the failures queued for it."""
 
-    def __init__(self, failures: Sequence[StripeFailure] = ()) -> None:
+    def __init__(self, failures: Sequence[Exception] = ()) -> None:
         self.failures = list(failures)
         self.tokens: list[str] = []
 
@@ -132,6 +132,33 @@ async def test_stream_refusing_for_good_falls_back_to_v1_for_a_while() -> None:
     results = await stream.send(SCOPE, CREDENTIAL, EVENTS[:1])
     assert results[0].api == "v2_stream"
     assert len(sender.tokens) == 2
+
+
+async def test_unexpected_errors_on_the_stream_take_the_v1_path_after_a_few() -> None:
+    """A bug in the stream's path: raised for the batcher to retry, and the account's third
+    in a row sends the batch through v1 (as a refusal for good does); a success between
+    them starts the count again."""
+    clock = [0.0]
+    bug = RuntimeError("a bug in the stream's path")
+    sender, v1 = Sender([bug, bug, bug]), V1()
+    stream, _ = transport(sender, v1, clock)
+    for _ in range(STREAM_UNEXPECTED_BEFORE_FALLBACK - 1):
+        with pytest.raises(RuntimeError):
+            await stream.send(SCOPE, CREDENTIAL, EVENTS)
+    assert v1.batches == []
+    results = await stream.send(SCOPE, CREDENTIAL, EVENTS)
+    assert [(r.status, r.api) for r in results] == [("delivered", "v1")] * 3
+    assert stream.accounts_falling_back == 1
+
+    again, v1_again = Sender([bug, bug]), V1()
+    other, _ = transport(again, v1_again, clock)
+    for _ in range(2):  # two bugs, a success, two bugs: never three in a row
+        for _ in range(2):
+            with pytest.raises(RuntimeError):
+                await other.send(SCOPE, CREDENTIAL, EVENTS)
+        assert (await other.send(SCOPE, CREDENTIAL, EVENTS))[0].api == "v2_stream"
+        again.failures += [bug, bug]
+    assert v1_again.batches == []
 
 
 async def test_fallback_state_of_many_accounts_stays_bounded_and_expires() -> None:

@@ -1,5 +1,6 @@
 """The poller reads every page, processes oldest first, and moves its durable cursor only
-past what was processed: a failure leaves the cursor before the failed report."""
+past what was processed: a failure, or a report another replica is processing, leaves the
+cursor before that report."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.kafka.records import OutboundRecord
 from consumer.metering.ledgers.memory import MemoryIdentifierLedger
-from consumer.metering.verdicts.book import MemoryVerdictBook
+from consumer.metering.verdicts.book import MemoryVerdictBook, ReportClaim
 from consumer.metering.verdicts.intake import ErrorIntake, StripeReader
 from consumer.metering.verdicts.poller import ReportPoller
 from consumer.observability.metrics import ServiceMetrics
@@ -117,5 +118,19 @@ async def test_a_failed_report_keeps_the_cursor_before_it() -> None:
     assert [r.key for r in published] == [b"u1", b"u2"]
     assert await book.cursor("default") == "2026-12-04T10:00:02.000Z"
     stripe.fail = None
+    assert await reports.poll_once() == 3
+    assert [r.key for r in published] == [b"u1", b"u2", b"u3", b"u4", b"u5"]
+
+
+async def test_a_report_another_replica_is_processing_keeps_the_cursor_before_it() -> None:
+    """Report 3 is held by another replica's poller (then it crashes, or fails): this round
+    processes 1 and 2 and stops before 3 (the shared cursor must not pass a report that may
+    never be finished); once the holder let go, the next round processes 3, 4, 5."""
+    reports, _, book, published = poller()
+    assert await book.claim_report("evt_3") is ReportClaim.TAKEN  # the other replica
+    assert await reports.poll_once() == 2
+    assert [r.key for r in published] == [b"u1", b"u2"]
+    assert await book.cursor("default") == "2026-12-04T10:00:02.000Z"
+    await book.release_report("evt_3")  # its lease ran out, or it failed
     assert await reports.poll_once() == 3
     assert [r.key for r in published] == [b"u1", b"u2", b"u3", b"u4", b"u5"]

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from consumer.kafka.records import OutboundRecord
 from consumer.metering.ledgers.memory import MemoryIdentifierLedger
-from consumer.metering.verdicts.book import MemoryVerdictBook
+from consumer.metering.verdicts.book import MemoryVerdictBook, ReportClaim
 from consumer.metering.verdicts.intake import ErrorIntake, StripeReader
 from consumer.metering.verdicts.webhook import webhook_routes
 from consumer.observability.metrics import ServiceMetrics
@@ -76,10 +76,11 @@ class World:
         async def publish(record: OutboundRecord) -> None:
             self.published.append(record)
 
+        self.book = MemoryVerdictBook(window_seconds=60, max_entries=10)
         self.intake = ErrorIntake(
             self.reader,
             publish,
-            MemoryVerdictBook(window_seconds=60, max_entries=10),
+            self.book,
             MemoryIdentifierLedger(window_seconds=60, lease_seconds=5, max_entries=10, owner="t"),
             self.metrics,
             topic="errors",
@@ -119,6 +120,27 @@ async def test_a_signed_report_is_processed_once(
         assert response.status == 200
     assert [r.key for r in w.published] == [b"u1"]
     assert json.loads(w.published[0].value)["event_name"] == "api_calls"
+
+
+async def test_a_report_being_processed_elsewhere_is_asked_again(
+    world: tuple[World, TestClient[Any, Any]],
+) -> None:
+    """Another replica holds the report (processing it): 500, so Stripe delivers it again,
+    not 200 for a report that may yet fail there; once that replica let go, it is processed."""
+    w, client = world
+    body = json.dumps(THIN)
+    assert await w.book.claim_report("evt_1") is ReportClaim.TAKEN  # the other replica
+    response = await client.post(
+        "/stripe/webhook", data=body, headers={"Stripe-Signature": signature(body)}
+    )
+    assert response.status == 500
+    assert w.published == []
+    await w.book.release_report("evt_1")  # it failed there
+    response = await client.post(
+        "/stripe/webhook", data=body, headers={"Stripe-Signature": signature(body)}
+    )
+    assert response.status == 200
+    assert [r.key for r in w.published] == [b"u1"]
 
 
 async def test_a_connected_accounts_report_is_fetched_in_its_context(

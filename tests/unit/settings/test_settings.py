@@ -65,6 +65,10 @@ def test_defaults_follow_the_contract() -> None:
             "KAFKA_SASL_USERNAME is required: needed with SASL_SSL",
         ),
         ({"CONSUMER_METER_REPLIES": "maybe"}, "CONSUMER_METER_REPLIES: expected true or false"),
+        (  # a renewal round can outlast the last two thirds of a shorter lease on a cluster
+            {"CONSUMER_METER_CLAIM_SECONDS": "4.9"},
+            "CONSUMER_METER_CLAIM_SECONDS: expected a number from 5.0 to 3600.0, got 4.9",
+        ),
         ({"CONSUMER_REPLY_TOPIC_PATTERN": "("}, "CONSUMER_REPLY_TOPIC_PATTERN: not a valid regex"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR"),
         (
