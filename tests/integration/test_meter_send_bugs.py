@@ -1,7 +1,7 @@
 """A bug in the meter send path (an exception that is not Stripe's answer), injected,
 through the real broker: a stream-only bug sends the usage through the v1 endpoint, once;
 a bug on every path answers the events failed (a reply, or the DLQ) after bounded retries
-instead of retrying them for ever, and the meter topic flows on."""
+instead of retrying them for ever, and on stripe.meter-errors, and the meter topic flows on."""
 
 from __future__ import annotations
 
@@ -88,7 +88,8 @@ async def test_a_bug_on_every_path_is_answered_failed_after_bounded_retries(
 ) -> None:
     """Every send raises (a bug on both endpoints): a meter event with a taskId is answered
     FAILED_WITH_TERMINAL_ERROR and a quiet one is dead-lettered (`refused`) after the
-    bounded retries, nothing reaches Stripe, both are counted `failed`; once the bug is
+    bounded retries, both are on stripe.meter-errors with their reason, nothing reaches
+    Stripe, both are counted `failed`; once the bug is
     gone the next event on the meter topic is delivered once."""
     bug = {"on": True}
     originals = {cls: cls.send for cls in (StreamTransport, SingleEventTransport)}
@@ -120,6 +121,8 @@ async def test_a_bug_on_every_path_is_answered_failed_after_bounded_retries(
         await client.publish(usage(f"quiet-{run}"), key=f"quiet-{run}", topic=topics.meter)
         [reply] = await client.read(topics.replies, 1, keys={task}, timeout_s=60)
         [dead] = await client.read(topics.dlq, 1, keys={f"quiet-{run}"}, timeout_s=60)
+        ids = {f"answered-{run}", f"quiet-{run}"}
+        errors = await client.read(topics.meter_errors, 2, keys=ids, timeout_s=60)
         failed = sample(service, "stripe_consumer_meter_send_errors_total", outcome="failed")
         bug["on"] = False
         await client.publish(usage(f"later-{run}"), key=f"later-{run}", topic=topics.meter)
@@ -132,5 +135,13 @@ async def test_a_bug_on_every_path_is_answered_failed_after_bounded_retries(
     assert "internal error" in answered["error"]["message"]
     assert dict(dead.headers)["dlq.reason"] == b"refused"
     assert failed == 2
+    # Usage that did not count is on stripe.meter-errors too, with its reason (the contract).
+    records = {r.key or b"": msgspec.json.decode(r.value or b"") for r in errors}
+    assert set(records) == {i.encode() for i in ids}
+    for identifier, record in records.items():
+        assert record["identifier"] == identifier.decode()
+        assert record["code"] == "api_error"
+        assert "internal error" in record["message"]
+        assert (record["stripe_event_id"], record["event_name"]) == (None, "api_requests")
     assert f"answered-{run}" not in stats["meter_deliveries"]
     assert f"quiet-{run}" not in stats["meter_deliveries"]

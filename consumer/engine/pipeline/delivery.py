@@ -18,6 +18,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+import msgspec
+
+from consumer.contract.meter_errors import MeterErrorRecord
 from consumer.engine.pipeline.ports import FailureMemory, Sink
 from consumer.engine.processing.answer import Handled
 from consumer.engine.replies import Outcome
@@ -27,6 +30,7 @@ from consumer.observability.metrics import ServiceMetrics
 
 _log = get_logger()
 _DLQ_TRUNCATED_BYTES: Final = 64 * 1024
+_meter_error_code = msgspec.json.Decoder(MeterErrorRecord)
 
 
 class Delivery:
@@ -105,10 +109,11 @@ class Delivery:
             await self._memory.remember_failure(handled.memory, outcome)
 
     async def _send_meter_error(self, record: OutboundRecord) -> bool:
-        """A meter event refused before sending, on stripe.meter-errors (and counted)."""
+        """A meter event that did not count, on stripe.meter-errors (and counted by code)."""
         sent = await self._send_until_acknowledged(record, _never_instead)
         if sent:
-            self._metrics.meter_errors.labels("validation_error").inc()
+            code = _meter_error_code.decode(record.value).code
+            self._metrics.meter_errors.labels(code).inc()
         return sent
 
     async def _send_dead_letter(self, record: OutboundRecord) -> bool:

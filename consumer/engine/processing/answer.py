@@ -39,7 +39,7 @@ class Handled(msgspec.Struct, frozen=True):
     # slot); None for a record that is no request (not JSON, invalid): its copy is refused
     # again the same way by the same codec.
     memory: MemorySlot | None = None
-    meter_error: OutboundRecord | None = None  # a meter event refused before sending
+    meter_error: OutboundRecord | None = None  # a meter event that did not count
 
     @property
     def status(self) -> ReplyStatus:

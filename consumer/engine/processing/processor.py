@@ -139,8 +139,19 @@ class RequestProcessor:
         return msgspec.structs.replace(handled, meter_error=record)
 
     def answer(self, record: InboundRecord, prepared: Prepared, outcome: Outcome) -> Handled:
-        """The reply when one is due; a failure with no reply to carry it goes to the DLQ."""
-        return self._answers.answer(record, prepared, outcome)
+        """The reply when one is due; a failure with no reply to carry it goes to the DLQ. A
+        meter event that will not count (refused for good, or given up on) is also on
+        stripe.meter-errors; one answered with a retryable failure is not: Conductor retries it."""
+        handled = self._answers.answer(record, prepared, outcome)
+        request, error = prepared.request, outcome.error
+        final = handled.dead_letter is not None or outcome.status == "FAILED_WITH_TERMINAL_ERROR"
+        if self._verdicts is None or not isinstance(request, CreateMeterEvent) or not final:
+            return handled
+        if error is None:
+            return handled
+        identifier = prepared.meter_identifier or prepared.idempotency_key
+        meter_error = self._verdicts.failure(request, identifier, error)
+        return msgspec.structs.replace(handled, meter_error=meter_error)
 
     async def remembered(self, record: InboundRecord, prepared: Prepared) -> Handled | None:
         """The answer already given to this request, answered again; None when there is none

@@ -1,6 +1,7 @@
 """What the request path tells the verdict path: a meter event refused before sending
 (a ``stripe.meter-errors`` record with code ``validation_error`` and the identifier marked
-`rejected:validation_error`), and a meter event cancelled (marked `cancelled`)."""
+`rejected:validation_error`), one sent that did not count (a record with Stripe's code), and
+a meter event cancelled (marked `cancelled`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import msgspec
 
 from consumer.contract.errors import RequestRejected
 from consumer.contract.meter_errors import MeterErrorRecord
+from consumer.contract.reply import ReplyError
 from consumer.contract.requests import CancelMeterEvent, ConductorFields, CreateMeterEvent
 from consumer.kafka.records import OutboundRecord
 from consumer.metering.ledgers.protocol import LedgerScope
@@ -48,14 +50,28 @@ class MeterVerdicts:
     ) -> OutboundRecord:
         """The record for a meter event refused before sending (``request`` is the decoded
         event, or only its Conductor fields when it could not be decoded)."""
+        error = rejection.detail
+        message = f"{error.param}: {error.message}" if error.param else error.message
+        return self._record(request, identifier, VALIDATION_ERROR, message)
+
+    def failure(
+        self, request: CreateMeterEvent, identifier: str, error: ReplyError
+    ) -> OutboundRecord:
+        """The record for a meter event that was sent and did not count: Stripe refused it
+        for good, or the service gave up on it (``code``: Stripe's error code, else its
+        type; ``identifier``: given or derived)."""
+        return self._record(request, identifier, error.code or error.type, error.message)
+
+    def _record(
+        self, request: ConductorFields, identifier: str | None, code: str, message: str
+    ) -> OutboundRecord:
         event = request if isinstance(request, CreateMeterEvent) else None
         account = event.stripe_account if event and isinstance(event.stripe_account, str) else None
-        error = rejection.detail
         value = MeterErrorRecord(
             identifier=identifier,
             event_name=event.event_name if event else None,
-            code=VALIDATION_ERROR,
-            message=f"{error.param}: {error.message}" if error.param else error.message,
+            code=code,
+            message=message,
             error_count=1,
             sample=False,
             meter_id=None,
