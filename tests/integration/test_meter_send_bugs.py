@@ -6,9 +6,10 @@ instead of retrying them for ever, and on stripe.meter-errors, and the meter top
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgspec
@@ -52,6 +53,22 @@ def settings_for(stack: dict[str, str], standin: StandIn, topics: Topics) -> Set
     return service_settings(api, topics, STRIPE_METER_EVENTS_BASE=standin.url)
 
 
+@contextlib.asynccontextmanager
+async def meter_service(
+    stack: dict[str, str], standin: StandIn
+) -> AsyncIterator[tuple[KafkaClient, Any, Topics, str]]:
+    """A reset stand-in, fresh topics, a client and the service: (client, service, topics,
+    a run id for unique identifiers)."""
+    await standin_request(standin.url, "POST", "/_standin/reset")
+    topics, run = Topics(), uuid.uuid4().hex[:8]
+    settings = settings_for(stack, standin, topics)
+    async with (
+        KafkaClient(stack["KAFKA_BOOTSTRAP_SERVERS"], topics) as client,
+        running_service(settings) as service,
+    ):
+        yield client, service, topics, run
+
+
 def sample(service: Any, name: str, **labels: str) -> float:
     return float(service.registry.get_sample_value(name, labels) or 0)
 
@@ -66,13 +83,7 @@ async def test_a_bug_on_the_stream_path_sends_the_usage_through_v1_once(
         raise RuntimeError("a bug in the stream's body")
 
     monkeypatch.setattr(MeterEvent, "stream_body", broken)
-    await standin_request(standin.url, "POST", "/_standin/reset")
-    topics, run = Topics(), uuid.uuid4().hex[:8]
-    settings = settings_for(stack, standin, topics)
-    async with (
-        KafkaClient(stack["KAFKA_BOOTSTRAP_SERVERS"], topics) as client,
-        running_service(settings) as service,
-    ):
+    async with meter_service(stack, standin) as (client, service, topics, run):
         task = f"task-{run}"
         await client.publish(usage(f"v1-{run}", taskId=task), key=task, topic=topics.meter)
         [reply] = await client.read(topics.replies, 1, keys={task}, timeout_s=60)
@@ -109,13 +120,7 @@ async def test_a_bug_on_every_path_is_answered_failed_after_bounded_retries(
 
     for cls in originals:
         monkeypatch.setattr(cls, "send", sending(cls))
-    await standin_request(standin.url, "POST", "/_standin/reset")
-    topics, run = Topics(), uuid.uuid4().hex[:8]
-    settings = settings_for(stack, standin, topics)
-    async with (
-        KafkaClient(stack["KAFKA_BOOTSTRAP_SERVERS"], topics) as client,
-        running_service(settings) as service,
-    ):
+    async with meter_service(stack, standin) as (client, service, topics, run):
         task = f"task-{run}"
         await client.publish(usage(f"answered-{run}", taskId=task), key=task, topic=topics.meter)
         await client.publish(usage(f"quiet-{run}"), key=f"quiet-{run}", topic=topics.meter)
