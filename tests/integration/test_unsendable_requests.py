@@ -58,7 +58,8 @@ async def test_unsendable_meter_events_are_answered_or_dead_lettered_not_retried
     await standin_request(standin.url, "POST", "/_standin/reset")
     topics = Topics()
     run = uuid.uuid4().hex[:8]
-    settings = service_settings({**stack, "STRIPE_API_BASE": standin.url}, topics)
+    api = {**stack, "STRIPE_API_BASE": standin.url}  # and the meter event stream's host:
+    settings = service_settings(api, topics, STRIPE_METER_EVENTS_BASE=standin.url)
     async with (
         KafkaClient(stack["KAFKA_BOOTSTRAP_SERVERS"], topics) as client,
         running_service(settings),
