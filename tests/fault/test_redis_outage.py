@@ -24,18 +24,15 @@ from consumer.kafka.producer import RecordSink
 from consumer.kafka.records import OutboundRecord
 from tests.fault.conftest import Harness, charge_requests
 from tests.support.process import ServiceProcess
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, private_redis
 
 OUTAGE_SECONDS = 30.0
 
 
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
-    try:
+    with private_redis(tmp_path / "redis") as server:
         yield server
-    finally:
-        server.close()
 
 
 def meter_events(tag: str, count: int) -> list[dict[str, Any]]:

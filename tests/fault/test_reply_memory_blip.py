@@ -17,20 +17,15 @@ import msgspec
 import pytest
 
 from tests.fault.conftest import Harness, charge_requests
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, private_redis
 
 PAUSED_SECONDS = 3.0  # past the 2 s socket timeout, within the reply memory's 5 s patience
 
 
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis").start()
-    try:
+    with private_redis(tmp_path / "redis") as server:
         yield server
-    finally:
-        if server.process is not None:
-            os.kill(server.process.pid, signal.SIGCONT)
-        server.close()
 
 
 async def paused(server: RedisServer, seconds: float) -> None:

@@ -19,20 +19,16 @@ from consumer.metering.events import MeterEvent, MeterResult
 from consumer.metering.ledgers.protocol import LedgerScope
 from consumer.metering.transports import SingleEventTransport, StreamTransport
 from consumer.settings import Settings, StripeCredential
-from tests.support.service import KafkaClient, Topics, running_service, service_settings
+from tests.support.service import (
+    KafkaClient,
+    Topics,
+    meter_usage,
+    running_service,
+    service_settings,
+)
 from tests.support.stack import StandIn, standin_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-def usage(identifier: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "operation": "create_meter_event",
-        "event_name": "api_requests",
-        "customer_id": "cus_1",
-        "identifier": identifier,
-        **extra,
-    }
 
 
 async def deliveries(standin: StandIn, identifier: str, timeout_s: float = 30) -> int:
@@ -85,7 +81,7 @@ async def test_a_bug_on_the_stream_path_sends_the_usage_through_v1_once(
     monkeypatch.setattr(MeterEvent, "stream_body", broken)
     async with meter_service(stack, standin) as (client, service, topics, run):
         task = f"task-{run}"
-        await client.publish(usage(f"v1-{run}", taskId=task), key=task, topic=topics.meter)
+        await client.publish(meter_usage(f"v1-{run}", taskId=task), key=task, topic=topics.meter)
         [reply] = await client.read(topics.replies, 1, keys={task}, timeout_s=60)
         assert await deliveries(standin, f"v1-{run}") == 1
         assert sample(service, "stripe_consumer_meter_events_total", api="v1") == 1
@@ -122,15 +118,17 @@ async def test_a_bug_on_every_path_is_answered_failed_after_bounded_retries(
         monkeypatch.setattr(cls, "send", sending(cls))
     async with meter_service(stack, standin) as (client, service, topics, run):
         task = f"task-{run}"
-        await client.publish(usage(f"answered-{run}", taskId=task), key=task, topic=topics.meter)
-        await client.publish(usage(f"quiet-{run}"), key=f"quiet-{run}", topic=topics.meter)
+        await client.publish(
+            meter_usage(f"answered-{run}", taskId=task), key=task, topic=topics.meter
+        )
+        await client.publish(meter_usage(f"quiet-{run}"), key=f"quiet-{run}", topic=topics.meter)
         [reply] = await client.read(topics.replies, 1, keys={task}, timeout_s=60)
         [dead] = await client.read(topics.dlq, 1, keys={f"quiet-{run}"}, timeout_s=60)
         ids = {f"answered-{run}", f"quiet-{run}"}
         errors = await client.read(topics.meter_errors, 2, keys=ids, timeout_s=60)
         failed = sample(service, "stripe_consumer_meter_send_errors_total", outcome="failed")
         bug["on"] = False
-        await client.publish(usage(f"later-{run}"), key=f"later-{run}", topic=topics.meter)
+        await client.publish(meter_usage(f"later-{run}"), key=f"later-{run}", topic=topics.meter)
         assert await deliveries(standin, f"later-{run}") == 1
         stats = await standin_request(standin.url, "GET", "/_standin/stats?full=1")
     assert reply.value is not None

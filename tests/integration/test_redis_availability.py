@@ -22,7 +22,7 @@ from consumer.engine.reply_memory import AnswerKeys, RedisAnswers, ReplyMemory
 from consumer.observability.metrics import ServiceMetrics
 from consumer.shared_state.redis_client import RedisConnection, SharedStateUnavailable
 from consumer.stripe.retry import Attempts
-from tests.support.redis_server import RedisServer, redis_answers
+from tests.support.redis_server import RedisServer, private_redis, redis_answers
 
 pytestmark = pytest.mark.integration
 DONE = Outcome.completed(msgspec.Raw(b'{"id":"ch_1","object":"charge"}'), "req_1", Attempts(1))
@@ -47,13 +47,8 @@ class Clock:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RedisServer]:
-    started = RedisServer(tmp_path / "redis").start()
-    try:
-        yield started
-    finally:
-        if started.process is not None:
-            os.kill(started.process.pid, signal.SIGCONT)  # a test that failed while paused
-        started.close()
+    with private_redis(tmp_path / "redis") as server:
+        yield server
 
 
 @pytest_asyncio.fixture

@@ -9,13 +9,18 @@ import asyncio
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
 
 import msgspec
 import pytest
 
 from consumer.stripe.http_pool import HttpPool
-from tests.support.service import KafkaClient, Topics, running_service, service_settings
+from tests.support.service import (
+    KafkaClient,
+    Topics,
+    meter_usage,
+    running_service,
+    service_settings,
+)
 from tests.support.stack import StandIn, standin_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -39,16 +44,6 @@ def refused_meter_headers(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
     return state
 
 
-def usage(identifier: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "operation": "create_meter_event",
-        "event_name": "api_requests",
-        "customer_id": "cus_1",
-        "identifier": identifier,
-        **extra,
-    }
-
-
 async def test_unsendable_meter_events_are_answered_or_dead_lettered_not_retried_for_ever(
     stack: dict[str, str], standin: StandIn, refused_meter_headers: dict[str, bool]
 ) -> None:
@@ -65,12 +60,14 @@ async def test_unsendable_meter_events_are_answered_or_dead_lettered_not_retried
         running_service(settings),
     ):
         task = f"task-{run}"
-        await client.publish(usage(f"answered-{run}", taskId=task), key=task, topic=topics.meter)
-        await client.publish(usage(f"quiet-{run}"), key=f"quiet-{run}", topic=topics.meter)
+        await client.publish(
+            meter_usage(f"answered-{run}", taskId=task), key=task, topic=topics.meter
+        )
+        await client.publish(meter_usage(f"quiet-{run}"), key=f"quiet-{run}", topic=topics.meter)
         [reply] = await client.read(topics.replies, 1, keys={task}, timeout_s=30)
         [dead] = await client.read(topics.dlq, 1, keys={f"quiet-{run}"}, timeout_s=30)
         refused_meter_headers["on"] = False
-        await client.publish(usage(f"later-{run}"), key=f"later-{run}", topic=topics.meter)
+        await client.publish(meter_usage(f"later-{run}"), key=f"later-{run}", topic=topics.meter)
         deadline = time.monotonic() + 30
         while True:
             stats = await standin_request(standin.url, "GET", "/_standin/stats?full=1")

@@ -3,9 +3,11 @@ append-only persistence in its own directory, on a free port of 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.process import free_port
@@ -70,3 +72,13 @@ class RedisServer:
             self.process.kill()
             self.process.wait(10)
         self.process = None
+
+
+@contextlib.contextmanager
+def private_redis(directory: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, killed at the end (SIGKILL ends a paused one too)."""
+    server = RedisServer(directory).start()
+    try:
+        yield server
+    finally:
+        server.close()

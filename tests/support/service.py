@@ -169,3 +169,14 @@ class KafkaClient:
         """Replies by record key (the last one per key)."""
         records = await self.read(self.topics.replies, count, **kwargs)
         return {r.key.decode(): msgspec.json.decode(r.value) for r in records if r.key and r.value}
+
+
+def meter_usage(identifier: str, **extra: Any) -> dict[str, Any]:
+    """A create_meter_event request for ``cus_1`` on the ``api_requests`` meter."""
+    return {
+        "operation": "create_meter_event",
+        "event_name": "api_requests",
+        "customer_id": "cus_1",
+        "identifier": identifier,
+        **extra,
+    }
